@@ -1,0 +1,45 @@
+# Twin: `make demo` and `make test` each create .venv (reused on later runs), install, and run.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+STAMP := $(VENV)/.twin-installed
+# Debian packages: libusb for Open3D's import, Chromium for the viewer's browser tests.
+DEBS := libusb-1.0-0 chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export WARP_CACHE_PATH ?= $(HOME)/.cache/twin/warp
+
+.PHONY: setup demo test bench clean system-deps
+
+setup: $(STAMP)
+
+system-deps:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml Makefile | system-deps
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@# Torch first, so that nothing pulls a CUDA build here; a machine with an NVIDIA GPU gets PyPI's CUDA build.
+	@if ! $(PY) -c "import torch" 2>/dev/null; then \
+	  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then $(PIP) install torch gsplat; \
+	  else $(PIP) install torch==2.13.0; fi; fi
+	$(PIP) install -q -e ".[test]"
+	@touch $(STAMP)
+
+demo: setup system-deps
+	$(VENV)/bin/twin demo
+
+test: setup system-deps
+	$(PY) -m pytest -q
+
+bench: setup system-deps
+	@mkdir -p benches/results
+	@for b in benches/*.py; do n=$$(basename $$b .py); echo "== $$n"; \
+	  $(PY) $$b --json | tee benches/results/$$n.log | tail -n 1 > benches/results/$$n.json || exit 1; done
+
+clean:
+	rm -rf $(VENV) scenes/demo scenes/demo_capture

@@ -1,0 +1,1 @@
+"""policies: demonstrations, datasets, policy training, evaluation and deployment."""

@@ -1,0 +1,1 @@
+"""sim: Newton (Warp) physics and sensors in a reconstructed scene."""

@@ -1,0 +1,88 @@
+"""spatial's verbs: capture synth, reconstruct, eval-poses, demo. Configs here; heavy imports inside runners."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from .cli_tools import Verb, opt
+
+
+@dataclass
+class ReconstructConfig:
+    """Options of `twin reconstruct`."""
+
+    input: Path = opt(help="video (mp4/mov), folder of photos, COLMAP model or transforms.json", positional=True)
+    out: Path = opt(help="bundle directory to write, e.g. scenes/NAME")
+    overwrite: bool = opt(False, "replace an existing bundle at --out")
+    poses: Path | None = opt(None, "use these poses (COLMAP model or transforms.json) instead of running SfM")
+    marker_size: float | None = opt(None, "side length in metres of a printed ArUco/AprilTag marker in the scene")
+    known_distance: str | None = opt(None, "metric scale from the distance between two frames' cameras: "
+                                           "'FRAME_A,FRAME_B,METRES'", metavar="A,B,M")
+    max_side: int = opt(960, "working resolution: longest image side in pixels")
+    max_frames: int = opt(240, "most keyframes taken from a video")
+    matching: Literal["auto", "sequential", "exhaustive"] = opt("auto", "feature matching strategy")
+    mapper: Literal["global", "incremental"] = opt("global", "COLMAP mapper")
+    max_features: int = opt(4096, "SIFT features per image")
+    depth_frames: int = opt(48, "most keyframes that get dense depth (spread over the capture)")
+    depth_max_side: int = opt(320, "dense depth working resolution (longest side)")
+    mesh_triangles: int = opt(200_000, "collision mesh triangle budget after simplification")
+    quiet: bool = opt(False, "no progress bars")
+
+
+@dataclass
+class EvalPosesConfig:
+    """Options of `twin eval-poses`."""
+
+    bundle: Path = opt(help="bundle (or COLMAP model / transforms.json) with the estimated poses", positional=True)
+    reference: Path = opt(help="reference poses: COLMAP model directory or transforms.json")
+
+
+@dataclass
+class DemoConfig:
+    """Options of `twin demo`."""
+
+    out: Path = opt(Path("scenes/demo"), "bundle directory for the reconstructed demo scene")
+    capture: Path = opt(Path("scenes/demo_capture"), "where the synthetic capture is written")
+    frames: int = opt(90, "frames in the synthetic video")
+    width: int = opt(480, "synthetic video width")
+    height: int = opt(360, "synthetic video height")
+    seed: int = opt(0, "random seed of the synthetic scene and trajectory")
+    quiet: bool = opt(False, "no progress bars")
+
+
+def _run_reconstruct(cfg: ReconstructConfig, json_out: bool = False) -> int:
+    from .reconstruct import run_reconstruct
+
+    return run_reconstruct(cfg, json_out=json_out)
+
+
+def _run_eval(cfg: EvalPosesConfig, json_out: bool = False) -> int:
+    from .evaluate import run_eval_poses
+
+    return run_eval_poses(cfg, json_out=json_out)
+
+
+def _run_demo(cfg: DemoConfig, json_out: bool = False) -> int:
+    from .demo import run_demo
+
+    return run_demo(cfg, json_out=json_out)
+
+
+def _synth_verb() -> list[Verb]:
+    try:
+        from .synth import SynthConfig, run_synth
+    except ImportError:
+        return []
+    return [Verb("capture synth", SynthConfig, run_synth,
+                 "write a synthetic phone capture (mp4 + JPEG frames + ground truth) of a textured room")]
+
+
+VERBS = [
+    Verb("reconstruct", ReconstructConfig, _run_reconstruct,
+         "phone video or photos -> cameras, depth, points and collision mesh in a scene bundle"),
+    Verb("eval-poses", EvalPosesConfig, _run_eval,
+         "compare a bundle's cameras with reference poses (AUC@5/15/30, ATE)"),
+    Verb("demo", DemoConfig, _run_demo,
+         "synthesise a capture, reconstruct it and report pose and depth error against ground truth"),
+] + _synth_verb()

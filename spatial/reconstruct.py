@@ -1,0 +1,333 @@
+"""`twin reconstruct`: phone video or photos -> a scene bundle (cameras, depth, points, collision mesh).
+
+Stages: frames -> SfM cameras (or given poses) -> +Z up and metric scale -> multi-view depth -> fusion
+-> bundle + COLMAP / nerfstudio exports. The bundle is built in a temporary sibling and renamed into
+place only when every stage succeeded, so a failure never damages an existing bundle.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import BundleError, finalize_manifest, new_manifest, staged_bundle, write_cameras
+from .cameras import Camera
+from .cli_tools import emit_json, info, progress, warn
+from .errors import InputError
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm"}
+
+
+@dataclass
+class Reconstruction:
+    """What the stages produce before it is written: posed frames, points, depth and mesh."""
+
+    cameras: list[Camera]
+    images: list[np.ndarray]
+    points: np.ndarray
+    colors: np.ndarray
+    report: dict = field(default_factory=dict)
+
+
+def classify_input(path: Path) -> str:
+    """'video', 'photos', 'colmap' or 'transforms'; InputError for anything else."""
+    from .reference import reference_kind
+
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory")
+    if path.is_file():
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            return "video"
+        if path.suffix.lower() == ".json":
+            return "transforms"
+        raise InputError(f"{path}: unsupported input (expected a video {sorted(VIDEO_SUFFIXES)}, a folder of "
+                         "photos, a COLMAP model or a transforms.json)")
+    kind = reference_kind(path)
+    if kind == "bundle":
+        raise InputError(f"{path}: this is already a Twin bundle; reconstruct from the capture itself")
+    return kind or "photos"
+
+
+def run_reconstruct(cfg, json_out: bool = False) -> int:
+    """CLI entry: validate early (before any heavy work), then build the bundle atomically."""
+    t0 = time.perf_counter()
+    inp = Path(cfg.input)
+    classify_input(inp)
+    out = Path(cfg.out)
+    if out.exists() and not cfg.overwrite:
+        raise BundleError(f"{out}: already exists (pass --overwrite to replace it)")
+    if cfg.marker_size is not None and not cfg.marker_size > 0:
+        raise InputError(f"--marker-size must be positive, got {cfg.marker_size}")
+    if cfg.known_distance is not None:
+        _parse_known_distance(cfg.known_distance)
+    summary = reconstruct(cfg)
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    info(f"[green]wrote[/green] {out}: {summary['registered']}/{summary['frames']} frames registered, "
+         f"{summary['points']} points, {summary['mesh_triangles']} mesh triangles, scale "
+         f"{'metric (' + summary['scale_source'] + ')' if summary['metric'] else 'arbitrary'}, "
+         f"{summary['seconds']:.1f} s")
+    if json_out:
+        emit_json(summary)
+    return 0
+
+
+def _parse_known_distance(s: str) -> tuple[str, str, float]:
+    parts = [p.strip() for p in s.split(",")]
+    try:
+        a, b, m = parts
+        metres = float(m)
+    except ValueError:
+        raise InputError(f"--known-distance must be 'FRAME_A,FRAME_B,METRES', got {s!r}") from None
+    if not metres > 0:
+        raise InputError(f"--known-distance metres must be positive, got {m}")
+    return a, b, metres
+
+
+def reconstruct(cfg) -> dict:
+    """Run every stage and write the bundle at cfg.out; returns the summary dict."""
+    from .frames import FramesConfig, load_frames
+
+    inp = Path(cfg.input)
+    kind = classify_input(inp)
+    timings: dict[str, float] = {}
+    with progress(cfg.quiet) as prog, staged_bundle(cfg.out, overwrite=cfg.overwrite) as tmp:
+        work = tmp / "_work"
+        work.mkdir()
+        t = time.perf_counter()
+        poses_path = cfg.poses if cfg.poses is not None else (inp if kind in ("colmap", "transforms") else None)
+        image_source = _image_dir_for_poses(inp, kind) if kind in ("colmap", "transforms") else inp
+        fcfg = FramesConfig(max_side=cfg.max_side, max_keyframes=cfg.max_frames)
+        frames = load_frames(image_source, fcfg, progress=prog)
+        timings["frames"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        if poses_path is not None:
+            rec = _from_given_poses(frames, Path(poses_path))
+        else:
+            rec = _from_sfm(frames, work, cfg, prog, kind)
+        timings["cameras"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        rec, scale_info, plane = _align(rec, cfg)
+        timings["align"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        depth_ids, depths = _dense_depth(rec, cfg, prog)
+        timings["depth"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        n_pts, n_tris = _fuse_and_write(tmp, rec, depth_ids, depths, cfg)
+        timings["fusion"] = time.perf_counter() - t
+
+        _write_frames(tmp, rec, depth_ids, depths)
+        _write_exports(tmp, rec)
+        shutil.rmtree(work, ignore_errors=True)
+        manifest = new_manifest(input=str(inp), input_kind=kind, poses=str(poses_path) if poses_path else None,
+                                backend=rec.report.get("backend", "twin"), versions=_versions(),
+                                config={k: str(v) if isinstance(v, Path) else v
+                                        for k, v in dataclasses.asdict(cfg).items()})
+        manifest["scale"] = scale_info
+        manifest["support_plane"] = plane
+        manifest["timings"] = {k: round(v, 2) for k, v in timings.items()}
+        manifest["metrics"]["reconstruct"] = {
+            "frames": rec.report.get("frames", len(rec.cameras)), "registered": len(rec.cameras),
+            "unregistered": rec.report.get("unregistered", {}), "skipped_inputs": rec.report.get("skipped", {}),
+            "points": n_pts, "mesh_triangles": n_tris, "depth_frames": len(depth_ids),
+        }
+        finalize_manifest(tmp, manifest)
+    return {"registered": len(rec.cameras), "frames": rec.report.get("frames", len(rec.cameras)),
+            "points": n_pts, "mesh_triangles": n_tris, "metric": scale_info["metric"],
+            "scale_source": scale_info["source"], "bundle": str(cfg.out), "timings": manifest["timings"]}
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {}
+    for name in ("twin", "pycolmap", "torch", "open3d-cpu", "open3d", "opencv-contrib-python-headless"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _image_dir_for_poses(model: Path, kind: str) -> Path:
+    """Where the images of a COLMAP model / transforms.json live (the usual layouts)."""
+    base = model.parent if model.is_file() else model
+    for cand in (base / "images", base.parent / "images", base.parent.parent / "images", base):
+        if cand.is_dir() and any(p.suffix.lower() in (".jpg", ".jpeg", ".png") for p in cand.iterdir()):
+            return cand
+    raise InputError(f"{model}: cannot find the images for these poses (looked for an images/ folder beside it)")
+
+
+def _from_sfm(frames, work: Path, cfg, prog, kind: str) -> Reconstruction:
+    from .sfm import SfmConfig, run_sfm
+
+    scfg = SfmConfig(matching=cfg.matching, mapper=cfg.mapper, max_features=cfg.max_features)
+    res = run_sfm(frames, work, scfg, progress=prog)
+    by_name = {f.name: f for f in frames.frames}
+    cams = sorted(res.cameras, key=lambda c: c.name)
+    images = [by_name[c.name].image for c in cams]
+    report = {"frames": len(frames.frames), "unregistered": dict(res.unregistered),
+              "skipped": dict(frames.skipped), "backend": f"pycolmap {res.mapper}"}
+    if res.unregistered:
+        warn(f"{len(res.unregistered)} of {len(frames.frames)} frames not registered: "
+             + "; ".join(f"{k}: {v}" for k, v in list(res.unregistered.items())[:5])
+             + (" ..." if len(res.unregistered) > 5 else ""))
+    return Reconstruction(cams, images, np.asarray(res.points, np.float64).reshape(-1, 3),
+                          np.asarray(res.colors, np.uint8).reshape(-1, 3), report)
+
+
+def _from_given_poses(frames, poses: Path) -> Reconstruction:
+    """Use the cameras of a COLMAP model / transforms.json, rescaled to the working resolution."""
+    from .colmap_io import find_colmap_model, read_colmap
+    from .reference import read_reference
+
+    given = {Path(c.name).name: c for c in read_reference(poses)}
+    points = np.zeros((0, 3))
+    colors = np.zeros((0, 3), np.uint8)
+    if find_colmap_model(poses) is not None:
+        _, points, colors = read_colmap(poses, poses_only=True)
+    cams, images, missing = [], [], []
+    for f in frames.frames:
+        c = given.get(Path(f.name).name)
+        if c is None:
+            missing.append(f.name)
+            continue
+        h, w = f.image.shape[:2]
+        cams.append(dataclasses.replace(c.scaled(w / c.width), name=f.name, width=w, height=h))
+        images.append(f.image)
+    if len(cams) < 3:
+        raise InputError(f"{poses}: only {len(cams)} of the images have a pose there (need at least 3)")
+    return Reconstruction(cams, images, points, colors,
+                          {"frames": len(frames.frames), "backend": f"given poses ({poses.name})",
+                           "unregistered": {m: "no pose in the given model" for m in missing},
+                           "skipped": dict(frames.skipped)})
+
+
+def _undistort(rec: Reconstruction) -> Reconstruction:
+    """Undistorted images with the same intrinsics, so that every later stage is pinhole."""
+    import cv2
+
+    cams, images = [], []
+    for c, im in zip(rec.cameras, rec.images):
+        if c.dist and any(abs(d) > 0 for d in c.dist):
+            im = cv2.undistort(im, c.K, np.asarray(c.dist, np.float64))
+            c = dataclasses.replace(c, dist=[])
+        cams.append(c)
+        images.append(im)
+    return dataclasses.replace(rec, cameras=cams, images=images)
+
+
+def _align(rec: Reconstruction, cfg) -> tuple[Reconstruction, dict, dict]:
+    """+Z up on the support plane, then metres from a marker or a known distance when possible."""
+    from .align import apply_similarity, distance_scale, marker_scale, scale_matrix, up_from_plane_and_cameras
+
+    rec = _undistort(rec)
+    pts = rec.points if len(rec.points) >= 10 else np.stack([c.center for c in rec.cameras])
+    T, plane = up_from_plane_and_cameras(pts, rec.cameras)
+    cams, points = apply_similarity(T, rec.cameras, rec.points)
+    scale_info = {"metric": False, "source": "arbitrary", "metres_per_unit": None}
+    res = None
+    if cfg.marker_size is not None:
+        step = max(1, len(cams) // 60)
+        res = marker_scale(rec.images[::step], cams[::step], cfg.marker_size)
+        if res is None:
+            warn(f"no marker seen in two or more views: the scale stays arbitrary")
+    if res is None and cfg.known_distance is not None:
+        a, b, metres = _parse_known_distance(cfg.known_distance)
+        res = distance_scale(cams, a, b, metres)
+    if res is not None:
+        S = scale_matrix(res.scale)
+        cams, points = apply_similarity(S, cams, points)
+        for k in ("offset_input",):
+            plane.pop(k, None)
+        if "extent_xy" in plane:
+            plane["extent_xy"] = [v * res.scale for v in plane["extent_xy"]]
+        if "centroid" in plane:
+            plane["centroid"] = [v * res.scale for v in plane["centroid"]]
+        scale_info = {"metric": True, "source": res.source, "metres_per_unit": float(res.scale),
+                      "rel_std": float(res.rel_std), "views": int(res.n_views)}
+        info(f"metric scale from {res.source}: {res.scale:.5g} m per unit "
+             f"({res.n_views} views, spread {res.rel_std * 100:.2f} %)")
+    return dataclasses.replace(rec, cameras=cams, points=points), scale_info, plane
+
+
+def _depth_subset(n: int, k: int) -> list[int]:
+    if n <= k:
+        return list(range(n))
+    return sorted(set(np.round(np.linspace(0, n - 1, k)).astype(int).tolist()))
+
+
+def _dense_depth(rec: Reconstruction, cfg, prog):
+    from .mvs import DepthConfig, estimate_depths
+
+    ids = _depth_subset(len(rec.cameras), cfg.depth_frames)
+    task = prog.add_task("dense depth", total=len(ids), status="")
+
+    def tick(done, total):
+        prog.update(task, completed=done, status=f"{done}/{total} views")
+
+    dcfg = DepthConfig(max_side=cfg.depth_max_side)
+    res = estimate_depths([rec.images[i] for i in ids], [rec.cameras[i] for i in ids], dcfg,
+                          sparse_points=rec.points if len(rec.points) else None, progress=tick)
+    return ids, res
+
+
+def _fuse_and_write(root: Path, rec: Reconstruction, ids, depths, cfg) -> tuple[int, int]:
+    from .fusion import fuse_points, tsdf_mesh, write_ply_points
+
+    imgs = [rec.images[i] for i in ids]
+    dmaps = [d.depth for d in depths]
+    cams = [d.camera for d in depths]
+    pts, cols = fuse_points(dmaps, imgs, cams)
+    if len(pts) < 100:
+        warn(f"dense depth gave only {len(pts)} points; adding the sparse SfM points")
+        pts = np.concatenate([pts, rec.points]) if len(pts) else rec.points
+        cols = np.concatenate([cols, rec.colors]) if len(cols) else rec.colors
+    if len(pts) == 0:
+        raise InputError("no 3D points could be reconstructed: the images do not overlap enough")
+    write_ply_points(root / "points.ply", pts, cols)
+    mesh = tsdf_mesh(dmaps, imgs, cams, target_triangles=cfg.mesh_triangles)
+    n_tris = int(len(mesh.faces)) if mesh is not None else 0
+    if n_tris:
+        mesh.export(root / "collision.ply")
+    else:
+        warn("the TSDF fusion produced no surface; the bundle has no collision mesh")
+    return int(len(pts)), n_tris
+
+
+def _write_frames(root: Path, rec: Reconstruction, ids, depths) -> None:
+    """images/ (undistorted working-resolution JPEGs), depth/ (float32 depth + confidence), cameras.json."""
+    import cv2
+
+    (root / "images").mkdir()
+    (root / "depth").mkdir()
+    cams = []
+    for c, im in zip(rec.cameras, rec.images):
+        stem = Path(c.name).stem
+        rel = f"images/{stem}.jpg"
+        cv2.imwrite(str(root / rel), cv2.cvtColor(im, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+        cams.append(dataclasses.replace(c, image=rel, name=Path(rel).name))
+    for i, d in zip(ids, depths):
+        stem = Path(rec.cameras[i].name).stem
+        np.savez_compressed(root / "depth" / f"{stem}.npz", depth=d.depth.astype(np.float32),
+                            confidence=d.confidence.astype(np.float32), K=d.camera.K,
+                            size=np.array([d.camera.width, d.camera.height]))
+    write_cameras(root, cams)
+    rec.cameras = cams
+
+
+def _write_exports(root: Path, rec: Reconstruction) -> None:
+    from .colmap_io import write_colmap
+    from .nerfstudio_io import write_transforms
+
+    (root / "colmap" / "sparse" / "0").mkdir(parents=True)
+    write_colmap(root / "colmap" / "sparse" / "0", rec.cameras, rec.points, rec.colors)
+    write_transforms(root / "transforms.json", rec.cameras, [c.image for c in rec.cameras])
