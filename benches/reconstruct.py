@@ -18,6 +18,14 @@ from pathlib import Path
 import numpy as np
 
 
+def _cpu() -> float:
+    """CPU seconds of this process, all threads (wall time alone misleads on a shared machine)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _ratio(a, b):
     return a / b if b else float("nan")
 
@@ -39,7 +47,7 @@ def run_twin(images: Path, work: Path, mapper: str, limit: int | None):
     from spatial.frames import FramesConfig, load_frames
     from spatial.sfm import SfmConfig, run_sfm
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     src = images
     if limit:
         src = work / "subset"
@@ -50,7 +58,7 @@ def run_twin(images: Path, work: Path, mapper: str, limit: int | None):
     t1 = time.perf_counter()
     res = run_sfm(fs, work / "twin", SfmConfig(mapper=mapper))
     t2 = time.perf_counter()
-    return res.cameras, len(fs.frames), {"frames": t1 - t0, **res.timings, "total": t2 - t0}
+    return res.cameras, len(fs.frames), {"frames": t1 - t0, **res.timings, "total": t2 - t0, "cpu": _cpu() - c0}
 
 
 def run_peer(images: Path, work: Path, limit: int | None):
@@ -65,7 +73,7 @@ def run_peer(images: Path, work: Path, limit: int | None):
     db = work / "peer.db"
     out = work / "peer_sparse"
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     pycolmap.extract_features(db, images, image_names=names)
     t1 = time.perf_counter()
     pycolmap.match_exhaustive(db)
@@ -77,7 +85,8 @@ def run_peer(images: Path, work: Path, limit: int | None):
         rec = max(recs.values(), key=lambda r: r.num_reg_images())
         cams = [camera_from_pycolmap(im.camera, im.cam_from_world(), im.name)
                 for im in rec.images.values() if im.has_pose]
-    return cams, len(names), {"features": t1 - t0, "matching": t2 - t1, "mapping": t3 - t2, "total": t3 - t0}
+    return cams, len(names), {"features": t1 - t0, "matching": t2 - t1, "mapping": t3 - t2, "total": t3 - t0,
+                             "cpu": _cpu() - c0}
 
 
 def main(argv=None) -> int:
@@ -107,7 +116,8 @@ def main(argv=None) -> int:
 
     print(f"{'method':18s} {'seconds':>8s} {'registered':>11s} {'RRA@30':>7s} {'RTA@30':>7s} {'AUC@30':>7s}  stages")
     for name, t, s, k in rows:
-        stages = " ".join(f"{key}={v:.1f}" for key, v in t.items() if key != "total")
+        stages = " ".join(f"{key}={v:.1f}" for key, v in t.items() if key not in ("total", "cpu"))
+        stages += f"  (cpu {t['cpu']:.0f} s)"
         print(f"{name:18s} {t['total']:8.1f} {k:5d}/{n:<5d} {s['rra_auc30'] or 0:7.2f} {s['rta_auc30'] or 0:7.2f} "
               f"{s['auc30'] or 0:7.2f}  {stages}")
     out = {"data": str(a.data), "frames": n, "twin_seconds": round(tt["total"], 2),
@@ -119,7 +129,8 @@ def main(argv=None) -> int:
         out.update({"peer_seconds": round(pt["total"], 2), "peer_registered": pk, "peer_auc30": ps["auc30"],
                     "peer_rra_auc30": ps["rra_auc30"], "peer_rta_auc30": ps["rta_auc30"],
                     "peer_stages": {k: round(v, 2) for k, v in pt.items()},
-                    "speedup": round(_ratio(pt["total"], tt["total"]), 2)})
+                    "speedup": round(_ratio(pt["total"], tt["total"]), 2),
+                    "cpu_speedup": round(_ratio(pt["cpu"], tt["cpu"]), 2)})
         print(f"speed-up {out['speedup']:.2f}x, AUC@30 twin {ts['auc30']:.2f} vs peer {ps['auc30'] or 0:.2f}")
     if a.json:
         emit_json(out)

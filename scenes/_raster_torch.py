@@ -105,9 +105,10 @@ def _composite_chunk(pix, means2d, conics, opac, colors, depths):
 
 
 def render_torch(means, quats, scales, opacities, sh, viewmat, K, width, height, degree, near, far,
-                 means2d_grad_holder=None, pixels_per_chunk: int | None = None):
+                 means2d_grad_holder=None, pixel_ids: torch.Tensor | None = None, pixels_per_chunk: int | None = None):
     """Dense reference render -> colour without background (H,W,3), accumulated depth (H,W,1), alpha (H,W,1),
-    radii (N,), means2d (N,2)."""
+    radii (N,), means2d (N,2). With pixel_ids (P,) (flat row-major indices) only those pixels are rendered and
+    the three images come back as (P,3), (P,1), (P,1)."""
     pr = project(means, quats, scales, opacities, sh, viewmat, K, width, height, degree, near, far)
     means2d = pr["means2d"]
     if means2d_grad_holder is not None:
@@ -115,9 +116,10 @@ def render_torch(means, quats, scales, opacities, sh, viewmat, K, width, height,
     idx = torch.nonzero(pr["visible"])[:, 0]
     idx = idx[torch.argsort(pr["depths"][idx], stable=True)]
     g = (means2d[idx], pr["conics"][idx], pr["opacities"][idx], pr["colors"][idx], pr["depths"][idx])
-    ys, xs = torch.meshgrid(torch.arange(height, device=means.device), torch.arange(width, device=means.device),
-                            indexing="ij")
-    pix = torch.stack([xs, ys], dim=-1).reshape(-1, 2).to(means.dtype) + 0.5
+    full = pixel_ids is None
+    if full:
+        pixel_ids = torch.arange(width * height, device=means.device)
+    pix = torch.stack([pixel_ids % width, pixel_ids // width], dim=-1).to(means.dtype) + 0.5
     n = max(int(idx.numel()), 1)
     step = pixels_per_chunk or max(16, (1 << 21) // n)
     outs = []
@@ -127,6 +129,8 @@ def render_torch(means, quats, scales, opacities, sh, viewmat, K, width, height,
             outs.append(checkpoint(_composite_chunk, pix[s:s + step], *g, use_reentrant=False))
         else:
             outs.append(_composite_chunk(pix[s:s + step], *g))
-    color, accd, alpha = (torch.cat(o, dim=0).reshape(height, width, -1) for o in zip(*outs))
+    color, accd, alpha = (torch.cat(o, dim=0) for o in zip(*outs))
+    if full:
+        color, accd, alpha = (t.reshape(height, width, -1) for t in (color, accd, alpha))
     means2d_out = torch.where(pr["visible"][:, None], pr["means2d"], torch.zeros_like(pr["means2d"]))
     return color, accd, alpha, pr["radii"], means2d_out

@@ -6,6 +6,8 @@ hand-written vector-Jacobian product. Tensors cross between torch and Warp witho
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 import warp as wp
 
@@ -13,7 +15,6 @@ from scenes import _warp_project as wproj
 from scenes import _warp_tiles as wtiles
 
 TILE = wtiles.TILE
-wp.config.quiet = True
 wp.init()
 
 
@@ -38,9 +39,27 @@ class _Frame:
         self.tiles_x = (width + TILE - 1) // TILE
         self.tiles_y = (height + TILE - 1) // TILE
         self.device = wp.device_from_torch(device)
+        self.workers = 1 if self.device.is_cuda else max(1, min(torch.get_num_threads(), 16))
 
     def cam_args(self):
         return [self.view_r, self.view_t, self.campos, self.fx, self.fy, self.cx, self.cy, self.width, self.height]
+
+
+def _launch_tiles(kernel, fr: _Frame, make_inputs) -> None:
+    """Launch a per-tile kernel; on the CPU split the tiles over torch.get_num_threads() Python threads
+    (interleaved, for balance). make_inputs(worker, tile_first, tile_stride) gives the kernel inputs."""
+    n_t = fr.tiles_x * fr.tiles_y
+    nw = max(1, min(fr.workers, n_t))
+
+    def one(w):
+        wp.launch(kernel, dim=(n_t - w + nw - 1) // nw, device=fr.device, inputs=make_inputs(w, w, nw))
+
+    if nw == 1:
+        one(0)
+        return
+    wp.load_module(wtiles, device=fr.device)
+    with ThreadPoolExecutor(nw) as ex:
+        list(ex.map(one, range(nw)))
 
 
 def _forward(fr: _Frame, means, quats, scales, opac, sh):
@@ -87,8 +106,8 @@ def _forward(fr: _Frame, means, quats, scales, opac, sh):
     last = torch.full((hw,), -1, dtype=torch.int32, device=tdev)
     geo = [_wa(ranges), _wa(ids), _wa(means2d, wp.vec2), _wa(conics, wp.vec3), _wa(opac), _wa(colors, wp.vec3),
            _wa(depths), _wa(smax), _wa(radii, wp.vec2i), fr.width, fr.height, fr.tiles_x]
-    wp.launch(wtiles.raster_fwd, dim=n_tiles_img, device=dev, inputs=[
-        *geo, _wa(out_color, wp.vec3), _wa(out_depth), _wa(trans), _wa(last)])
+    outs = [_wa(out_color, wp.vec3), _wa(out_depth), _wa(trans), _wa(last)]
+    _launch_tiles(wtiles.raster_fwd, fr, lambda w, first, stride: [*geo, first, stride, *outs])
     saved = dict(means2d=means2d, conics=conics, depths=depths, colors=colors, smax=smax, radii=radii,
                  ranges=ranges, ids=ids, trans=trans, last=last)
     return out_color, out_depth, trans, saved
@@ -98,18 +117,21 @@ def _backward(fr: _Frame, means, quats, scales, opac, sh, s, v_color, v_depth, v
     n, dev, tdev = means.shape[0], fr.device, means.device
     f32 = dict(dtype=torch.float32, device=tdev)
     hw = fr.width * fr.height
-    v_means2d = torch.zeros(n, 2, **f32)
-    v_conics = torch.zeros(n, 3, **f32)
-    v_opac = torch.zeros(n, **f32)
-    v_colors = torch.zeros(n, 3, **f32)
-    v_depths = torch.zeros(n, **f32)
     geo = [_wa(s["ranges"]), _wa(s["ids"]), _wa(s["means2d"], wp.vec2), _wa(s["conics"], wp.vec3), _wa(opac),
            _wa(s["colors"], wp.vec3), _wa(s["depths"]), _wa(s["smax"]), _wa(s["radii"], wp.vec2i),
            fr.width, fr.height, fr.tiles_x]
-    wp.launch(wtiles.raster_bwd, dim=fr.tiles_x * fr.tiles_y, device=dev, inputs=[
-        *geo, _wa(s["trans"]), _wa(s["last"]), _wa(v_color, wp.vec3), _wa(v_depth), _wa(v_alpha),
-        _wa(s["trans"].clone()), _wa(torch.zeros(hw, 3, **f32), wp.vec3), _wa(torch.zeros(hw, **f32)),
-        _wa(v_means2d, wp.vec2), _wa(v_conics, wp.vec3), _wa(v_opac), _wa(v_colors, wp.vec3), _wa(v_depths)])
+    pix = [_wa(s["trans"]), _wa(s["last"]), _wa(v_color, wp.vec3), _wa(v_depth), _wa(v_alpha),
+           _wa(s["trans"].clone()), _wa(torch.zeros(hw, 3, **f32), wp.vec3), _wa(torch.zeros(hw, **f32))]
+    # one set of per-Gaussian gradient buffers per worker thread: (means2d, conics, opacity, colour, depth)
+    bufs = [[torch.zeros(n, c, **f32).squeeze(-1) for c in (2, 3, 1, 3, 1)] for _ in range(fr.workers)]
+    types = (wp.vec2, wp.vec3, None, wp.vec3, None)
+
+    def args(w, first, stride):
+        return [*geo, first, stride, *pix, *(_wa(b, t) for b, t in zip(bufs[w], types))]
+
+    _launch_tiles(wtiles.raster_bwd, fr, args)
+    v_means2d, v_conics, v_opac, v_colors, v_depths = (
+        torch.stack(b).sum(0) if len(b) > 1 else b[0] for b in zip(*bufs))
     v_means = torch.zeros(n, 3, **f32)
     v_quats = torch.zeros(n, 4, **f32)
     v_scales = torch.zeros(n, 3, **f32)

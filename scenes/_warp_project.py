@@ -163,15 +163,17 @@ def project_fwd(
     ry = wp.ceil(wp.sqrt(2.0 * s * c))
     if m2[0] + rx <= 0.0 or m2[0] - rx >= fw or m2[1] + ry <= 0.0 or m2[1] - ry >= fh:
         return
-    t0x = wp.clamp(int(wp.floor((m2[0] - rx) / float(TILE))), 0, tiles_x)
-    t1x = wp.clamp(int(wp.ceil((m2[0] + rx) / float(TILE))), 0, tiles_x)
-    t0y = wp.clamp(int(wp.floor((m2[1] - ry) / float(TILE))), 0, tiles_y)
-    t1y = wp.clamp(int(wp.ceil((m2[1] + ry) / float(TILE))), 0, tiles_y)
+    ftx = float(tiles_x)
+    fty = float(tiles_y)
+    t0x = int(wp.clamp(wp.floor((m2[0] - rx) / float(TILE)), 0.0, ftx))
+    t1x = int(wp.clamp(wp.ceil((m2[0] + rx) / float(TILE)), 0.0, ftx))
+    t0y = int(wp.clamp(wp.floor((m2[1] - ry) / float(TILE)), 0.0, fty))
+    t1y = int(wp.clamp(wp.ceil((m2[1] + ry) / float(TILE)), 0.0, fty))
     means2d[i] = m2
     conics[i] = wp.vec3(c / det, -b / det, a / det)
     depths[i] = z
     smax[i] = s
-    radii[i] = wp.vec2i(int(rx), int(ry))
+    radii[i] = wp.vec2i(int(wp.min(rx, 1.0e9)), int(wp.min(ry, 1.0e9)))
     rects[i] = wp.vec4i(t0x, t0y, t1x, t1y)
     n_tiles[i] = (t1x - t0x) * (t1y - t0y)
     d = means[i] - campos

@@ -4,6 +4,9 @@ One thread owns one 16x16 tile and walks that tile's depth-sorted Gaussian list;
 only the tile pixels inside the Gaussian's alpha >= 1/255 ellipse (row spans), so the work is close to the number
 of real Gaussian-pixel contributions. This suits Warp's serial CPU launches; on CUDA it is correct but slow
 (gsplat serves CUDA). Per-Gaussian gradients are summed per tile and added once per (tile, Gaussian) pair.
+Tiles are visited as tile_first + k * tile_stride so that several CPU threads can each launch a share (Warp
+releases the GIL while a CPU kernel runs); each thread then needs its own gradient buffers (CPU atomics are
+plain adds).
 """
 from __future__ import annotations
 
@@ -58,20 +61,24 @@ def row_span(m: wp.vec2, cn: wp.vec3, s: float, py: int, x0: int, x1: int):
     if disc >= 0.0:
         r = wp.sqrt(disc)
         # dx = m.x - (px + 0.5) in [(-bdy - r)/a, (-bdy + r)/a]
-        lo = wp.max(x0, int(wp.floor(m[0] - (-bdy + r) / a - 0.5)))
-        hi = wp.min(x1, int(wp.ceil(m[0] - (-bdy - r) / a - 0.5)) + 1)
+        # clamp in float before converting: far-off spans must not overflow int
+        lo = int(wp.clamp(wp.ceil(m[0] - (-bdy + r) / a - 0.5), float(x0), float(x1)))
+        hi = int(wp.clamp(wp.floor(m[0] - (-bdy - r) / a - 0.5) + 1.0, float(x0), float(x1)))
     return lo, hi
 
 
 @wp.func
-def gauss_alpha(m: wp.vec2, cn: wp.vec3, o: float, px: int, py: int):
+def gauss_alpha(m: wp.vec2, cn: wp.vec3, o: float, s: float, px: int, py: int):
+    """alpha = min(0.99, o exp(-sigma)) at pixel (px, py), 0 when sigma < 0 or surely below 1/255 (sigma
+    beyond s = ln(255 o) plus a margin, which saves the exp without changing any result)."""
     dx = m[0] - (float(px) + 0.5)
     dy = m[1] - (float(py) + 0.5)
     sigma = 0.5 * (cn[0] * dx * dx + cn[2] * dy * dy) + cn[1] * dx * dy
-    g = wp.exp(-sigma)
-    alpha = wp.min(ALPHA_MAX, o * g)
-    if sigma < 0.0:
-        alpha = 0.0
+    alpha = float(0.0)
+    g = float(0.0)
+    if sigma >= 0.0 and sigma <= s * 1.001 + 1e-3:
+        g = wp.exp(-sigma)
+        alpha = wp.min(ALPHA_MAX, o * g)
     return alpha, g, dx, dy
 
 
@@ -80,12 +87,12 @@ def raster_fwd(
     ranges: wp.array2d(dtype=wp.int32), ids: wp.array(dtype=wp.int32),
     means2d: wp.array(dtype=wp.vec2), conics: wp.array(dtype=wp.vec3), opac: wp.array(dtype=float),
     colors: wp.array(dtype=wp.vec3), depths: wp.array(dtype=float), smax: wp.array(dtype=float),
-    radii: wp.array(dtype=wp.vec2i), width: int, height: int, tiles_x: int,
+    radii: wp.array(dtype=wp.vec2i), width: int, height: int, tiles_x: int, tile_first: int, tile_stride: int,
     # outputs, per pixel (row-major); trans must be 1 and last -1 on entry
     out_color: wp.array(dtype=wp.vec3), out_depth: wp.array(dtype=float), trans: wp.array(dtype=float),
     last: wp.array(dtype=wp.int32),
 ):
-    t = wp.tid()
+    t = tile_first + wp.tid() * tile_stride
     x0 = (t % tiles_x) * TILE
     y0 = (t / tiles_x) * TILE
     x1 = wp.min(x0 + TILE, width)
@@ -101,16 +108,17 @@ def raster_fwd(
         o = opac[g]
         c = colors[g]
         z = depths[g]
+        sg = smax[g]
         ry = float(radii[g][1])
-        ya = wp.max(y0, int(wp.floor(m[1] - ry - 0.5)))
-        yb = wp.min(y1, int(wp.ceil(m[1] + ry - 0.5)) + 1)
+        ya = int(wp.clamp(wp.floor(m[1] - ry - 0.5), float(y0), float(y1)))
+        yb = int(wp.clamp(wp.ceil(m[1] + ry - 0.5) + 1.0, float(y0), float(y1)))
         for py in range(ya, yb):
-            lo, hi = row_span(m, cn, smax[g], py, x0, x1)
+            lo, hi = row_span(m, cn, sg, py, x0, x1)
             for px in range(lo, hi):
                 k = py * width + px
                 if last[k] >= 0:
                     continue
-                alpha, gv, dx, dy = gauss_alpha(m, cn, o, px, py)
+                alpha, gv, dx, dy = gauss_alpha(m, cn, o, sg, px, py)
                 if alpha < ALPHA_MIN:
                     continue
                 tk = trans[k]
@@ -136,7 +144,7 @@ def raster_bwd(
     ranges: wp.array2d(dtype=wp.int32), ids: wp.array(dtype=wp.int32),
     means2d: wp.array(dtype=wp.vec2), conics: wp.array(dtype=wp.vec3), opac: wp.array(dtype=float),
     colors: wp.array(dtype=wp.vec3), depths: wp.array(dtype=float), smax: wp.array(dtype=float),
-    radii: wp.array(dtype=wp.vec2i), width: int, height: int, tiles_x: int,
+    radii: wp.array(dtype=wp.vec2i), width: int, height: int, tiles_x: int, tile_first: int, tile_stride: int,
     trans_final: wp.array(dtype=float), last: wp.array(dtype=wp.int32),
     v_color: wp.array(dtype=wp.vec3), v_depth: wp.array(dtype=float), v_alpha: wp.array(dtype=float),
     # per-pixel scratch: trans starts as a copy of trans_final, acc_c / acc_d zero
@@ -145,7 +153,7 @@ def raster_bwd(
     v_means2d: wp.array(dtype=wp.vec2), v_conics: wp.array(dtype=wp.vec3), v_opac: wp.array(dtype=float),
     v_colors: wp.array(dtype=wp.vec3), v_depths: wp.array(dtype=float),
 ):
-    t = wp.tid()
+    t = tile_first + wp.tid() * tile_stride
     x0 = (t % tiles_x) * TILE
     y0 = (t / tiles_x) * TILE
     x1 = wp.min(x0 + TILE, width)
@@ -163,9 +171,10 @@ def raster_bwd(
         o = opac[g]
         c = colors[g]
         z = depths[g]
+        sg = smax[g]
         ry = float(radii[g][1])
-        ya = wp.max(y0, int(wp.floor(m[1] - ry - 0.5)))
-        yb = wp.min(y1, int(wp.ceil(m[1] + ry - 0.5)) + 1)
+        ya = int(wp.clamp(wp.floor(m[1] - ry - 0.5), float(y0), float(y1)))
+        yb = int(wp.clamp(wp.ceil(m[1] + ry - 0.5) + 1.0, float(y0), float(y1)))
         gm = wp.vec2(0.0)
         gcn = wp.vec3(0.0)
         go = float(0.0)
@@ -173,12 +182,12 @@ def raster_bwd(
         gz = float(0.0)
         hit = int(0)
         for py in range(ya, yb):
-            lo, hi = row_span(m, cn, smax[g], py, x0, x1)
+            lo, hi = row_span(m, cn, sg, py, x0, x1)
             for px in range(lo, hi):
                 k = py * width + px
                 if j >= last[k]:
                     continue
-                alpha, gv, dx, dy = gauss_alpha(m, cn, o, px, py)
+                alpha, gv, dx, dy = gauss_alpha(m, cn, o, sg, px, py)
                 if alpha < ALPHA_MIN:
                     continue
                 hit = 1

@@ -81,6 +81,14 @@ def scaled_camera(cam: Camera, s: float) -> Camera:
                                cy=cam.cy * sy)
 
 
+def half_resolution(cam: Camera, ref: torch.Tensor) -> tuple[Camera, torch.Tensor]:
+    """The view at half size: 2x2 box-filtered image (odd edges cropped) and the matching camera."""
+    h, w = ref.shape[0] // 2, ref.shape[1] // 2
+    small = ref[: 2 * h, : 2 * w].reshape(h, 2, w, 2, 3).mean((1, 3))
+    return dataclasses.replace(cam, width=w, height=h, fx=cam.fx / 2, fy=cam.fy / 2, cx=cam.cx / 2,
+                               cy=cam.cy / 2), small
+
+
 def load_image(path: Path, width: int, height: int) -> torch.Tensor:
     """An RGB uint8 (H,W,3) tensor, area-resampled to width x height."""
     import cv2
@@ -284,6 +292,8 @@ def train(cfg: SplatConfig, on_step: Callable[[int, dict], None] | None = None) 
                 order = list(rng.permutation(views.train))
             i = int(order.pop())
             cam, ref = views.cameras[i], images[i].float() / 255.0
+            if step < cfg.coarse_fraction * cfg.steps:  # cheap warm-up at half resolution
+                cam, ref = half_resolution(cam, ref)
             for g_ in optims["means"].param_groups:
                 g_["lr"] = means_lr(step, cfg, extent)
             sh_deg = min(cfg.sh_degree, step // max(cfg.sh_increase_every, 1))
@@ -293,10 +303,13 @@ def train(cfg: SplatConfig, on_step: Callable[[int, dict], None] | None = None) 
                                 grad_holder=holder)
             loss = photometric_loss(out.image, ref, cfg.ssim_lambda) + strategy.regularisation(params)
             lv = float(loss.detach())
-            if not math.isfinite(lv) or (ema_loss is not None and lv > max(20 * ema_loss, 2.0)):
+            bad = [n for n in ("means", "quats", "log_scales", "opacity_logits")
+                   if not torch.isfinite(params[n].data).all()]
+            if bad or not math.isfinite(lv) or (ema_loss is not None and lv > max(20 * ema_loss, 2.0)):
+                why = f"non-finite {', '.join(bad)}" if bad else f"loss {lv:.4g}"
                 where = f"last good checkpoint (step {last_good}) kept at {ck_path}" if last_good is not None \
                     else "no checkpoint was written yet"
-                raise TrainingDiverged(f"training diverged at step {step} (loss {lv:.4g}); {where}; "
+                raise TrainingDiverged(f"training diverged at step {step} ({why}); {where}; "
                                        "try lower learning rates")
             loss.backward()
             for o in optims.values():

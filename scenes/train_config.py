@@ -15,6 +15,8 @@ class SplatConfig:
     steps: int = opt(2000, "optimisation steps (one random training view per step)")
     resolution: int = opt(480, "long side of the training images in pixels (bundle images are downscaled; "
                                "0 = full size)")
+    coarse_fraction: float = opt(0.3, "render the first fraction of the steps at half resolution (4x fewer "
+                                      "pixels: a fast warm-up on the CPU)")
     max_gaussians: int = opt(150_000, "budget: densification never grows the set beyond this many Gaussians")
     sh_degree: int = opt(3, "spherical-harmonic degree of the view-dependent colour (0-3)")
     sh_increase_every: int = opt(250, "raise the active SH degree by one every this many steps")

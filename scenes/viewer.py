@@ -69,8 +69,7 @@ def check_port_free(host: str, port: int) -> None:
         try:
             s.bind(addr)
         except OSError as e:
-            raise InputError(f"port {port} on {host} is already in use ({e.strerror}); "
-                             f"choose another with --port") from None
+            raise InputError(f"port {port} on {host} is in use ({e.strerror}); pick another --port") from None
 
 
 def start_viewer(bundle_path: str | Path, opts: ViewerOptions | None = None, announce: bool = True) -> Viewer:
@@ -92,7 +91,7 @@ def start_viewer(bundle_path: str | Path, opts: ViewerOptions | None = None, ann
                                    verbose=False)
     if server.get_port() != opts.port:
         server.stop()
-        raise InputError(f"port {opts.port} on {opts.host} is already in use; choose another with --port")
+        raise InputError(f"port {opts.port} on {opts.host} is in use; pick another --port")
     url = f"http://{opts.host}:{opts.port}"
     if announce:
         sys.stdout.write(url + "\n")
@@ -118,6 +117,10 @@ def _draw(v: Viewer, opts: ViewerOptions) -> None:
     server, layers, man = v.server, v.layers, v.bundle.manifest
     server.scene.set_up_direction(UP_AXES.get(str(man.get("up_axis", "+Z")).upper(), "+z"))
     server.gui.configure_theme(control_width="medium", show_logo=False)
+    # Splats are unlit; image-based lighting and shadow maps only slow the first frame (tens of seconds
+    # on software WebGL) for the mesh and frustums.
+    server.scene.configure_environment_map(hdri=None)
+    server.scene.configure_default_lights(enabled=True, cast_shadow=False)
     has_splats = layers.splats is not None
     if not has_splats:
         v.gui["message"] = server.gui.add_markdown(f"### {NO_SPLATS_TITLE}\n{NO_SPLATS_BODY}", order=0)
@@ -149,10 +152,12 @@ def _add_mesh(server, mesh, visible: bool):
     """The collision mesh: vertex colours when it has them, else a translucent neutral tone."""
     colors = getattr(mesh.visual, "vertex_colors", None)
     if mesh.visual.kind == "vertex" and colors is not None and len(colors) == len(mesh.vertices):
-        return server.scene.add_mesh_trimesh("/collision", mesh, visible=visible)
+        return server.scene.add_mesh_trimesh("/collision", mesh, visible=visible, cast_shadow=False,
+                                             receive_shadow=False)
     return server.scene.add_mesh_simple("/collision", np.asarray(mesh.vertices, np.float32),
                                         np.asarray(mesh.faces, np.uint32), color=(170, 180, 200),
-                                        opacity=0.6, side="double", visible=visible)
+                                        opacity=0.6, side="double", visible=visible, cast_shadow=False,
+                                        receive_shadow=False)
 
 
 def _add_cameras(v: Viewer, opts: ViewerOptions) -> None:
@@ -173,7 +178,7 @@ def _add_cameras(v: Viewer, opts: ViewerOptions) -> None:
         fr = server.scene.add_camera_frustum(
             f"/cameras/{i:05d}", fov=2 * np.arctan2(cam.height / 2, cam.fy), aspect=cam.width / cam.height,
             scale=size, thickness=size * 0.03, color=(230, 120, 40), image=img, format="jpeg",
-            jpeg_quality=80, wxyz=wxyz, position=pos)
+            jpeg_quality=80, wxyz=wxyz, position=pos, cast_shadow=False, receive_shadow=False)
         fr.on_click(lambda ev, c=cam: _fly_from_click(v, ev, c))
 
 

@@ -32,7 +32,17 @@ _HIDE_OVERLAYS_JS = """() => {
   for (const e of document.querySelectorAll('body *')) {
     if (e === canvas || e.contains(canvas) || canvas.contains(e)) continue;
     const st = getComputedStyle(e);
-    if ((st.position === 'absolute' || st.position === 'fixed') && st.zIndex !== 'auto') e.style.display = 'none';
+    if ((st.position === 'absolute' || st.position === 'fixed') && st.zIndex !== 'auto') {
+      e.setAttribute('data-twin-hidden', e.style.display);
+      e.style.display = 'none';
+    }
+  }
+}"""
+
+_SHOW_OVERLAYS_JS = """() => {
+  for (const e of document.querySelectorAll('[data-twin-hidden]')) {
+    e.style.display = e.getAttribute('data-twin-hidden');
+    e.removeAttribute('data-twin-hidden');
   }
 }"""
 
@@ -48,21 +58,25 @@ def chromium_page(url: str, width: int = 960, height: int = 720, executable: str
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=1)
-            page.goto(url)
+            page.goto(url, wait_until="domcontentloaded")  # "load" can wait tens of seconds here
             yield page
         finally:
             browser.close()
 
 
-def canvas_image(page, hide_overlays: bool = False) -> np.ndarray:
-    """The page's (largest) WebGL canvas as an (H, W, 3) uint8 array (GUI panels optionally hidden first)."""
+def canvas_image(page, hide_overlays: bool = False, timeout: float = 120.0) -> np.ndarray:
+    """The page's (largest) WebGL canvas as an (H, W, 3) uint8 array (GUI panels optionally hidden meanwhile)."""
     import cv2
 
     if not page.evaluate(_MARK_CANVAS_JS):
         raise RuntimeError("the viewer page has no visible canvas")
     if hide_overlays:
         page.evaluate(_HIDE_OVERLAYS_JS)
-    png = page.locator("canvas[data-twin-scene]").screenshot()
+    try:
+        png = page.locator("canvas[data-twin-scene]").screenshot(timeout=timeout * 1000)
+    finally:
+        if hide_overlays:
+            page.evaluate(_SHOW_OVERLAYS_JS)
     img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
     return np.ascontiguousarray(img[:, :, ::-1])
 

@@ -10,11 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .placement import _quat_rotate
-from .world import World, body_poses
-
-REVOLUTE, PRISMATIC = 1, 0  # newton.JointType values checked at chain build time
-
+from ._quat import qconj as _quat_conj, qmul as _quat_mul, qrot as _rotate
+from .world import World, body_poses, frame_poses
 
 @dataclass
 class Chain:
@@ -26,24 +23,6 @@ class Chain:
     axis: np.ndarray          # (J, 3) joint axis in the joint frame
     revolute: np.ndarray      # (J,) bool
     dof: np.ndarray           # (J,) robot-local dof index (column of the Jacobian)
-
-
-def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product of quaternions xyzw, broadcast over leading dims."""
-    ax, ay, az, aw = np.moveaxis(a, -1, 0)
-    bx, by, bz, bw = np.moveaxis(b, -1, 0)
-    return np.stack([aw * bx + ax * bw + ay * bz - az * by, aw * by - ax * bz + ay * bw + az * bx,
-                     aw * bz + ax * by - ay * bx + az * bw, aw * bw - ax * bx - ay * by - az * bz], -1)
-
-
-def _quat_conj(q: np.ndarray) -> np.ndarray:
-    return q * np.array([-1.0, -1.0, -1.0, 1.0])
-
-
-def _rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Rotate v (..., 3) by q (..., 4) with broadcasting."""
-    u, w = q[..., :3], q[..., 3:]
-    return v + 2.0 * np.cross(u, np.cross(u, v) + w * v)
 
 
 def robot_chain(world: World) -> Chain:
@@ -81,15 +60,15 @@ def robot_chain(world: World) -> Chain:
 
 def ee_pose(world: World) -> tuple[np.ndarray, np.ndarray]:
     """End-effector positions (N, 3) and quaternions xyzw (N, 4) of every world."""
-    bq = body_poses(world)[:, world.robot.ee_body].astype(np.float64)
-    return bq[:, :3], bq[:, 3:]
+    f = frame_poses(world, world.robot.ee_body, world.robot.ee_offset)
+    return f[:, :3], f[:, 3:]
 
 
 def jacobian(world: World) -> np.ndarray:
     """Geometric Jacobian (N, 6, robot dofs): end-effector [linear; angular] velocity per joint velocity."""
     ch = robot_chain(world)
     bq = body_poses(world).astype(np.float64)
-    p_ee = bq[:, world.robot.ee_body, :3]
+    p_ee = ee_pose(world)[0]
     cq = bq[:, ch.child, 3:]                                   # (N, J, 4) child body rotations
     cp = bq[:, ch.child, :3]
     # joint frame = child pose * inverse(X_c): rotation cq * conj(qc), origin cp - R_j * p_c

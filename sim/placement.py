@@ -11,13 +11,8 @@ import numpy as np
 
 from spatial.errors import InputError
 
+from ._quat import qrot
 from .scene_mesh import SceneMesh
-
-
-def _quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Rotate vectors v (N, 3) by unit quaternion q (x, y, z, w)."""
-    u, w = q[:3], q[3]
-    return v + 2.0 * np.cross(u, np.cross(u, v) + w * v)
 
 
 def robot_points(builder, body_q: np.ndarray, per_shape: int = 400) -> np.ndarray:
@@ -32,9 +27,9 @@ def robot_points(builder, body_q: np.ndarray, per_shape: int = 400) -> np.ndarra
         if len(v) > per_shape:
             v = v[rng.choice(len(v), per_shape, replace=False)]
         xf = np.asarray(builder.shape_transform[s], dtype=np.float64)
-        v = _quat_rotate(xf[3:], v) + xf[:3]
+        v = qrot(xf[3:], v) + xf[:3]
         bq = body_q[body]
-        pts.append(_quat_rotate(bq[3:], v) + bq[:3])
+        pts.append(qrot(bq[3:], v) + bq[:3])
     return np.concatenate(pts) if pts else np.zeros((0, 3))
 
 

@@ -11,7 +11,11 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from spatial.errors import InputError
+
+from ._quat import tmul
 
 
 @dataclass(frozen=True)
@@ -124,9 +128,42 @@ class RobotLayout:
 
     spec: RobotSpec
     body_names: list[str]
-    ee_body: int
+    ee_body: int                     # body carrying the end-effector frame (-1: fixed to the world)
     camera_body: int
     coord_count: int
     dof_count: int
     lower: list[float] = field(default_factory=list)
     upper: list[float] = field(default_factory=list)
+    ee_offset: np.ndarray = field(default_factory=lambda: np.array([0, 0, 0, 0, 0, 0, 1.0]))
+    camera_offset: np.ndarray = field(default_factory=lambda: np.array([0, 0, 0, 0, 0, 0, 1.0]))
+
+
+def _rpy_quat(rpy) -> np.ndarray:
+    """Quaternion xyzw of URDF roll-pitch-yaw (R = Rz(yaw) Ry(pitch) Rx(roll))."""
+    r, p, y = (0.5 * float(a) for a in rpy)
+    cr, sr, cp, sp, cy, sy = np.cos(r), np.sin(r), np.cos(p), np.sin(p), np.cos(y), np.sin(y)
+    return np.array([sr * cp * cy - cr * sp * sy, cr * sp * cy + sr * cp * sy,
+                     cr * cp * sy - sr * sp * cy, cr * cp * cy + sr * sp * sy])
+
+
+def fixed_link_offset(urdf: str, link: str) -> tuple[str | None, np.ndarray]:
+    """The nearest ancestor of `link` joined by a moving joint (or the root) and link's pose in it.
+
+    Fixed joints are merged away when Newton collapses them, so frames like a tool centre point are kept
+    as (surviving body, offset) pairs. Returns the offset as 7 numbers: position + quaternion xyzw.
+    """
+    root = ET.fromstring(urdf)
+    by_child = {j.find("child").get("link"): j for j in root.findall("joint")}
+    names = {lk.get("name") for lk in root.findall("link")}
+    if link not in names:
+        raise InputError(f"link {link!r} not in the robot model")
+    pose = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+    cur = link
+    while cur in by_child and by_child[cur].get("type") == "fixed":
+        j = by_child[cur]
+        o = j.find("origin")
+        xyz = np.array([float(v) for v in (o.get("xyz", "0 0 0") if o is not None else "0 0 0").split()])
+        rpy = [float(v) for v in (o.get("rpy", "0 0 0") if o is not None else "0 0 0").split()]
+        pose = tmul(np.concatenate([xyz, _rpy_quat(rpy)]), pose)
+        cur = j.find("parent").get("link")
+    return cur, pose

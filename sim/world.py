@@ -13,6 +13,7 @@ import numpy as np
 from spatial.cli_tools import opt
 from spatial.errors import InputError
 
+from ._quat import tmul
 from .robots import RobotLayout, RobotSpec, get_robot, model_path, urdf_text
 from .scene_mesh import SceneMesh, load_scene
 
@@ -97,7 +98,13 @@ def _robot_builder(spec: RobotSpec, base_pos, yaw: float):
         b.add_mjcf(str(model_path(spec)), xform=xf, floating=False, hide_visuals=True)
     else:
         b.add_urdf(urdf_text(spec), xform=xf, floating=spec.floating, hide_visuals=True,
-                   enable_self_collisions=False)
+                   enable_self_collisions=False, collapse_fixed_joints=True)
+    for i, mass in enumerate(b.body_mass):  # massless links (TCP frames) would be static for XPBD
+        if mass <= 0.0:
+            b.body_mass[i] = 0.01
+            b.body_inv_mass[i] = 100.0
+            b.body_inertia[i] = wp.mat33(np.eye(3, dtype=np.float32) * 1e-5)
+            b.body_inv_inertia[i] = wp.mat33(np.eye(3, dtype=np.float32) * 1e5)
     start_c = 7 if spec.floating else 0
     start_d = 6 if spec.floating else 0
     nq = b.joint_coord_count - start_c
@@ -120,18 +127,28 @@ def _robot_builder(spec: RobotSpec, base_pos, yaw: float):
 
 
 def _layout(spec: RobotSpec, b, start_d: int) -> RobotLayout:
-    names = [lbl.split("/")[-1] for lbl in b.body_label]
+    from .robots import fixed_link_offset
 
-    def find(link: str) -> int:
+    names = [lbl.split("/")[-1] for lbl in b.body_label]
+    text = urdf_text(spec) if spec.source == "erd" else None
+
+    def find(link: str) -> tuple[int, np.ndarray]:
+        offset = np.array([0, 0, 0, 0, 0, 0, 1.0])
+        if text is not None:
+            link, offset = fixed_link_offset(text, link)
         if link in names:
-            return names.index(link)
-        for i, n in enumerate(names):
-            if n.endswith(link):
-                return i
+            return names.index(link), offset
+        hits = [i for i, n in enumerate(names) if n.endswith(link)]
+        if hits:
+            return hits[0], offset
+        if text is not None:
+            return -1, offset  # merged into the world with the fixed base
         raise InputError(f"robot {spec.name!r}: link {link!r} not in the model (links: {', '.join(names)})")
 
-    return RobotLayout(spec=spec, body_names=names, ee_body=find(spec.ee_link), camera_body=find(spec.camera_link),
-                       coord_count=b.joint_coord_count - (7 if spec.floating else 0),
+    ee, ee_off = find(spec.ee_link)
+    cam, cam_off = find(spec.camera_link)
+    return RobotLayout(spec=spec, body_names=names, ee_body=ee, camera_body=cam, ee_offset=ee_off,
+                       camera_offset=cam_off, coord_count=b.joint_coord_count - (7 if spec.floating else 0),
                        dof_count=b.joint_dof_count - start_d,
                        lower=list(b.joint_limit_lower[start_d:]), upper=list(b.joint_limit_upper[start_d:]))
 
@@ -244,3 +261,12 @@ def sync_joint_coordinates(world: World) -> None:
 def body_poses(world: World) -> np.ndarray:
     """(worlds, bodies_per_world, 7) body transforms (position + quaternion xyzw) of every world."""
     return world.state.body_q.numpy().reshape(world.n, world.bodies_per_world, 7)
+
+
+def frame_poses(world: World, body: int, offset: np.ndarray) -> np.ndarray:
+    """(worlds, 7) world pose of a frame rigidly attached to local `body` (-1: the robot base) at `offset`."""
+    if body >= 0:
+        bq = body_poses(world)[:, body].astype(np.float64)
+    else:
+        bq = np.broadcast_to(world.base_xform, (world.n, 7)).astype(np.float64)
+    return tmul(bq, np.broadcast_to(np.asarray(offset, dtype=np.float64), bq.shape))

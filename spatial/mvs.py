@@ -46,11 +46,11 @@ class DepthConfig:
     min_confidence: float = opt(0.1, "invalidate pixels whose confidence is below this")
     min_texture: float = opt(0.01, "invalidate pixels whose reference window grey std is below this (flat areas)")
     consistent_views: int = opt(2, "views that must agree with a depth for it to survive the consistency filter")
-    consistency_px: float = opt(1.0, "max forward-backward reprojection error in pixels for agreement")
-    consistency_rel: float = opt(0.01, "max relative depth difference for agreement")
+    consistency_px: float = opt(1.5, "max forward-backward reprojection error in pixels for agreement")
+    consistency_rel: float = opt(0.02, "max relative depth difference for agreement")
     consistency_average: bool = opt(True, "replace surviving depths by the mean over agreeing views")
     plane_chunk: int = opt(16, "planes processed at once (bounds memory)")
-    threads: int = opt(2, "torch CPU threads")
+    threads: int = opt(0, "torch CPU threads while sweeping; 0 = keep torch's setting (one per physical core)")
 
 
 @dataclass
@@ -72,7 +72,7 @@ class DepthResult:
 def torch_threads(n: int):
     """Run a block with n torch CPU threads, restoring the previous count afterwards."""
     old = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(n)))
+    torch.set_num_threads(int(n) if n > 0 else old)
     try:
         yield
     finally:

@@ -112,16 +112,22 @@ def reconstruct(cfg) -> dict:
             rec = _from_sfm(frames, work, cfg, prog, kind)
         timings["cameras"] = time.perf_counter() - t
 
-        t = time.perf_counter()
-        rec, scale_info, plane = _align(rec, cfg)
-        timings["align"] = time.perf_counter() - t
-
+        rec = _undistort(rec)
         t = time.perf_counter()
         depth_ids, depths = _dense_depth(rec, cfg, prog)
         timings["depth"] = time.perf_counter() - t
 
+        # Depth maps live in camera frames: alignment rotates/moves them rigidly and scales them, so the
+        # support plane is found on the dense points (textureless tables have few sparse points).
         t = time.perf_counter()
-        n_pts, n_tris = _fuse_and_write(tmp, rec, depth_ids, depths, cfg)
+        dense_pts, dense_cols = _fuse(rec, depth_ids, depths)
+        rec, S, scale_info, plane = _align(rec, cfg, dense_pts)
+        depths = [_transform_depth(d, S) for d in depths]
+        dense_pts = dense_pts @ S[:3, :3].T + S[:3, 3] if len(dense_pts) else dense_pts
+        timings["align"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        n_pts, n_tris = _write_geometry(tmp, rec, depth_ids, depths, dense_pts, dense_cols, cfg)
         timings["fusion"] = time.perf_counter() - t
 
         _write_frames(tmp, rec, depth_ids, depths)
@@ -225,12 +231,16 @@ def _undistort(rec: Reconstruction) -> Reconstruction:
     return dataclasses.replace(rec, cameras=cams, images=images)
 
 
-def _align(rec: Reconstruction, cfg) -> tuple[Reconstruction, dict, dict]:
-    """+Z up on the support plane, then metres from a marker or a known distance when possible."""
+def _align(rec: Reconstruction, cfg, dense_points: np.ndarray) -> tuple[Reconstruction, np.ndarray, dict, dict]:
+    """+Z up on the support plane, then metres from a marker or a known distance when possible.
+
+    Returns the aligned reconstruction, the 4x4 similarity applied, the scale record and the support plane.
+    """
     from .align import apply_similarity, distance_scale, marker_scale, scale_matrix, up_from_plane_and_cameras
 
-    rec = _undistort(rec)
-    pts = rec.points if len(rec.points) >= 10 else np.stack([c.center for c in rec.cameras])
+    pts = dense_points if len(dense_points) >= 100 else rec.points
+    if len(pts) < 10:
+        pts = np.stack([c.center for c in rec.cameras])
     T, plane = up_from_plane_and_cameras(pts, rec.cameras)
     cams, points = apply_similarity(T, rec.cameras, rec.points)
     scale_info = {"metric": False, "source": "arbitrary", "metres_per_unit": None}
@@ -239,24 +249,31 @@ def _align(rec: Reconstruction, cfg) -> tuple[Reconstruction, dict, dict]:
         step = max(1, len(cams) // 60)
         res = marker_scale(rec.images[::step], cams[::step], cfg.marker_size)
         if res is None:
-            warn(f"no marker seen in two or more views: the scale stays arbitrary")
+            warn("no marker seen in two or more views: the scale stays arbitrary")
     if res is None and cfg.known_distance is not None:
         a, b, metres = _parse_known_distance(cfg.known_distance)
         res = distance_scale(cams, a, b, metres)
     if res is not None:
-        S = scale_matrix(res.scale)
-        cams, points = apply_similarity(S, cams, points)
-        for k in ("offset_input",):
-            plane.pop(k, None)
-        if "extent_xy" in plane:
-            plane["extent_xy"] = [v * res.scale for v in plane["extent_xy"]]
-        if "centroid" in plane:
-            plane["centroid"] = [v * res.scale for v in plane["centroid"]]
+        Ssc = scale_matrix(res.scale)
+        cams, points = apply_similarity(Ssc, cams, points)
+        T = Ssc @ T
+        plane.pop("offset_input", None)
+        for k in ("extent_xy", "centroid"):
+            if k in plane:
+                plane[k] = [v * res.scale for v in plane[k]]
+        if "threshold" in plane:
+            plane["threshold"] *= res.scale
         scale_info = {"metric": True, "source": res.source, "metres_per_unit": float(res.scale),
                       "rel_std": float(res.rel_std), "views": int(res.n_views)}
         info(f"metric scale from {res.source}: {res.scale:.5g} m per unit "
              f"({res.n_views} views, spread {res.rel_std * 100:.2f} %)")
-    return dataclasses.replace(rec, cameras=cams, points=points), scale_info, plane
+    return dataclasses.replace(rec, cameras=cams, points=points), T, scale_info, plane
+
+
+def _transform_depth(d, S: np.ndarray):
+    """A depth result after the world is mapped by similarity S: camera moved, depth values scaled."""
+    s = float(np.cbrt(np.linalg.det(S[:3, :3])))
+    return dataclasses.replace(d, depth=(d.depth * s).astype(np.float32), camera=d.camera.transformed(S))
 
 
 def _depth_subset(n: int, k: int) -> list[int]:
@@ -280,21 +297,29 @@ def _dense_depth(rec: Reconstruction, cfg, prog):
     return ids, res
 
 
-def _fuse_and_write(root: Path, rec: Reconstruction, ids, depths, cfg) -> tuple[int, int]:
-    from .fusion import fuse_points, tsdf_mesh, write_ply_points
+def _fuse(rec: Reconstruction, ids, depths) -> tuple[np.ndarray, np.ndarray]:
+    """Coloured point cloud from the filtered depth maps (sparse SfM points when depth found nothing)."""
+    from .fusion import fuse_points
 
-    imgs = [rec.images[i] for i in ids]
-    dmaps = [d.depth for d in depths]
-    cams = [d.camera for d in depths]
-    pts, cols = fuse_points(dmaps, imgs, cams)
+    pts, cols = fuse_points([d.depth for d in depths], [rec.images[i] for i in ids], [d.camera for d in depths],
+                            confidences=[d.confidence for d in depths])
     if len(pts) < 100:
         warn(f"dense depth gave only {len(pts)} points; adding the sparse SfM points")
         pts = np.concatenate([pts, rec.points]) if len(pts) else rec.points
         cols = np.concatenate([cols, rec.colors]) if len(cols) else rec.colors
     if len(pts) == 0:
         raise InputError("no 3D points could be reconstructed: the images do not overlap enough")
+    return np.asarray(pts, np.float64), np.asarray(cols, np.uint8)
+
+
+def _write_geometry(root: Path, rec: Reconstruction, ids, depths, pts, cols, cfg) -> tuple[int, int]:
+    """points.ply and the simplified TSDF collision mesh (collision.ply), both in the aligned frame."""
+    from .fusion import FusionConfig, tsdf_mesh, write_ply_points
+
     write_ply_points(root / "points.ply", pts, cols)
-    mesh = tsdf_mesh(dmaps, imgs, cams, target_triangles=cfg.mesh_triangles)
+    mesh = tsdf_mesh([d.depth for d in depths], [rec.images[i] for i in ids], [d.camera for d in depths],
+                     cfg=FusionConfig(target_triangles=cfg.mesh_triangles),
+                     confidences=[d.confidence for d in depths])
     n_tris = int(len(mesh.faces)) if mesh is not None else 0
     if n_tris:
         mesh.export(root / "collision.ply")

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from .cameras import Camera
-from .cli_tools import opt
+from .cli_tools import opt, warn
 from .colmap_io import camera_from_pycolmap
 from .errors import InputError
 from .frames import FrameSet
@@ -29,7 +29,8 @@ class SfmConfig:
         "auto", "auto: exhaustive for photo sets up to exhaustive_max_images, else sequential + loop candidates")
     mapper: Literal["global", "incremental"] = opt("global", "COLMAP mapper: global (GLOMAP-style) or incremental")
     max_features: int = opt(4096, "most SIFT features per image")
-    first_octave: int = opt(0, "SIFT first octave: -1 doubles the image first (more features, ~2x slower)")
+    first_octave: int | None = opt(None, "SIFT first octave: -1 doubles the image first (more features, ~2x "
+                                         "slower), 0 does not; default: -1 for images up to 640 px, else 0")
     overlap: int = opt(10, "sequential matching: neighbours on each side (plus quadratic overlap)")
     loop_candidates: int = opt(3, "sequential matching: retrieval candidates matched per image (0: none)")
     exhaustive_max_images: int = opt(40, "auto matching: photo sets up to this size are matched exhaustively")
@@ -103,12 +104,19 @@ def run_sfm(frames: FrameSet, work_dir: Path, cfg: SfmConfig | None = None, prog
     t = stage("mapping", t, "matching")
 
     feats, verified = _db_stats(db_path, names)
-    recs = _map(db_path, img_dir, work / "sparse", names, cfg)
+    need = max(3, int(np.ceil(cfg.min_registered * n)))
+    rec = _largest(_map(db_path, img_dir, work / "sparse", cfg.mapper, cfg))
+    mapper = cfg.mapper
+    if cfg.mapper == "global" and (rec is None or rec.num_reg_images() < need) and max(verified.values()) > 0:
+        warn(f"global mapping registered {rec.num_reg_images() if rec else 0} of {n} frames; "
+             "trying the incremental mapper")
+        rec2 = _largest(_map(db_path, img_dir, work / "sparse_incremental", "incremental", cfg))
+        if rec2 is not None and (rec is None or rec2.num_reg_images() > rec.num_reg_images()):
+            rec, mapper = rec2, "incremental"
     t = stage("done", t, "mapping")
-    rec = max(recs, key=lambda r: r.num_reg_images()) if recs else None
-    res = _result(rec, frames, names, feats, verified, cfg, matching)
+    res = _result(rec, frames, names, feats, verified, mapper, cfg, matching)
     res.timings = timings
-    if len(res.cameras) < max(3, int(np.ceil(cfg.min_registered * n))):
+    if len(res.cameras) < need:
         raise InputError(f"images do not overlap enough: {len(res.cameras)} of {n} frames could be registered "
                          f"(need overlapping views of a textured scene)")
     if task is not None:
@@ -136,7 +144,8 @@ def _extract(db_path: Path, img_dir: Path, names: list[str], frames: FrameSet, c
     eo = pycolmap.FeatureExtractionOptions()
     eo.num_threads = cfg.num_threads
     eo.sift.max_num_features = cfg.max_features
-    eo.sift.first_octave = cfg.first_octave
+    eo.sift.first_octave = cfg.first_octave if cfg.first_octave is not None else (
+        -1 if max(max(s) for s in sizes) <= 640 else 0)
     mode = pycolmap.CameraMode.SINGLE if single else pycolmap.CameraMode.PER_IMAGE
     pycolmap.extract_features(db_path, img_dir, image_names=names, camera_mode=mode, reader_options=ro,
                               extraction_options=eo, device=pycolmap.Device.cpu)
@@ -242,12 +251,16 @@ def _db_stats(db_path: Path, names: list[str]) -> tuple[dict[str, int], dict[str
     return feats, verified
 
 
-def _map(db_path: Path, img_dir: Path, out: Path, names: list[str], cfg: SfmConfig) -> list:
+def _largest(recs: list):
+    return max(recs, key=lambda r: r.num_reg_images()) if recs else None
+
+
+def _map(db_path: Path, img_dir: Path, out: Path, mapper: str, cfg: SfmConfig) -> list:
     import pycolmap
 
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    if cfg.mapper == "global":
+    if mapper == "global":
         o = pycolmap.GlobalPipelineOptions()
         o.num_threads = cfg.num_threads
         o.random_seed = cfg.seed
@@ -264,7 +277,7 @@ def _map(db_path: Path, img_dir: Path, out: Path, names: list[str], cfg: SfmConf
     return list(recs.values())
 
 
-def _result(rec, frames: FrameSet, names: list[str], feats: dict, verified: dict, cfg: SfmConfig,
+def _result(rec, frames: FrameSet, names: list[str], feats: dict, verified: dict, mapper: str, cfg: SfmConfig,
             matching: str) -> SfmResult:
     """Twin cameras (frame names) and points from the largest reconstruction; reasons for the rest."""
     cams, idxs, visible = [], [], {}
@@ -299,6 +312,6 @@ def _result(rec, frames: FrameSet, names: list[str], feats: dict, verified: dict
         elif verified.get(nm, 0) == 0:
             unreg[fname] = "no verified matches with any other frame"
         else:
-            unreg[fname] = f"not registered by the {cfg.mapper} mapper ({verified[nm]} verified partner frames)"
+            unreg[fname] = f"not registered by the {mapper} mapper ({verified[nm]} verified partner frames)"
     return SfmResult(cameras=cams, frame_indices=idxs, points=pts, colors=cols, point_ids=pids, visible=visible,
-                     reconstruction=rec, unregistered=unreg, mapper=cfg.mapper, matching=matching)
+                     reconstruction=rec, unregistered=unreg, mapper=mapper, matching=matching)

@@ -107,3 +107,19 @@ def test_nothing_visible_and_backend_choice():
     assert ps[0].grad is not None and ps[0].grad.abs().max() == 0
     with pytest.raises(ValueError):
         rasterize(*params, view, K, W, H, backend="nope")
+
+
+def test_warp_threads_agree():
+    """Tiles split over several CPU threads give the same image and gradients as one thread."""
+    params, view = _scene(200, 1, seed=11)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one, g1 = _render(params, view, "warp")
+        torch.set_num_threads(3)
+        three, g3 = _render(params, view, "warp")
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one.image, three.image) and torch.equal(one.depth, three.depth)
+    for name, g in g1.items():
+        assert torch.allclose(g, g3[name], rtol=1e-5, atol=1e-6), name

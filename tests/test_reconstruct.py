@@ -59,7 +59,7 @@ def test_accuracy_against_ground_truth(bundle, capture):
     assert m["ate_rel"] < 0.01, m
     assert m["rra_auc30"] > 90 and m["rta_auc30"] > 90, m
     assert m["depth_absrel"] < 0.05 and m["depth_coverage"] > 0.3, m
-    assert m["scale_error"] < 0.03, m
+    assert m["scale_error"] < 0.05, m
 
 
 def test_aligned_z_up_and_metric(bundle, capture):

@@ -61,6 +61,7 @@ def test_default_strategy_clones_splits_prunes_and_keeps_adam_rows():
     params["opacity_logits"].data[15:18] = -10.0  # nearly transparent: prune
     optims = _optims(params)
     keep_row = params["sh_dc"].data[19].clone()
+    parent_scales = params["log_scales"].data[5:10].exp()
     keep_moment = optims["sh_dc"].state[params["sh_dc"]]["exp_avg"][19].clone()
     s = DefaultStrategy(refine_start=1, refine_every=1, refine_stop=100, reset_every=0)
     state = s.init_state(n, scene_extent=1.0)
@@ -72,7 +73,8 @@ def test_default_strategy_clones_splits_prunes_and_keeps_adam_rows():
     assert torch.equal(params["sh_dc"].data[16], keep_row)
     assert torch.equal(optims["sh_dc"].state[params["sh_dc"]]["exp_avg"][16], keep_moment)
     # split children are 1.6x smaller; new rows start with zero moments
-    assert torch.allclose(params["log_scales"].data[5:10].exp(), torch.full((5, 3), 0.5 / 1.6))
+    assert torch.allclose(params["log_scales"].data[5:10].exp(), parent_scales / 1.6)
+    assert torch.allclose(params["log_scales"].data[-5:].exp(), parent_scales / 1.6)
     assert torch.all(optims["means"].state[params["means"]]["exp_avg"][-10:] == 0)
     assert state["grad2d"].shape == (len(params["means"]),)
 

@@ -189,5 +189,3 @@ def finish(colour: np.ndarray, gain: float, noise: float, rng: np.random.Generat
         x = x + sigma * rng.standard_normal(x.shape, dtype=np.float32)
     return (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
-
-__all__ = ["Tracer", "Render", "render_frame", "pixel_rays", "unproject", "project", "motion_blur", "finish"]

@@ -1,0 +1,34 @@
+"""Quaternion helpers in Warp's xyzw order, broadcast over leading dimensions (NumPy)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def qmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product a * b."""
+    ax, ay, az, aw = np.moveaxis(np.asarray(a, dtype=np.float64), -1, 0)
+    bx, by, bz, bw = np.moveaxis(np.asarray(b, dtype=np.float64), -1, 0)
+    return np.stack([aw * bx + ax * bw + ay * bz - az * by, aw * by - ax * bz + ay * bw + az * bx,
+                     aw * bz + ax * by - ay * bx + az * bw, aw * bw - ax * bx - ay * by - az * bz], -1)
+
+
+def qconj(q: np.ndarray) -> np.ndarray:
+    return np.asarray(q, dtype=np.float64) * np.array([-1.0, -1.0, -1.0, 1.0])
+
+
+def qrot(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Rotate vectors v (..., 3) by unit quaternions q (..., 4)."""
+    q = np.asarray(q, dtype=np.float64)
+    u, w = q[..., :3], q[..., 3:]
+    return v + 2.0 * np.cross(u, np.cross(u, v) + w * v)
+
+
+def qmat(q: np.ndarray) -> np.ndarray:
+    """Rotation matrices (..., 3, 3) of unit quaternions."""
+    eye = np.eye(3)
+    return np.stack([qrot(q, eye[i]) for i in range(3)], -1)
+
+
+def tmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Compose transforms (..., 7) as position + quaternion: a * b."""
+    return np.concatenate([a[..., :3] + qrot(a[..., 3:], b[..., :3]), qmul(a[..., 3:], b[..., 3:])], -1)
