@@ -5,8 +5,9 @@
 Per scene (random Gaussians in front of the camera, each covering a few to tens of pixels): forward and
 forward+backward wall time of both, their ratio, and the max abs differences of image and gradients (loss =
 sum(image * w), w ~ N(0, 1) on a random subset of pixels, 0 elsewhere); "rel" differences are divided by the
-largest reference gradient of that parameter. The reference runs on that pixel subset only (it would take
-hours on whole images on 2 cores) and its time is scaled to the whole image. Then Warp alone at the training size (272x480, 100k-200k Gaussians). --json prints one JSON object
+largest reference gradient of that parameter. The reference runs on that pixel subset only (on whole images
+it would take hours on 2 cores) and its time is scaled to the whole image. Then Warp alone at the training
+size (272x480, 100k-200k Gaussians), wall time and one-thread CPU time. --json prints one JSON object
 as the last line.
 """
 from __future__ import annotations
@@ -135,7 +136,8 @@ def main() -> None:
         runs.append(r)
         print(f"{n:>7} Gaussians 256x256 ({r['visible']} visible): warp fwd {r['warp_fwd_s']:.3f}s "
               f"fwd+bwd {r['warp_fwdbwd_s']:.3f}s | reference fwd {r['ref_fwd_s']:.1f}s fwd+bwd "
-              f"{r['ref_fwdbwd_s']:.1f}s (from {r['ref_pixels']} px) | speedup {r['speedup_fwd']:.0f}x / {r['speedup_fwdbwd']:.0f}x | "
+              f"{r['ref_fwdbwd_s']:.1f}s (from {r['ref_pixels']} px) | speedup {r['speedup_fwd']:.0f}x / "
+              f"{r['speedup_fwdbwd']:.0f}x | "
               f"max diff image {r['max_abs_diff_image']:.1e} grad {r['max_abs_diff_grad']:.1e} "
               f"(rel {r['max_rel_diff_grad']:.1e})", flush=True)
     train = []

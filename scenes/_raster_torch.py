@@ -31,7 +31,8 @@ def sh_to_color(sh: torch.Tensor, dirs: torch.Tensor, degree: int) -> torch.Tens
                  + SH_C2[3] * xz * sh[:, 7] + SH_C2[4] * (xx - yy) * sh[:, 8])
             if degree > 2:
                 c = (c + SH_C3[0] * y * (3 * xx - yy) * sh[:, 9] + SH_C3[1] * xy * z * sh[:, 10]
-                     + SH_C3[2] * y * (4 * zz - xx - yy) * sh[:, 11] + SH_C3[3] * z * (2 * zz - 3 * xx - 3 * yy) * sh[:, 12]
+                     + SH_C3[2] * y * (4 * zz - xx - yy) * sh[:, 11]
+                     + SH_C3[3] * z * (2 * zz - 3 * xx - 3 * yy) * sh[:, 12]
                      + SH_C3[4] * x * (4 * zz - xx - yy) * sh[:, 13] + SH_C3[5] * z * (xx - yy) * sh[:, 14]
                      + SH_C3[6] * x * (xx - 3 * yy) * sh[:, 15])
     return torch.clamp_min(c + 0.5, 0.0)
@@ -98,9 +99,8 @@ def _composite_chunk(pix, means2d, conics, opac, colors, depths):
     with torch.no_grad():  # the Gaussian that brings T to <= T_MIN, and all after it, are not composited
         keep = torch.cumprod(1.0 - alpha, dim=1) > T_MIN
     alpha = torch.where(keep, alpha, torch.zeros_like(alpha))
-    trans = torch.cumprod(1.0 - alpha, dim=1)
-    t_before = torch.cat([torch.ones_like(trans[:, :1]), trans[:, :-1]], dim=1)
-    w = alpha * t_before
+    trans = torch.cat([torch.ones_like(pix[:, :1]), torch.cumprod(1.0 - alpha, dim=1)], dim=1)
+    w = alpha * trans[:, :-1]
     return w @ colors, (w @ depths)[:, None], 1.0 - trans[:, -1:]
 
 

@@ -37,9 +37,9 @@ def keyframe_from_client(client) -> dict:
 
 def path_document(keyframes: list[dict], fps: float = 30.0, seconds: float = 5.0,
                   width: int | None = None, height: int | None = None) -> dict:
-    """A path JSON document; output size defaults to 1280 px wide at the first keyframe's aspect."""
+    """A path JSON document; output size defaults to 640 px wide at the first keyframe's aspect."""
     aspect = keyframes[0]["aspect"] if keyframes else 16 / 9
-    w = int(width or 1280)
+    w = 2 * round(int(width or 640) / 2)
     h = int(height or 2 * round(w / aspect / 2))
     return {"format": PATH_FORMAT, "version": 1, "fps": float(fps), "seconds": float(seconds), "width": w,
             "height": h, "keyframes": keyframes}
@@ -92,15 +92,10 @@ def save_path(bundle_root: Path, name: str, doc: dict) -> Path:
     return Path(bundle_root) / PATHS_DIR / f"{safe}.json"
 
 
-def find_renderer():
-    """The video renderer `twin render` uses (scenes.render_video.render_path_video), or None if absent."""
-    try:
-        from scenes import render_video
-    except ModuleNotFoundError as e:
-        if e.name != "scenes.render_video":
-            raise
-        return None
-    return getattr(render_video, "render_path_video", None)
+def video_path(bundle_root: Path, name: str) -> Path:
+    """Where "Render video" writes: <bundle>_<path name>.mp4 beside the bundle (videos are not bundle files)."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name.strip()) or "path"
+    return Path(bundle_root).parent / f"{Path(bundle_root).name}_{safe}.mp4"
 
 
 @dataclass
@@ -123,7 +118,8 @@ def add_path_editor(v) -> PathEditor:
         g["add"] = server.gui.add_button("Add keyframe", hint="Add the current view as the next keyframe")
         g["clear"] = server.gui.add_button("Clear path")
         g["name"] = server.gui.add_text("Path name", "path")
-        g["seconds"] = server.gui.add_number("Duration (s)", 5.0, min=0.5, max=600.0, step=0.5)
+        g["seconds"] = server.gui.add_number("Duration (s)", 5.0, min=0.1, max=600.0, step=0.1)
+        g["width"] = server.gui.add_number("Video width", 640, min=64, max=3840, step=16)
         g["save"] = server.gui.add_button("Save path", hint=f"Write {PATHS_DIR}/<name>.json into the bundle")
         g["render"] = server.gui.add_button("Render video", hint="Render the path with the `twin render` renderer")
         g["progress"] = server.gui.add_progress_bar(0.0, visible=False)
@@ -156,7 +152,7 @@ def add_path_editor(v) -> PathEditor:
             redraw()
 
     def document() -> dict:
-        return path_document(list(ed.keyframes), seconds=float(g["seconds"].value))
+        return path_document(list(ed.keyframes), seconds=float(g["seconds"].value), width=int(g["width"].value))
 
     @g["save"].on_click
     def _(ev) -> None:
@@ -172,12 +168,11 @@ def add_path_editor(v) -> PathEditor:
         if len(ed.keyframes) < 1:
             g["status"].content = "Add keyframes first."
             return
-        render = find_renderer()
-        if render is None:
-            g["status"].content = "The video renderer (scenes.render_video) is not installed in this Twin."
-            return
+        from .render_video import render_path_video  # the renderer behind `twin render`
+
         doc = document()
-        out = v.bundle.root.parent / f"{v.bundle.root.name}_{g['name'].value or 'path'}.mp4"
+        out = video_path(v.bundle.root, g["name"].value)
+        cams = path_cameras(doc)
         g["render"].disabled = True
         g["progress"].visible = True
         g["progress"].value = 0.0
@@ -186,7 +181,8 @@ def add_path_editor(v) -> PathEditor:
             g["progress"].value = 100.0 * done / max(total, 1)
 
         try:
-            render(v.bundle.root, path_cameras(doc), out, fps=doc["fps"], progress=on_progress)
+            g["status"].content = f"Rendering {len(cams)} frames..."
+            render_path_video(v.bundle.root, cams, out, fps=doc["fps"], progress=on_progress)
             g["status"].content = f"Rendered `{out}`"
         except Exception as e:  # shown in the page: the server must keep running
             g["status"].content = f"Render failed: {type(e).__name__}: {e}"

@@ -241,7 +241,8 @@ def project_bwd(
     uy = y * rz
     clx = wp.clamp(ux, -lxn, lxp)
     cly = wp.clamp(uy, -lyn, lyp)
-    v_z = -fx * rz * rz * v_J[0, 0] - fy * rz * rz * v_J[1, 1] + fx * clx * rz * rz * v_J[0, 2] + fy * cly * rz * rz * v_J[1, 2]
+    rz2 = rz * rz
+    v_z = -fx * rz2 * v_J[0, 0] - fy * rz2 * v_J[1, 1] + fx * clx * rz2 * v_J[0, 2] + fy * cly * rz2 * v_J[1, 2]
     v_clx = -fx * rz * v_J[0, 2]
     v_cly = -fy * rz * v_J[1, 2]
     v_x = float(0.0)

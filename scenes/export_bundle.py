@@ -74,6 +74,12 @@ def _replace_dir(built: Path, dest: Path) -> None:
         shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
 
 
+def _readable(path: Path) -> Path:
+    """Give a file made by mkstemp/mkdtemp (mode 0600/0700) the usual 0644/0755 permissions."""
+    os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    return path
+
+
 def _fresh_file(path: Path) -> Path:
     """Unlink a file before rewriting it (in a bundle staging dir it is a hard link to the live file)."""
     if path.exists() and not path.is_dir():
@@ -126,9 +132,11 @@ def export_bundle(bundle_path: str | Path, formats: set[str], out: str | Path | 
                 info("splats.ply is already in the bundle (standard 3DGS layout); nothing to copy")
             else:
                 atomic_write_bytes(dst / "splats.ply", b.path("splats.ply").read_bytes())
+                _readable(dst / "splats.ply")
             written["ply"] = str(final_root / "splats.ply")
         if "glb" in formats:
             atomic_write_bytes(_fresh_file(dst / "collision.glb"), mesh.export(file_type="glb"))
+            _readable(dst / "collision.glb")
             written["glb"] = str(final_root / "collision.glb")
         if "colmap" in formats:
             _export_colmap(b, g, dst)
@@ -151,7 +159,7 @@ def _export_colmap(b: Bundle, g, dst: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".colmap.tmp-", dir=dst))
     try:
         write_colmap(tmp / "sparse" / "0", cams, pts, cols)
-        _replace_dir(tmp, dst / "colmap")
+        _replace_dir(_readable(tmp), dst / "colmap")
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -167,7 +175,7 @@ def _export_nerfstudio(b: Bundle, dst: Path, final_root: Path) -> None:
     os.close(fd)
     try:
         write_transforms(tmp, b.cameras, paths)
-        os.replace(tmp, _fresh_file(dst / "transforms.json"))
+        os.replace(_readable(Path(tmp)), _fresh_file(dst / "transforms.json"))
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -44,7 +44,7 @@ def _vt_vec3f(a: np.ndarray):
 
 def add_splats(stage, path: str, g) -> object:
     """Define a ParticleField3DGaussianSplat at `path` from raw Gaussians (activations applied here)."""
-    from pxr import Vt, UsdVol
+    from pxr import UsdVol, Vt
 
     n = len(g)
     q = g.quats.detach().cpu().double().numpy()

@@ -65,6 +65,10 @@ def rasterize(
     n = means.shape[0]
     if sh.dim() != 3 or sh.shape[0] != n or sh.shape[2] != 3:
         raise ValueError(f"sh must be (N, K, 3), got {tuple(sh.shape)}")
+    if opacities.shape != (n,):
+        if opacities.numel() != n:
+            raise ValueError(f"opacities must be (N,), got {tuple(opacities.shape)}")
+        opacities = opacities.reshape(n)
     k_all = sh.shape[1]
     deg_all = int(round(k_all ** 0.5)) - 1
     if (deg_all + 1) ** 2 != k_all:

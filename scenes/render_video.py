@@ -99,8 +99,9 @@ def capture_path_cameras(bundle: Bundle, n_frames: int = 0, resolution: int = 48
     return out
 
 
-def read_path_file(path: Path, resolution: int = 0) -> tuple[list[Camera], float | None]:
-    """Cameras (and fps when given) of a camera-path JSON file; `resolution` > 0 resizes them."""
+def read_path_file(path: Path, resolution: int = 0, n_frames: int = 0) -> tuple[list[Camera], float | None]:
+    """Cameras (and fps when given) of a camera-path JSON file; `resolution` > 0 resizes them; n_frames > 0
+    resamples a viewer keyframe path to that many frames."""
     try:
         doc = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -112,7 +113,7 @@ def read_path_file(path: Path, resolution: int = 0) -> tuple[list[Camera], float
         if isinstance(doc, dict) and doc.get("format") == "twin-camera-path":
             from ._viewer_paths import path_cameras
 
-            cams, fps = path_cameras(doc), float(doc["fps"])
+            cams, fps = path_cameras(doc, n_frames or None), float(doc["fps"])
         else:
             frames = doc if isinstance(doc, list) else doc["frames"]
             fps = float(doc["fps"]) if isinstance(doc, dict) and "fps" in doc else None
@@ -243,4 +244,4 @@ def path_for(bundle: Bundle, camera_path: str, n_frames: int, resolution: int) -
         return orbit_cameras(bundle, n_frames or 120, resolution), None
     if camera_path == "frames":
         return capture_path_cameras(bundle, n_frames, resolution), None
-    return read_path_file(Path(camera_path), resolution)
+    return read_path_file(Path(camera_path), resolution, n_frames)

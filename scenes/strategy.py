@@ -147,11 +147,13 @@ class DefaultStrategy:
         g = info.get("means2d_grad")
         if g is None:
             return
-        radii = info["radii"].to(state["grad2d"].device)
+        for k in ("grad2d", "count", "radii"):  # state follows the parameters' device (CUDA training)
+            state[k] = state[k].to(g.device)
+        radii = info["radii"].to(g.device)
         if radii.dim() == 2:  # per-axis radii (gsplat >= 1.5)
             radii = radii.max(-1).values
         vis = radii > 0
-        g = g.detach().to(state["grad2d"].device).clone()
+        g = g.detach().clone()
         g[:, 0] *= info["width"] / 2.0
         g[:, 1] *= info["height"] / 2.0
         state["grad2d"][vis] += g[vis].norm(dim=-1)
@@ -183,7 +185,7 @@ class DefaultStrategy:
         if self.reset_every and step > self.reset_every:
             prune |= params["log_scales"].data.exp().max(-1).values > self.prune_scale * state["scene_extent"]
             if self.prune_screen_px > 0:
-                r = torch.cat([state["radii"], torch.zeros(n - len(state["radii"]))]).to(dev)
+                r = torch.cat([state["radii"].to(dev), torch.zeros(n - len(state["radii"]), device=dev)])
                 prune |= r > self.prune_screen_px
         n_prune = int(prune.sum())
         if n_prune >= n:  # never remove everything
@@ -191,7 +193,8 @@ class DefaultStrategy:
         if n_prune:
             remove_rows(params, optims, prune)
         n = len(params["means"])
-        state.update(grad2d=torch.zeros(n), count=torch.zeros(n), radii=torch.zeros(n))
+        state.update(grad2d=torch.zeros(n, device=dev), count=torch.zeros(n, device=dev),
+                     radii=torch.zeros(n, device=dev))
         return {"clone": n_clone, "split": n_split, "prune": n_prune}
 
     def _split(self, params: Params, optims: Optims, idx: torch.Tensor) -> None:

@@ -66,8 +66,7 @@ class RenderConfig:
                                     "the capture cameras) or a camera-path JSON file", metavar="orbit|frames|FILE")
     frame: str | None = opt(None, "render this capture frame (camera name) side by side with its real image "
                                   "into a PNG instead of a video")
-    num_frames: int = opt(120, "frames of an orbit; for 'frames', interpolated frames between two captures is "
-                               "derived from this total")
+    num_frames: int = opt(0, "frames of the video; 0 = auto (orbit: 120, frames: two per capture camera)")
     fps: int = opt(30, "video frame rate")
     resolution: int = opt(480, "long side of the rendered frames in pixels (0 = the capture's size)")
     device: str = opt("auto", "torch device: auto, cpu or cuda")

@@ -136,8 +136,8 @@ def _draw(v: Viewer, opts: ViewerOptions) -> None:
                                                        rgbs=s.rgbs, opacities=s.opacities)
     if layers.points is not None:
         xyz, rgb = layers.points
-        h["points"] = server.scene.add_point_cloud("/points", points=xyz, colors=rgb,
-                                                   point_size=layers.extent / 600, point_shape="circle",
+        h["points"] = server.scene.add_point_cloud("/points", points=xyz, colors=rgb, point_size=layers.extent / 600,
+                                                   point_shape="circle", precision="float32",
                                                    visible=not has_splats)
     if layers.mesh is not None:
         h["mesh"] = _add_mesh(server, layers.mesh, visible=not has_splats)

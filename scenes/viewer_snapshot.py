@@ -81,6 +81,17 @@ def canvas_image(page, hide_overlays: bool = False, timeout: float = 120.0) -> n
     return np.ascontiguousarray(img[:, :, ::-1])
 
 
+def dismiss_notices(page, text: str = "Software WebGL rendering detected") -> int:
+    """Hide page notifications containing `text` (by default viser's software-WebGL notice); returns count."""
+    return page.evaluate("""(text) => {
+      let n = 0;
+      for (const e of document.querySelectorAll('.mantine-Notification-root')) {
+        if (e.textContent.includes(text)) { e.style.display = 'none'; n += 1; }
+      }
+      return n;
+    }""", text)
+
+
 def wait_for_scene(page, timeout: float = 60.0, min_fraction: float = 0.01, settle: float = 1.0) -> np.ndarray:
     """Poll the canvas until it shows content (>= min_fraction non-white pixels) and stops changing."""
     page.wait_for_selector("canvas", timeout=timeout * 1000)

@@ -91,6 +91,16 @@ def get_joint_targets(world: World) -> np.ndarray:
     return t[:, s:s + world.robot.coord_count].astype(np.float64)
 
 
+def get_joint_positions(world: World) -> np.ndarray:
+    """Current robot joint positions (N, robot coords); XPBD keeps maximal coordinates, so it is synced first."""
+    from .world import sync_joint_coordinates
+
+    sync_joint_coordinates(world)
+    q = world.state.joint_q.numpy().reshape(world.n, world.coords_per_world)
+    s = world.robot_coord_start
+    return q[:, s:s + world.robot.coord_count].astype(np.float64)
+
+
 def set_joint_targets(world: World, q: np.ndarray) -> np.ndarray:
     """Set robot joint position targets (N, robot coords) on every world, clipped to the joint limits."""
     import warp as wp
@@ -122,8 +132,9 @@ def dls_step(J: np.ndarray, err: np.ndarray, damping: float) -> np.ndarray:
 
 def ik_targets(world: World, pos: np.ndarray, quat: np.ndarray | None = None, gain: float = 1.0,
                damping: float = 0.05, max_step: float = 0.2) -> np.ndarray:
-    """One differential-IK update of the joint targets toward end-effector targets; returns the new targets.
+    """One differential-IK update toward end-effector targets; sets and returns the new joint targets.
 
+    The step is taken from the measured joint positions (no integrator wind-up while the drives lag);
     `pos` (N, 3) world positions, `quat` (N, 4) xyzw or None for position only. Only the arm's dofs move.
     """
     p, r = ee_pose(world)
@@ -138,4 +149,6 @@ def ik_targets(world: World, pos: np.ndarray, quat: np.ndarray | None = None, ga
     dq = gain * dls_step(J, e, damping)
     n = np.linalg.norm(dq, axis=1, keepdims=True)
     dq = dq * np.minimum(1.0, max_step / np.maximum(n, 1e-12))
-    return set_joint_targets(world, get_joint_targets(world) + dq)
+    q = get_joint_positions(world)
+    q[:, arm:] = get_joint_targets(world)[:, arm:]
+    return set_joint_targets(world, q + dq)

@@ -38,8 +38,9 @@ class SimEnv:
             raise InputError(f"unknown action mode {self.cfg.action!r}; use joint or ee")
         self.n = self.world.n
         self.steps = np.zeros(self.n, dtype=np.int64)
-        self._home_bodies = self.world.state.body_q.numpy().copy()
-        self._home_targets = control.get_joint_targets(self.world)
+        self._home_bodies = self.world.home_body_q
+        s = self.world.robot_coord_start
+        self._home_targets = self.world.home_targets.reshape(self.n, -1)[:, s:s + self.world.robot.coord_count]
 
     @property
     def action_dim(self) -> int:

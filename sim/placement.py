@@ -64,3 +64,44 @@ def check_clear(scene: SceneMesh, builder, body_q: np.ndarray, name: str, base_p
         raise InputError(f"robot {name!r} at ({base_pos[0]:.3f}, {base_pos[1]:.3f}, {base_pos[2]:.3f}) is inside the "
                          f"scan's geometry ({bad.mean() * 100:.0f}% of its surface, around "
                          f"{c[0]:.2f}, {c[1]:.2f}, {c[2]:.2f}); choose another --robot-pose")
+
+
+def _surface_height(scene: SceneMesh, xy: np.ndarray) -> np.ndarray:
+    """Height of the topmost scene surface below a high point at each xy (nan where nothing is hit)."""
+    import trimesh
+
+    mesh = trimesh.Trimesh(scene.vertices, scene.faces, process=False)
+    top = float(scene.vertices[:, 2].max()) + 1.0
+    origins = np.column_stack([xy, np.full(len(xy), top)])
+    loc, idx, _ = mesh.ray.intersects_location(origins, np.tile([0.0, 0.0, -1.0], (len(xy), 1)),
+                                               multiple_hits=False)
+    h = np.full(len(xy), np.nan)
+    h[idx] = loc[:, 2]
+    return h
+
+
+def find_clear_pose(scene: SceneMesh, points_at_origin: np.ndarray, spacing: float = 0.1,
+                    max_radius: float = 1.5) -> tuple[float, float, float, float] | None:
+    """A base pose (x, y, z, yaw) on the support surface, nearest its centre, where the robot is clear.
+
+    `points_at_origin` are robot surface points for a base at the origin with zero yaw. Candidates lie on
+    rings around the support centre with the robot facing the centre; a candidate needs the support surface
+    under its base and no penetration.
+    """
+    cx, cy = scene.support_center
+    cands = [(cx, cy, 0.0)]
+    for r in np.arange(spacing, max_radius + 1e-9, spacing):
+        n = max(6, int(2 * np.pi * r / spacing))
+        for a in np.linspace(0, 2 * np.pi, n, endpoint=False):
+            cands.append((cx + r * np.cos(a), cy + r * np.sin(a), a + np.pi))
+    cands = np.array(cands)
+    h = _surface_height(scene, cands[:, :2])
+    ok = np.abs(h - scene.support_height) < 0.02
+    for x, y, yaw in cands[ok]:
+        c, s = np.cos(yaw), np.sin(yaw)
+        R = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+        pts = points_at_origin @ R.T + np.array([x, y, scene.support_height])
+        bad = penetrating(scene, pts)
+        if not len(bad) or bad.mean() <= 0.01:
+            return float(x), float(y), float(scene.support_height), float(yaw)
+    return None

@@ -23,7 +23,7 @@ _CV_TO_GL = np.diag([1.0, -1.0, -1.0])  # OpenCV camera axes -> OpenGL (x right,
 
 @dataclass
 class SensorFrame:
-    """One render of every world: tensors with the world count as first dimension."""
+    """One render of the sensor's worlds: tensors with the view (world) count as first dimension."""
 
     rgb: torch.Tensor        # (N, H, W, 3) float32 in [0, 1]
     depth: torch.Tensor      # (N, H, W, 1) float32 metres (OpenCV z), inf = no hit
@@ -48,17 +48,21 @@ def camera_to_world_gl(cam: Camera) -> np.ndarray:
 class Sensors:
     """A camera per world, fixed (`camera`) or mounted on the robot's camera link (`camera=None`)."""
 
-    def __init__(self, world: World, camera: Camera, mounted: bool = False, normals: bool = False):
+    def __init__(self, world: World, camera: Camera, mounted: bool = False, normals: bool = False,
+                 worlds: list[int] | None = None):
         import warp as wp
         from newton.sensors import SensorCamera
 
         self.world, self.camera, self.mounted, self.normals = world, camera, mounted, normals
+        self.views = np.arange(world.n) if worlds is None else np.asarray(worlds, dtype=np.int64)
+        self.world_indices = wp.array(self.views.astype(np.int32), dtype=wp.int32, device=world.device)
         self.sensor = SensorCamera(world.model, load_textures=False)
         self.sensor.create_default_light()
         W, H = camera.width, camera.height
+        # Newton puts pixel centres at +0.5, Twin's cameras (OpenCV) at integer coordinates
         self.rays = SensorCamera.compute_camera_rays_pinhole_opencv(
-            W, H, camera.fx, camera.fy, camera.cx, camera.cy, device=world.device)
-        n = world.n
+            W, H, camera.fx, camera.fy, camera.cx + 0.5, camera.cy + 0.5, device=world.device)
+        n = len(self.views)
         self.color = self.sensor.allocate_image_color(n, W, H)
         self.depth = self.sensor.allocate_image_depth_forward(n, W, H)
         self.shape = self.sensor.allocate_image_shape_index(n, W, H)
@@ -82,12 +86,12 @@ class Sensors:
         return cls
 
     def camera_transforms(self) -> np.ndarray:
-        """(N, 7) camera-to-world transforms (OpenGL camera axes) of every world's camera."""
+        """(views, 7) camera-to-world transforms (OpenGL camera axes) of the rendered worlds' cameras."""
         w = self.world
         if self.mounted:
-            mount = frame_poses(w, w.robot.camera_body, w.robot.camera_offset)
+            mount = frame_poses(w, w.robot.camera_body, w.robot.camera_offset)[self.views]
             return tmul(mount, np.broadcast_to(self._rel, mount.shape))
-        return np.broadcast_to(camera_to_world_gl(self.camera), (w.n, 7)).copy()
+        return np.broadcast_to(camera_to_world_gl(self.camera), (len(self.views), 7)).copy()
 
     def render(self) -> SensorFrame:
         """Ray trace every world's camera at the current state."""
@@ -95,7 +99,8 @@ class Sensors:
         w.model.bvh_refit_shapes(w.state)
         xf = wp.array(self.camera_transforms().astype(np.float32), dtype=wp.transformf, device=w.device)
         self.sensor.update(w.state, xf, self.rays, color_image=self.color, forward_depth_image=self.depth,
-                           shape_index_image=self.shape, normal_image=self.normal)
+                           shape_index_image=self.shape, normal_image=self.normal,
+                           world_indices=self.world_indices)
         packed = self.color.numpy()
         rgba = packed.view(np.uint8).reshape(*packed.shape, 4)
         rgb = torch.from_numpy(rgba[..., :3].astype(np.float32) / 255.0)

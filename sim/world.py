@@ -40,9 +40,11 @@ class WorldConfig:
         None, "robot base x y z yaw (m, m, m, rad); default: on the support surface at its centre")
     worlds: int = opt(1, "number of independent replicated worlds")
     device: str = opt("cpu", "Warp device: cpu or cuda:N")
-    solver: str = opt("xpbd", "physics solver", choices=SOLVERS)
+    solver: str = opt("mujoco_warp", "physics solver: mujoco_warp (MuJoCo Warp kernels, N worlds, Newton's mesh "
+                      "contacts); mujoco_c (MuJoCo's C core, one world, convex-hull contacts); xpbd and "
+                      "featherstone (diverge with the Franka here: kept for free bodies)", choices=SOLVERS)
     frame_dt: float = opt(0.01, "seconds per environment step (control period)")
-    substeps: int = opt(4, "physics steps per environment step")
+    substeps: int = opt(2, "physics steps per environment step")
     iterations: int = opt(4, "solver iterations (XPBD)")
     check_collisions: bool = opt(True, "refuse robot poses that penetrate the scan")
     up_axis: str = opt("auto", "up axis of a plain mesh file: auto, y or z")
@@ -71,6 +73,8 @@ class World:
     robot_dof_start: int
     object_bodies: list[int]          # local body index of each task object
     default_q: np.ndarray             # (coords_per_world,) initial joint coordinates of one world
+    home_body_q: np.ndarray           # (bodies, 7) initial body poses of all worlds (for resets)
+    home_targets: np.ndarray          # initial joint position targets of all worlds (flat, per coordinate)
     sim_time: float = 0.0
 
     @property
@@ -87,26 +91,41 @@ def yaw_quat(yaw: float) -> tuple[float, float, float, float]:
     return (0.0, 0.0, math.sin(yaw / 2), math.cos(yaw / 2))
 
 
-def _robot_builder(spec: RobotSpec, base_pos, yaw: float):
-    """A ModelBuilder holding one robot with PD position drives at its home pose."""
+def _new_builder(mujoco: bool):
+    import newton
+
+    b = newton.ModelBuilder()
+    if mujoco:
+        newton.solvers.SolverMuJoCo.register_custom_attributes(b)
+    return b
+
+
+def _robot_builder(spec: RobotSpec, base_pos, yaw: float, mujoco: bool = False):
+    """A ModelBuilder holding one robot with PD position drives at its home pose.
+
+    For the MuJoCo solvers the robot's links get gravity compensation (as a real arm's controller does),
+    so joint position targets are tracked without sag.
+    """
     import newton
     import warp as wp
 
-    b = newton.ModelBuilder()
+    b = _new_builder(mujoco)
     xf = wp.transform(wp.vec3(*base_pos), wp.quat(*yaw_quat(yaw)))
     if spec.source == "aloha":
         b.add_mjcf(str(model_path(spec)), xform=xf, floating=False, hide_visuals=True)
     else:
         b.add_urdf(urdf_text(spec), xform=xf, floating=spec.floating, hide_visuals=True,
                    enable_self_collisions=False, collapse_fixed_joints=True)
-    for i, mass in enumerate(b.body_mass):  # massless links (TCP frames) would be static for XPBD
+    for i, mass in enumerate(b.body_mass):  # a massless link left over would be static for XPBD
         if mass <= 0.0:
-            b.body_mass[i] = 0.01
-            b.body_inv_mass[i] = 100.0
-            b.body_inertia[i] = wp.mat33(np.eye(3, dtype=np.float32) * 1e-5)
-            b.body_inv_inertia[i] = wp.mat33(np.eye(3, dtype=np.float32) * 1e5)
+            b.body_mass[i], b.body_inv_mass[i] = 0.01, 100.0
+            b.body_inertia[i] = wp.mat33(*(np.eye(3, dtype=np.float32) * 1e-5).ravel())
+            b.body_inv_inertia[i] = wp.mat33(*(np.eye(3, dtype=np.float32) * 1e5).ravel())
     start_c = 7 if spec.floating else 0
     start_d = 6 if spec.floating else 0
+    if mujoco and not spec.floating:
+        attr = b.custom_attributes["mujoco:gravcomp"]
+        attr.values = {**(attr.values or {}), **{i: 1.0 for i in range(b.body_count)}}
     nq = b.joint_coord_count - start_c
     q0 = np.zeros(nq)
     if spec.default_q:
@@ -153,6 +172,19 @@ def _layout(spec: RobotSpec, b, start_d: int) -> RobotLayout:
                        lower=list(b.joint_limit_lower[start_d:]), upper=list(b.joint_limit_upper[start_d:]))
 
 
+def _clear_pose(spec: RobotSpec, scene: SceneMesh):
+    """A collision-free default base pose on the support surface (robot home pose, facing the centre)."""
+    import newton
+
+    from .placement import find_clear_pose, robot_points
+
+    rb, _, _ = _robot_builder(spec, (0.0, 0.0, spec.base_height), 0.0)
+    m = rb.finalize(device="cpu")
+    st = m.state()
+    newton.eval_fk(m, m.joint_q, m.joint_qd, st)
+    return find_clear_pose(scene, robot_points(rb, st.body_q.numpy()))
+
+
 def make_solver(model, name: str, iterations: int = 4):
     """The Newton solver called `name`; MuJoCo's C core runs a single world only (Newton's limitation)."""
     import newton
@@ -188,14 +220,21 @@ def build_world(cfg: WorldConfig) -> World:
         x, y, z, yaw = map(float, cfg.robot_pose)
     elif scene is not None:
         (x, y), z, yaw = scene.support_center, scene.support_height, 0.0
+        if spec is not None and cfg.check_collisions:
+            pose = _clear_pose(spec, scene)
+            if pose is None:
+                raise InputError(f"no free spot for robot {spec.name!r} on the scene's support surface; "
+                                 f"pass --robot-pose x y z yaw")
+            x, y, z, yaw = pose
     else:
         x, y, z, yaw = 0.0, 0.0, 0.0, 0.0
     base_pos = (x, y, z + (spec.base_height if spec else 0.0))
 
-    one = newton.ModelBuilder()
+    mujoco = cfg.solver.startswith("mujoco")
+    one = _new_builder(mujoco)
     layout, start_c, start_d = None, 0, 0
     if spec is not None:
-        rb, start_c, start_d = _robot_builder(spec, base_pos, yaw)
+        rb, start_c, start_d = _robot_builder(spec, base_pos, yaw, mujoco)
         layout = _layout(spec, rb, start_d)
         one.add_builder(rb)
     objects = []
@@ -206,7 +245,7 @@ def build_world(cfg: WorldConfig) -> World:
         one.add_shape_box(body, hx=ob.half[0], hy=ob.half[1], hz=ob.half[2], cfg=shape_cfg)
         objects.append(body)
 
-    builder = newton.ModelBuilder()
+    builder = _new_builder(mujoco)
     builder.replicate(one, cfg.worlds)
     if scene is not None:
         mesh = newton.Mesh(scene.vertices, scene.faces.ravel(), compute_inertia=False, is_solid=False)
@@ -223,9 +262,9 @@ def build_world(cfg: WorldConfig) -> World:
 
         check_clear(scene, one, state.body_q.numpy()[:bodies_per_world], spec.name, base_pos)
 
-    solver = make_solver(model, cfg.solver, cfg.iterations)
+    solver = make_solver(model, cfg.solver, cfg.iterations) if model.joint_count else None  # static scene only
     pipeline = contacts = None
-    if cfg.solver != "mujoco_c":
+    if cfg.solver != "mujoco_c" and solver is not None:
         pipeline = newton.CollisionPipeline(model)
         contacts = pipeline.contacts()
     q, r = (base_pos, yaw_quat(yaw))
@@ -234,17 +273,21 @@ def build_world(cfg: WorldConfig) -> World:
                  base_xform=np.array([*q, *r], dtype=np.float64), bodies_per_world=bodies_per_world,
                  coords_per_world=one.joint_coord_count, dofs_per_world=one.joint_dof_count,
                  robot_coord_start=start_c, robot_dof_start=start_d, object_bodies=objects,
-                 default_q=np.asarray(one.joint_q, dtype=np.float32))
+                 default_q=np.asarray(one.joint_q, dtype=np.float32), home_body_q=state.body_q.numpy().copy(),
+                 home_targets=control.joint_target_q.numpy().copy())
 
 
 def step(world: World, frames: int = 1) -> None:
     """Advance every world by `frames` environment steps (each `cfg.substeps` physics steps)."""
     dt = world.cfg.frame_dt / world.cfg.substeps
+    if world.solver is None:
+        world.sim_time += frames * world.cfg.frame_dt
+        return
     for _ in range(frames):
+        if world.pipeline is not None:  # contacts once per environment step, reused by its substeps
+            world.pipeline.collide(world.state, world.contacts)
         for _ in range(world.cfg.substeps):
             world.state.clear_forces()
-            if world.pipeline is not None:
-                world.pipeline.collide(world.state, world.contacts)
             world.solver.step(world.state, world.next_state, world.control, world.contacts, dt)
             world.state, world.next_state = world.next_state, world.state
         world.sim_time += world.cfg.frame_dt

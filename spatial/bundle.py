@@ -160,6 +160,7 @@ def staged_bundle(dest: str | os.PathLike, overwrite: bool = False) -> Iterator[
         raise BundleError(f"{dest}: already exists (pass --overwrite to replace it)")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a bundle is an ordinary directory
     try:
         yield tmp
         _swap_in(tmp, dest)
@@ -178,6 +179,7 @@ def updating_bundle(path: str | os.PathLike) -> Iterator[tuple[Path, dict]]:
     b = read_bundle(path)
     root = b.root
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    os.chmod(tmp, 0o755)
     try:
         shutil.copytree(root, tmp, copy_function=_link_or_copy, dirs_exist_ok=True)
         manifest = dict(b.manifest)
@@ -204,6 +206,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

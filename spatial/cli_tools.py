@@ -14,7 +14,7 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def opt(default: Any = dataclasses.MISSING, help: str = "", *, positional: bool = False, flag: str | None = None,

@@ -57,8 +57,10 @@ class DepthConfig:
 class DepthResult:
     """One view's depth at the working resolution.
 
-    depth: float32 (H, W) z-depth along the camera axis, 0 = invalid; confidence: float32 (H, W) in [0, 1];
-    camera: the view's camera scaled to (W, H); sources: indices of the source views used; seconds: time taken.
+    depth: float32 (H, W) z-depth along the camera axis, 0 = invalid; confidence: float32 (H, W) in [0, 1],
+    the cost volume's probability of the chosen depth scaled by the fraction of source views agreeing with it
+    (0 where invalid); camera: the view's camera scaled to (W, H); sources: indices of the source views used;
+    seconds: time taken for this view.
     """
 
     depth: np.ndarray
@@ -280,6 +282,13 @@ def consistency_filter(depths: list[np.ndarray], cameras: list[Camera], sources:
     return out, agree_frac
 
 
+def _window_std(grey: torch.Tensor, window: int) -> np.ndarray:
+    """Grey-level std over each pixel's matching window: where it is tiny, matching is guesswork."""
+    m = box(grey[None], window)[0]
+    var = (box((grey * grey)[None], window)[0] - m * m).clamp_min(0)
+    return torch.sqrt(var).numpy()
+
+
 def estimate_depths(images: list[np.ndarray], cameras: list[Camera], cfg: DepthConfig | None = None,
                     sparse_points: np.ndarray | None = None,
                     progress: Callable[[int, int], None] | None = None) -> list[DepthResult]:
@@ -325,9 +334,3 @@ def estimate_depths(images: list[np.ndarray], cameras: list[Camera], cfg: DepthC
         conf = np.where(filtered[r] > 0, confs[r] * np.clip(agree[r] * 2, 0, 1), 0).astype(np.float32)
         results.append(DepthResult(filtered[r], conf, cam, list(sources[r]), secs[r] + per_view_filter))
     return results
-
-
-def _window_std(grey: torch.Tensor, window: int) -> np.ndarray:
-    m = box(grey[None], window)[0]
-    var = (box((grey * grey)[None], window)[0] - m * m).clamp_min(0)
-    return torch.sqrt(var).numpy()

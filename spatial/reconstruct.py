@@ -127,7 +127,7 @@ def reconstruct(cfg) -> dict:
         timings["align"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        n_pts, n_tris = _write_geometry(tmp, rec, depth_ids, depths, dense_pts, dense_cols, cfg)
+        n_pts, n_tris = _write_geometry(tmp, rec, depth_ids, depths, dense_pts, dense_cols, cfg, plane)
         timings["fusion"] = time.perf_counter() - t
 
         _write_frames(tmp, rec, depth_ids, depths)
@@ -312,14 +312,42 @@ def _fuse(rec: Reconstruction, ids, depths) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(pts, np.float64), np.asarray(cols, np.uint8)
 
 
-def _write_geometry(root: Path, rec: Reconstruction, ids, depths, pts, cols, cfg) -> tuple[int, int]:
+def support_patch(cameras: list[Camera], points: np.ndarray, cells: int = 24):
+    """A square grid mesh on z = 0 under the captured objects, half as wide as the cameras' orbit radius x 1.5."""
+    import trimesh
+
+    centres = np.stack([c.center for c in cameras])
+    low = points[points[:, 2] < np.percentile(points[:, 2], 50)]
+    mid = np.median(low[:, :2] if len(low) else points[:, :2], axis=0)
+    radius = float(np.median(np.linalg.norm(centres[:, :2] - mid, axis=1)))
+    half = 0.75 * max(radius, 1e-6)
+    g = np.linspace(-half, half, cells + 1)
+    xx, yy = np.meshgrid(g, g, indexing="xy")
+    verts = np.stack([xx.ravel() + mid[0], yy.ravel() + mid[1], np.zeros(xx.size)], 1)
+    i = np.arange(cells)[:, None] * (cells + 1) + np.arange(cells)[None, :]
+    i = i.ravel()
+    faces = np.concatenate([np.stack([i, i + 1, i + cells + 2], 1), np.stack([i, i + cells + 2, i + cells + 1], 1)])
+    colour = np.array([200, 200, 200, 255], np.uint8)
+    return trimesh.Trimesh(verts, faces, vertex_colors=np.tile(colour, (len(verts), 1)), process=False)
+
+
+def _write_geometry(root: Path, rec: Reconstruction, ids, depths, pts, cols, cfg, plane: dict) -> tuple[int, int]:
     """points.ply and the simplified TSDF collision mesh (collision.ply), both in the aligned frame."""
+    import trimesh
+
     from .fusion import FusionConfig, tsdf_mesh, write_ply_points
 
     write_ply_points(root / "points.ply", pts, cols)
     mesh = tsdf_mesh([d.depth for d in depths], [rec.images[i] for i in ids], [d.camera for d in depths],
                      cfg=FusionConfig(target_triangles=cfg.mesh_triangles),
                      confidences=[d.confidence for d in depths])
+    if not plane.get("found") and len(pts):
+        # Textureless supports (white desks) give no depth; the support plane found from the cameras and the
+        # lowest surface points closes the collision mesh under the objects, so that they can rest on it.
+        patch = support_patch(rec.cameras, pts)
+        mesh = patch if mesh is None or len(mesh.faces) == 0 else trimesh.util.concatenate([mesh, patch])
+        plane["completed"] = True
+        plane["completed_extent_xy"] = patch.bounds[:, :2].ravel()[[0, 1, 2, 3]].tolist()
     n_tris = int(len(mesh.faces)) if mesh is not None else 0
     if n_tris:
         mesh.export(root / "collision.ply")

@@ -38,6 +38,7 @@ class SfmConfig:
     min_features: int = opt(30, "a frame with fewer SIFT features is reported as 'too few features'")
     min_registered: float = opt(0.3, "fewer registered frames than this fraction is an error (images do not overlap)")
     num_threads: int = opt(2, "CPU threads for COLMAP")
+    verbose: bool = opt(False, "show COLMAP's own log lines")
     seed: int = opt(0, "random seed for COLMAP's RANSAC and mappers")
 
 
@@ -74,6 +75,8 @@ def run_sfm(frames: FrameSet, work_dir: Path, cfg: SfmConfig | None = None, prog
     import pycolmap
 
     cfg = cfg or SfmConfig()
+    if not cfg.verbose:
+        pycolmap.logging.minloglevel = 2  # COLMAP's INFO/WARNING lines would bury the progress bars and errors
     n = len(frames.frames)
     if n < 3:
         raise InputError(f"{n} frames: need at least 3 overlapping images")

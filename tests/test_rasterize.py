@@ -22,6 +22,10 @@ def _scene(n: int, degree: int, seed: int):
     quats = torch.randn(n, 4, generator=g)
     scales = torch.exp(torch.rand(n, 3, generator=g) * math.log(4.0)) * 0.03
     opacities = torch.rand(n, generator=g) * 0.85 + 0.1
+    # centre off-image (x/z beyond the Jacobian clamp) but wide enough to reach in; and one near the camera
+    means[8], scales[8], opacities[8] = torch.tensor([3.0, 0.2, 3.0]), torch.tensor([0.5, 0.3, 0.2]), 0.6
+    quats[8] = torch.tensor([0.9, 0.1, 0.3, 0.2])
+    means[9], scales[9], opacities[9] = torch.tensor([0.0, 0.1, 0.5]), torch.tensor([0.1, 0.08, 0.05]), 0.4
     sh = torch.randn(n, (degree + 1) ** 2, 3, generator=g) * 0.25
     view = torch.eye(4)
     view[:3, :3] = torch.tensor([[0.995, 0.0, 0.0998], [0.0, 1.0, 0.0], [-0.0998, 0.0, 0.995]])
@@ -50,7 +54,8 @@ def test_warp_matches_torch_reference(degree, sh_degree):
     ref, gref = _render(params, view, "torch", sh_degree, bg)
     out, gout = _render(params, view, "warp", sh_degree, bg)
     assert (ref.radii[:4] == 0).all() and (ref.radii[4:6] == 0).all(), "culling of behind/outside Gaussians"
-    assert (ref.radii > 0).sum() > 150
+    assert (ref.radii > 0).sum() > 150 and ref.radii[8] > 0 and ref.radii[9] > 0
+    assert ref.means2d[8, 0] > W + 10, "centre off the image, beyond the Jacobian clamp"
     assert torch.equal(out.radii, ref.radii)
     assert ref.alpha.min() < 0.05 and ref.alpha.max() > 0.9, "scene should have both empty and covered pixels"
     for name in ("image", "alpha"):

@@ -163,6 +163,12 @@ def tiny_bundle(tmp_path_factory):
         cams.append(cam)
     write_cameras(root, cams)
     _write_points(root / "points.ply", xyz + rng.normal(0, 0.03, xyz.shape), np.full((n, 3), 0.5))
+    # the ground truth as splats.ply, so that rendering can be tested without training first
+    from scenes.gaussians import Gaussians, write_splats_ply
+
+    write_splats_ply(root / "splats.ply", Gaussians(
+        means=g["means"], quats=g["quats"], log_scales=g["scales"].log(),
+        opacity_logits=torch.logit(g["opacities"]), sh_dc=g["sh"][:, 0], sh_rest=torch.zeros(n, 0, 3)))
     finalize_manifest(root, new_manifest(input="synthetic"))
     return root
 
@@ -234,8 +240,6 @@ def test_render_video_and_frame_comparison(tiny_bundle, tmp_path):
     from scenes.render_video import (capture_path_cameras, orbit_cameras, read_path_file, render_frame_comparison,
                                      render_path_video, write_path_file)
 
-    if not (tiny_bundle / "splats.ply").exists():
-        pytest.skip("needs the trained tiny bundle")
     b = read_bundle(tiny_bundle)
     orbit = orbit_cameras(b, 6, resolution=48)
     # the orbit circles the scene centre (origin) at the capture radius 3 and height 1
@@ -250,6 +254,15 @@ def test_render_video_and_frame_comparison(tiny_bundle, tmp_path):
     write_path_file(path, capture_path_cameras(b, 5, 48))
     cams, fps = read_path_file(path)
     assert len(cams) == 5 and fps == 30.0 and np.allclose(cams[0].R, b.cameras[0].R)
+    # the viewer's keyframe path document is read too (resampled to the requested frame count)
+    from scenes._viewer_paths import path_document
+
+    kfs = [{"position": [x, 0.0, 1.0], "wxyz": [1.0, 0.0, 0.0, 0.0], "fov_y": 1.0, "aspect": 4 / 3}
+           for x in (3.0, 2.0)]
+    (tmp_path / "viewer.json").write_text(json.dumps(path_document(kfs, fps=12, seconds=1.0, width=64)))
+    cams, fps = read_path_file(tmp_path / "viewer.json", n_frames=7)
+    assert len(cams) == 7 and fps == 12 and (cams[0].width, cams[0].height) == (64, 48)
+    assert np.allclose(cams[-1].center, [2.0, 0.0, 1.0])
     # a capture frame next to its real photo
     res = render_frame_comparison(tiny_bundle, "000", tmp_path / "f.png", resolution=0, backend="warp")
     img = cv2.imread(str(tmp_path / "f.png"))

@@ -1,4 +1,4 @@
-"""`twin view`: the browser shows the splats (checked against Twin's own rasterizer), toggles, path editor, bad input."""
+"""`twin view`: the browser draws the splats (checked against Twin's rasterizer), toggles, path editor, bad input."""
 from __future__ import annotations
 
 import json
@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from _small_bundle import make_bundle
 
 CHROMIUM = "/usr/bin/chromium"
-needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (make installs it)")
+needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                    reason="Debian chromium not installed (make installs it)")
 
 
 def free_port() -> int:
@@ -89,9 +89,20 @@ def test_view_draws_splats_that_match_a_server_render(tmp_path):
             page.get_by_role("checkbox", name="Splats").click()
             time.sleep(1.5)
             hidden = canvas_image(page, hide_overlays=True).astype(np.float32) / 255
+            # "Render video" runs `twin render`'s renderer along the path (6 frames: 0.2 s at 30 fps)
+            page.get_by_label("Duration (s)").fill("0.2")
+            page.get_by_label("Video width").fill("320")
+            time.sleep(0.5)
+            page.get_by_role("button", name="Render video").click()
+            page.get_by_text("Rendered").wait_for(timeout=120_000)
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+    import av
+
+    with av.open(str(bundle.parent / "small_path.mp4")) as video:
+        frames = [f.to_ndarray(format="rgb24") for f in video.decode(video=0)]
+    assert len(frames) == 6 and frames[0].shape == (240, 320, 3)
     kf = doc["keyframes"][0]
     assert (kf["width"], kf["height"]) == (W, H) and shot.shape == (H, W, 3)
     ref, alpha = server_render(bundle, kf, W, H)
@@ -132,7 +143,8 @@ def test_view_refuses_port_in_use_and_damaged_ply(tmp_path, capsys):
         port = s.getsockname()[1]
         assert main(["view", str(bundle), "--port", str(port), "--seconds", "0"]) == 2
     out = capsys.readouterr()
-    assert out.out == "" and f"port {port}" in out.err and "in use" in out.err
+    err = " ".join(out.err.split())  # rich wraps long lines
+    assert out.out == "" and f"port {port}" in err and "in use" in err
     data = (bundle / "splats.ply").read_bytes()
     (bundle / "splats.ply").unlink()
     (bundle / "splats.ply").write_bytes(data[: len(data) // 2])  # truncated: a damaged download or disk
@@ -150,17 +162,17 @@ def test_display_budget_keeps_most_visible_and_says_so(tmp_path):
         assert len(s.index) == 100 and s.n_total == 600 and s.subsampled
         assert "Showing 100 of 600 Gaussians" in v.gui["budget"].content
         assert v.handles["splats"].centers.shape == (100, 3)
-        assert "1 m" not in v.gui["scale"].content and "not metric" not in v.gui["scale"].content
+        assert " m cells" in v.gui["scale"].content and "not metric" not in v.gui["scale"].content
         assert "scale_label" in v.handles  # metric bundle: a scale bar is drawn
     finally:
         stop.set()
 
 
 def test_camera_path_interpolates_through_keyframes():
-    from spatial.cameras import look_at
     import viser.transforms as tf
 
     from scenes._viewer_paths import path_cameras, path_document
+    from spatial.cameras import look_at
 
     kfs = []
     for eye in ([3.0, 0, 1], [0, 3.0, 1], [-3.0, 0, 1]):

@@ -1,0 +1,266 @@
+"""sim: scene loading and robot placement, IK reaching, resting contact on a triangle mesh, env API, sensors.
+
+Physics runs Newton's MuJoCo solver (mujoco_warp kernels on Warp's CPU device). The first run on a fresh
+machine compiles Warp kernels (several minutes on 2 cores); later runs use the persistent kernel cache.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import trimesh
+
+from spatial.errors import InputError
+
+newton = pytest.importorskip("newton")
+pytest.importorskip("mujoco_warp")
+
+
+def table_scene() -> trimesh.Trimesh:
+    """A scanned-desk stand-in: a 1.2 x 0.8 m table top at 0.75 m on a 4 x 4 m floor, one triangle mesh."""
+    table = trimesh.creation.box(extents=(1.2, 0.8, 0.75))
+    table.apply_translation((0.3, 0.0, 0.375))
+    floor = trimesh.creation.box(extents=(4.0, 4.0, 0.02))
+    floor.apply_translation((0.0, 0.0, -0.01))
+    return trimesh.util.concatenate([table, floor])
+
+
+@pytest.fixture(scope="module")
+def table_ply(tmp_path_factory):
+    p = tmp_path_factory.mktemp("scene") / "table.ply"
+    table_scene().export(p)
+    return p
+
+
+def make_bundle(root, mesh: trimesh.Trimesh | None, metric: bool, plane: dict | None = None):
+    from spatial.bundle import finalize_manifest, new_manifest
+
+    root.mkdir(parents=True)
+    m = new_manifest(input="test")
+    m["scale"] = {"metric": metric, "source": "test" if metric else "arbitrary", "metres_per_unit": 1.0 if metric else None}
+    if plane:
+        m["support_plane"] = plane
+    if mesh is not None:
+        mesh.export(root / "collision.ply")
+    finalize_manifest(root, m)
+    return root
+
+
+# ---------------------------------------------------------------- input checks (no physics)
+
+def test_unknown_robot_lists_known_ones():
+    from sim.robots import get_robot
+
+    with pytest.raises(InputError, match="known robots: .*franka.*so101.*ur5e"):
+        get_robot("wall-e")
+    assert get_robot("panda").name == "franka"
+
+
+def test_registry_models_are_installed():
+    from sim.robots import ROBOTS, fixed_link_offset, model_path, urdf_text
+
+    for name in ("franka", "so100", "so101", "ur5e", "g1"):
+        text = urdf_text(ROBOTS[name])
+        assert "package://" not in text and "<visual" not in text
+        assert model_path(ROBOTS[name]).is_file()
+    link, off = fixed_link_offset(urdf_text(ROBOTS["franka"]), "panda_hand_tcp")
+    assert link == "panda_link7" and off[2] == pytest.approx(0.107 + 0.1034, abs=1e-6)
+
+
+def test_scene_scale_and_missing_mesh(tmp_path):
+    from sim.scene_mesh import load_scene
+
+    arb = make_bundle(tmp_path / "arb", table_scene(), metric=False)
+    with pytest.raises(InputError, match="scale is arbitrary; pass --scale"):
+        load_scene(arb)
+    s = load_scene(arb, scale=0.5)
+    assert s.support_height == pytest.approx(0.375, abs=0.01)
+    assert np.allclose(s.support_center, [0.15, 0.0], atol=0.02)
+    metric = make_bundle(tmp_path / "met", table_scene(), metric=True,
+                         plane={"normal": [0, 0, 1], "offset": -0.75, "found": True, "centroid": [0.2, 0.1, 0.75]})
+    s = load_scene(metric)
+    assert s.support_height == pytest.approx(0.75) and np.allclose(s.support_center, [0.2, 0.1])
+    with pytest.raises(InputError, match="no collision mesh"):
+        load_scene(make_bundle(tmp_path / "empty", None, metric=True))
+
+
+def test_support_estimate_prefers_table_over_floor():
+    from sim.scene_mesh import estimate_support
+
+    m = table_scene()
+    h, c = estimate_support(np.asarray(m.vertices), np.asarray(m.faces))
+    assert h == pytest.approx(0.75, abs=0.01) and np.allclose(c, [0.3, 0.0], atol=0.02)
+    floor = trimesh.creation.box(extents=(4.0, 4.0, 0.02))
+    h, _ = estimate_support(np.asarray(floor.vertices), np.asarray(floor.faces))
+    assert h == pytest.approx(0.01, abs=0.005)
+
+
+def test_mesh_import_glb_obj_usd(tmp_path):
+    from pxr import Usd, UsdGeom
+
+    from sim.scene_mesh import load_scene
+
+    m = table_scene()
+    m.export(tmp_path / "t.obj")
+    y_up = m.copy()
+    y_up.apply_transform(trimesh.transformations.rotation_matrix(-np.pi / 2, [1, 0, 0]))  # +Z up -> +Y up
+    y_up.export(tmp_path / "t.glb")
+    stage = Usd.Stage.CreateNew(str(tmp_path / "t.usda"))
+    UsdGeom.SetStageUpAxis(stage, UsdGeom.Tokens.z)
+    UsdGeom.SetStageMetersPerUnit(stage, 0.01)  # centimetres
+    mesh = UsdGeom.Mesh.Define(stage, "/scene")
+    mesh.GetPointsAttr().Set([tuple(v) for v in (m.vertices * 100.0).tolist()])
+    mesh.GetFaceVertexCountsAttr().Set([3] * len(m.faces))
+    mesh.GetFaceVertexIndicesAttr().Set(m.faces.ravel().tolist())
+    stage.Save()
+    for name in ("t.obj", "t.glb", "t.usda"):
+        s = load_scene(tmp_path / name)
+        assert s.support_height == pytest.approx(0.75, abs=0.01), name
+        assert s.vertices[:, 2].max() == pytest.approx(0.75, abs=1e-3), name
+    with pytest.raises(InputError, match="no such"):
+        load_scene(tmp_path / "missing.glb")
+
+
+def test_robot_inside_scan_is_refused(table_ply):
+    from sim.world import WorldConfig, build_world
+
+    with pytest.raises(InputError, match="inside the scan's geometry"):
+        build_world(WorldConfig(scene=str(table_ply), robot="franka", robot_pose=(0.3, 0.0, 0.2, 0.0)))
+
+
+# ---------------------------------------------------------------- physics
+
+@pytest.fixture(scope="module")
+def franka_world(table_ply):
+    from sim.world import WorldConfig, build_world
+
+    return build_world(WorldConfig(scene=str(table_ply), robot="franka", worlds=2))
+
+
+def test_robot_stands_on_the_table(franka_world):
+    w = franka_world
+    assert w.base_xform[2] == pytest.approx(0.75, abs=1e-3)
+    assert np.allclose(w.base_xform[:2], [0.3, 0.0], atol=0.02)
+
+
+def test_reach_end_effector_target_within_5mm(franka_world):
+    from sim import control
+    from sim.env import EnvConfig, SimEnv
+
+    env = SimEnv(franka_world, EnvConfig(action="ee"))
+    env.reset()
+    p0, r0 = control.ee_pose(env.world)
+    goal = p0 + np.array([[0.08, 0.10, -0.08], [-0.05, -0.12, 0.05]])
+    lo, hi = np.asarray(env.world.robot.lower), np.asarray(env.world.robot.upper)
+    for _ in range(60):
+        control.ik_targets(env.world, goal, r0)
+        from sim.world import step
+        step(env.world)
+        t = control.get_joint_targets(env.world)
+        assert (t >= lo - 1e-6).all() and (t <= hi + 1e-6).all()
+    p, _ = control.ee_pose(env.world)
+    err = np.linalg.norm(p - goal, axis=1)
+    assert (err < 0.005).all(), err
+    q = control.get_joint_positions(env.world)
+    assert (q >= lo - 0.01).all() and (q <= hi + 0.01).all()
+
+
+def test_joint_targets_clip_to_limits_and_are_tracked(franka_world):
+    from sim import control
+    from sim.env import SimEnv
+
+    env = SimEnv(franka_world)
+    env.reset()
+    a = control.get_joint_targets(env.world)
+    a[:, 0] = [0.4, 10.0]           # world 1 asks far beyond joint 1's limit (2.8973)
+    for _ in range(40):
+        obs, rew, term, trunc, info = env.step(a)
+    q = obs["joint_pos"].numpy()
+    assert q[0, 0] == pytest.approx(0.4, abs=0.01)
+    assert obs["joint_target"][1, 0].item() == pytest.approx(2.8973, abs=1e-5)   # clipped to the limit
+    assert 1.0 < q[1, 0] <= 2.8973 + 0.005
+    assert obs["ee_pos"].shape == (2, 3) and rew.shape == (2,)
+    obs = env.reset(np.array([True, False]))
+    assert obs["joint_pos"][0, 0].item() == pytest.approx(0.0, abs=1e-4)
+    assert obs["joint_pos"][1, 0].item() == pytest.approx(q[1, 0], abs=1e-4)
+
+
+def test_gymnasium_vector_env(franka_world):
+    import gymnasium as gym
+
+    from sim.env import EnvConfig, SimEnv, gym_vector_env
+
+    inner = SimEnv(franka_world, EnvConfig(max_steps=3))
+    venv = gym_vector_env(inner)
+    assert isinstance(venv, gym.vector.VectorEnv) and venv.num_envs == 2
+    obs, _ = venv.reset(seed=0)
+    assert obs.shape == venv.observation_space.shape and np.isfinite(obs).all()
+    home = inner.observe()["joint_target"].numpy()
+    act = home.astype(np.float32)
+    act[:, 0] += 0.2
+    for k in range(3):
+        obs, rew, term, trunc, _ = venv.step(act)
+        assert obs.shape == (2, venv.single_observation_space.shape[0]) and rew.shape == (2,)
+        assert trunc.all() == (k == 2) and not term.any()
+    obs, rew, term, trunc, _ = venv.step(act)    # finished worlds were reset before this step
+    assert not trunc.any() and (inner.steps == 1).all()
+
+
+def test_box_dropped_on_scanned_desk_rests_on_it(table_ply):
+    from sim.world import BoxObject, WorldConfig, body_poses, build_world, step
+
+    half = 0.03
+    w = build_world(WorldConfig(scene=str(table_ply), robot=None, worlds=2,
+                                objects=[BoxObject(half=(half, half, half), pos=(0.5, 0.2, 0.9))]))
+    step(w, 80)
+    pos = body_poses(w)[:, w.object_bodies[0], :3]
+    assert np.abs(pos[:, 2] - (0.75 + half)).max() < 0.005, pos     # neither sinking nor floating
+    assert np.allclose(pos[:, :2], [0.5, 0.2], atol=0.01)
+    v = w.state.body_qd.numpy().reshape(2, -1, 6)[:, w.object_bodies[0]]
+    assert np.abs(v).max() < 0.05
+
+
+def test_sensors_rgb_depth_segmentation(franka_world):
+    import torch
+
+    from spatial.cameras import Camera, look_at
+    from sim.sensors import SEG_ROBOT, SEG_SCENE, Sensors, compose_with_splats, control_maps
+
+    R, t = look_at(np.array([1.8, 1.2, 1.5]), np.array([0.3, 0.0, 0.9]))
+    cam = Camera("c", 64, 48, 50.0, 50.0, 31.5, 23.5, R, t)
+    f = Sensors(franka_world, cam).render()
+    assert f.rgb.shape == (2, 48, 64, 3) and f.depth.shape == (2, 48, 64, 1) and f.seg.shape == (2, 48, 64)
+    robot, scene = (f.seg == SEG_ROBOT), (f.seg == SEG_SCENE)
+    assert robot.float().mean() > 0.02 and scene.float().mean() > 0.2
+    # scene pixels: depth agrees with an independent ray cast of the same mesh (trimesh + embree)
+    mesh = table_scene()
+    ys, xs = np.nonzero(scene[0].numpy())
+    dirs_cam = np.stack([(xs - cam.cx) / cam.fx, (ys - cam.cy) / cam.fy, np.ones(len(xs))], 1)
+    dirs = dirs_cam @ cam.R
+    loc, idx, _ = mesh.ray.intersects_location(np.repeat(cam.center[None], len(xs), 0), dirs, multiple_hits=False)
+    z = np.full(len(xs), np.inf)
+    z[idx] = (loc - cam.center) @ cam.R[2]
+    got = f.depth[0, ys, xs, 0].numpy()
+    ok = np.isfinite(z)
+    assert np.median(np.abs(got[ok] - z[ok])) < 1e-3
+    far = torch.full((48, 64, 1), 100.0)
+    comp = compose_with_splats(f, torch.zeros(48, 64, 3), far)
+    assert torch.equal(comp[robot], f.rgb[robot]) and (comp[scene] == 0).all()
+    maps = control_maps(f)
+    assert maps["edges"].any() and maps["depth"].shape == f.depth.shape
+    json.dumps({"ok": True})
+
+
+@pytest.mark.parametrize("name", ["so100", "so101", "ur5e", "g1"])
+def test_other_embodiments_load_and_step(name):
+    from sim import control
+    from sim.world import WorldConfig, build_world, step
+
+    w = build_world(WorldConfig(scene=None, robot=name, worlds=1))
+    assert w.robot.dof_count >= 5 and len(w.robot.lower) == w.robot.dof_count
+    p0, _ = control.ee_pose(w)
+    step(w, 5)
+    assert np.isfinite(w.state.body_q.numpy()).all()
+    if not w.robot.spec.floating:  # fixed arms hold their home pose under gravity compensation
+        assert np.linalg.norm(control.ee_pose(w)[0] - p0) < 0.02
