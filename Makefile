@@ -8,7 +8,6 @@ STAMP := $(VENV)/.twin-installed
 # Debian packages: libusb for Open3D's import, Chromium for the viewer's browser tests.
 DEBS := libusb-1.0-0 chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-export WARP_CACHE_PATH ?= $(HOME)/.cache/twin/warp
 
 .PHONY: setup demo test bench clean system-deps
 
@@ -28,6 +27,8 @@ $(STAMP): pyproject.toml Makefile | system-deps
 	  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then $(PIP) install torch gsplat; \
 	  else $(PIP) install torch==2.13.0; fi; fi
 	$(PIP) install -q -e ".[test]"
+	@# gym-aloha only for ALOHA's MJCF assets: its pins (mujoco<3.9, dm-control) must not downgrade the physics stack.
+	$(PIP) install -q --no-deps gym-aloha
 	@touch $(STAMP)
 
 demo: setup system-deps

@@ -15,6 +15,7 @@ from scenes import _warp_project as wproj
 from scenes import _warp_tiles as wtiles
 
 TILE = wtiles.TILE
+wp.config.quiet = True  # Warp's module-load lines would mix into the CLI's machine-readable stdout
 wp.init()
 
 

@@ -233,6 +233,16 @@ def load_checkpoint(path: Path) -> dict:
 
 # ---------------------------------------------------------------------------------------------- the loop
 
+def _non_finite(params: dict[str, torch.Tensor], names) -> list[str]:
+    return [n for n in names if not torch.isfinite(params[n].data).all()]
+
+
+def _diverged(step: int, why: str, last_good: int | None, ck_path: Path):
+    where = (f"last good checkpoint (step {last_good}) kept at {ck_path}" if last_good is not None
+             else "no checkpoint was written yet")
+    raise TrainingDiverged(f"training diverged at step {step} ({why}); {where}; try lower learning rates")
+
+
 def train(cfg: SplatConfig, on_step: Callable[[int, dict], None] | None = None) -> SplatResult:
     """Train splats on a bundle; writes checkpoints but not the bundle (see `write_result`).
 
@@ -303,20 +313,16 @@ def train(cfg: SplatConfig, on_step: Callable[[int, dict], None] | None = None) 
                                 grad_holder=holder)
             loss = photometric_loss(out.image, ref, cfg.ssim_lambda) + strategy.regularisation(params)
             lv = float(loss.detach())
-            bad = [n for n in ("means", "quats", "log_scales", "opacity_logits")
-                   if not torch.isfinite(params[n].data).all()]
+            bad = _non_finite(params, ("means", "quats", "log_scales", "opacity_logits"))
             if bad or not math.isfinite(lv) or (ema_loss is not None and lv > max(20 * ema_loss, 2.0)):
-                why = f"non-finite {', '.join(bad)}" if bad else f"loss {lv:.4g}"
-                where = f"last good checkpoint (step {last_good}) kept at {ck_path}" if last_good is not None \
-                    else "no checkpoint was written yet"
-                raise TrainingDiverged(f"training diverged at step {step} ({why}); {where}; "
-                                       "try lower learning rates")
+                _diverged(step, f"non-finite {', '.join(bad)}" if bad else f"loss {lv:.4g}", last_good, ck_path)
             loss.backward()
             for o in optims.values():
                 o.step()
                 o.zero_grad(set_to_none=True)
             info = {"means2d_grad": holder.grad, "radii": out.radii, "width": cam.width, "height": cam.height}
-            strategy.step_post_backward(params, optims, sstate, step + 1, info, lr_means=means_lr(step, cfg, extent))
+            strategy.step_post_backward(params, optims, sstate, step + 1, info,
+                                        lr_means=means_lr(step, cfg, extent))
             ema_loss = lv if ema_loss is None else 0.95 * ema_loss + 0.05 * lv
             p = psnr(out.image, ref)
             ema_psnr = p if ema_psnr is None else 0.95 * ema_psnr + 0.05 * p
@@ -329,11 +335,15 @@ def train(cfg: SplatConfig, on_step: Callable[[int, dict], None] | None = None) 
                                       f"{time.perf_counter() - t0:.0f} s wall, {time.process_time() - c0:.0f} s CPU",
                                       highlight=False)
             if done % max(cfg.checkpoint_every, 1) == 0 or done == cfg.steps:
+                bad = _non_finite(params, PARAM_NAMES)
+                if bad:
+                    _diverged(done, f"non-finite {', '.join(bad)}", last_good, ck_path)
                 elapsed = elapsed0 + time.perf_counter() - t0
                 save_checkpoint(ck_path, done, params, optims, sstate, extent, elapsed, meta)
                 last_good = done
+            held = "-" if math.isnan(eval_psnr) else f"{eval_psnr:.2f}"
             bar.update(task, completed=done, status=f"loss {ema_loss:.4f}  train PSNR {ema_psnr:.2f}  "
-                       f"held-out {eval_psnr:.2f}  N {len(params['means'])}")
+                       f"held-out {held}  N {len(params['means'])}")
     final_psnr, final_ssim = evaluate(params, views, views.test or views.train, eval_bg, cfg.backend)
     seconds = elapsed0 + time.perf_counter() - t0
     cpu_seconds = time.process_time() - c0

@@ -129,7 +129,7 @@ def run_sim(cfg: SimConfig, json_out: bool = False) -> int:
             for j in range(steps_per_frame):
                 tau = 2 * np.pi * (k * steps_per_frame + j) * world.cfg.frame_dt / cfg.seconds
                 goal = p0 + reach * np.array([0.0, np.sin(tau), 0.5 * (1 - np.cos(tau))])
-                control.ik_targets(world, goal, r0)
+                control.ik_targets(world, goal, r0 if (world.robot.spec.arm_dofs or 0) >= 6 else None)
                 step(world)
             errors.append(float(np.linalg.norm(control.ee_pose(world)[0][0] - goal[0])))
             f = sensors.render()

@@ -49,8 +49,9 @@ ROBOTS: dict[str, RobotSpec] = {s.name: s for s in [
               (), floating=True, base_height=0.793, gains=(200.0, 10.0)),
     RobotSpec("g1_hands", "erd", "g1_description/urdf/g1_29dof_with_hand_rev_1_0.urdf", "right_hand_palm_link",
               "head_link", (), floating=True, base_height=0.793, gains=(200.0, 10.0)),
-    RobotSpec("aloha", "aloha", "aloha/aloha.xml", "left/gripper_base", "left/gripper_base", (),
-              gains=(200.0, 20.0), note="MJCF from MENAGERIE_ROOT or gym-aloha"),
+    RobotSpec("aloha", "aloha", "aloha/aloha.xml", "gripper_link", "gripper_link",
+              (0.0, -0.96, 1.16, 0.0, -0.3, 0.0, 0.024, -0.024) * 2, arm_dofs=6, gains=(800.0, 40.0),
+              note="ViperX bimanual MJCF from gym-aloha (pip install gym-aloha --no-deps) or MENAGERIE_ROOT"),
 ]}
 
 
@@ -77,22 +78,34 @@ def example_robot_data_root() -> Path:
     raise InputError("example-robot-data is not installed (pip install example-robot-data)")
 
 
+def _gym_aloha_assets() -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("gym_aloha")
+    if spec and spec.origin and (Path(spec.origin).parent / "assets" / "vx300s_left.xml").is_file():
+        return Path(spec.origin).parent / "assets"
+    return None
+
+
 def _aloha_mjcf() -> Path:
     root = os.environ.get("MENAGERIE_ROOT")
     if root and (Path(root) / "aloha" / "aloha.xml").is_file():
         return Path(root) / "aloha" / "aloha.xml"
-    try:
-        import importlib.util
-        spec = importlib.util.find_spec("gym_aloha")
-        if spec and spec.origin:
-            assets = Path(spec.origin).parent / "assets"
-            for cand in ("bimanual_viperx_transfer_cube.xml", "bimanual_viperx_insertion.xml"):
-                if (assets / cand).is_file():
-                    return assets / cand
-    except ImportError:
-        pass
-    raise InputError("robot 'aloha' needs its MJCF: set MENAGERIE_ROOT to a mujoco_menagerie checkout "
-                     "or pip install gym-aloha --no-deps")
+    assets = _gym_aloha_assets()
+    if assets is not None:
+        return assets / "vx300s_left.xml"
+    raise InputError("robot 'aloha' needs its MJCF: pip install gym-aloha --no-deps (its assets only; its "
+                     "dependency pins would downgrade mujoco) or set MENAGERIE_ROOT to a mujoco_menagerie checkout")
+
+
+def mjcf_source(spec: RobotSpec) -> str:
+    """MJCF file path or text for an MJCF robot: gym-aloha's two ViperX arms without its task scene."""
+    path = _aloha_mjcf()
+    if path.name != "vx300s_left.xml":
+        return str(path)
+    a = path.parent
+    return (f'<mujoco><compiler meshdir="{a}"/><include file="{a}/vx300s_dependencies.xml"/><worldbody>'
+            f'<include file="{a}/vx300s_left.xml"/><include file="{a}/vx300s_right.xml"/></worldbody></mujoco>')
 
 
 def model_path(spec: RobotSpec) -> Path:

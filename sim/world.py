@@ -14,7 +14,7 @@ from spatial.cli_tools import opt
 from spatial.errors import InputError
 
 from ._quat import tmul
-from .robots import RobotLayout, RobotSpec, get_robot, model_path, urdf_text
+from .robots import RobotLayout, RobotSpec, get_robot, mjcf_source, urdf_text
 from .scene_mesh import SceneMesh, load_scene
 
 SOLVERS = ("xpbd", "featherstone", "mujoco_warp", "mujoco_c")
@@ -112,7 +112,7 @@ def _robot_builder(spec: RobotSpec, base_pos, yaw: float, mujoco: bool = False):
     b = _new_builder(mujoco)
     xf = wp.transform(wp.vec3(*base_pos), wp.quat(*yaw_quat(yaw)))
     if spec.source == "aloha":
-        b.add_mjcf(str(model_path(spec)), xform=xf, floating=False, hide_visuals=True)
+        b.add_mjcf(mjcf_source(spec), xform=xf, floating=False, hide_visuals=True, enable_self_collisions=False)
     else:
         b.add_urdf(urdf_text(spec), xform=xf, floating=spec.floating, hide_visuals=True,
                    enable_self_collisions=False, collapse_fixed_joints=True)

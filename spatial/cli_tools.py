@@ -131,7 +131,7 @@ def progress(quiet: bool = False) -> Progress:
     """A rich progress bar on stderr, so that stdout stays machine-readable."""
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console,
-                    disable=quiet, transient=False)
+                    disable=quiet, transient=True)
 
 
 def info(msg: str) -> None:

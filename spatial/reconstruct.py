@@ -166,7 +166,8 @@ def _versions() -> dict:
 def _image_dir_for_poses(model: Path, kind: str) -> Path:
     """Where the images of a COLMAP model / transforms.json live (the usual layouts)."""
     base = model.parent if model.is_file() else model
-    for cand in (base / "images", base.parent / "images", base.parent.parent / "images", base):
+    ups = [base, *list(base.parents)[:3]]
+    for cand in [u / "images" for u in ups] + [base]:
         if cand.is_dir() and any(p.suffix.lower() in (".jpg", ".jpeg", ".png") for p in cand.iterdir()):
             return cand
     raise InputError(f"{model}: cannot find the images for these poses (looked for an images/ folder beside it)")

@@ -33,7 +33,7 @@ def capture(tmp_path_factory):
 def bundle(capture, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundles") / "synth"
     r = _twin("reconstruct", capture / "capture.mp4", "--out", out, "--marker-size", "0.15",
-              "--depth-frames", "16", "--quiet", "--json")
+              "--depth-frames", "10", "--quiet", "--json")
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     return out, summary
@@ -120,7 +120,7 @@ def test_corrupt_jpeg_is_skipped_with_warning(capture, tmp_path):
 def test_too_few_images(tmp_path, capture):
     photos = _photos(capture, tmp_path / "p", [0, 1])
     r = _twin("reconstruct", photos, "--out", tmp_path / "b")
-    assert r.returncode == 2 and "at least 3" in r.stderr.lower() or "fewer than 3" in r.stderr.lower()
+    assert r.returncode == 2 and "at least 3" in r.stderr.lower()
     assert len(r.stderr.strip().splitlines()) == 1
 
 

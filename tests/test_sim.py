@@ -38,7 +38,8 @@ def make_bundle(root, mesh: trimesh.Trimesh | None, metric: bool, plane: dict | 
 
     root.mkdir(parents=True)
     m = new_manifest(input="test")
-    m["scale"] = {"metric": metric, "source": "test" if metric else "arbitrary", "metres_per_unit": 1.0 if metric else None}
+    m["scale"] = {"metric": metric, "source": "test" if metric else "arbitrary",
+                  "metres_per_unit": 1.0 if metric else None}
     if plane:
         m["support_plane"] = plane
     if mesh is not None:
@@ -147,6 +148,7 @@ def test_robot_stands_on_the_table(franka_world):
 def test_reach_end_effector_target_within_5mm(franka_world):
     from sim import control
     from sim.env import EnvConfig, SimEnv
+    from sim.world import step
 
     env = SimEnv(franka_world, EnvConfig(action="ee"))
     env.reset()
@@ -155,7 +157,6 @@ def test_reach_end_effector_target_within_5mm(franka_world):
     lo, hi = np.asarray(env.world.robot.lower), np.asarray(env.world.robot.upper)
     for _ in range(60):
         control.ik_targets(env.world, goal, r0)
-        from sim.world import step
         step(env.world)
         t = control.get_joint_targets(env.world)
         assert (t >= lo - 1e-6).all() and (t <= hi + 1e-6).all()
@@ -252,11 +253,13 @@ def test_sensors_rgb_depth_segmentation(franka_world):
     json.dumps({"ok": True})
 
 
-@pytest.mark.parametrize("name", ["so100", "so101", "ur5e", "g1"])
+@pytest.mark.parametrize("name", ["so100", "so101", "ur5e", "g1", "aloha"])
 def test_other_embodiments_load_and_step(name):
     from sim import control
     from sim.world import WorldConfig, build_world, step
 
+    if name == "aloha":
+        pytest.importorskip("gym_aloha")  # its MJCF assets; installed with --no-deps
     w = build_world(WorldConfig(scene=None, robot=name, worlds=1))
     assert w.robot.dof_count >= 5 and len(w.robot.lower) == w.robot.dof_count
     p0, _ = control.ee_pose(w)
@@ -264,3 +267,21 @@ def test_other_embodiments_load_and_step(name):
     assert np.isfinite(w.state.body_q.numpy()).all()
     if not w.robot.spec.floating:  # fixed arms hold their home pose under gravity compensation
         assert np.linalg.norm(control.ee_pose(w)[0] - p0) < 0.02
+
+
+def test_twin_sim_cli_writes_video(table_ply, tmp_path, capsys):
+    import av
+
+    from twin_cli.main import main
+
+    out = tmp_path / "v.mp4"
+    assert main(["sim", str(table_ply), "--robot", "wall-e", "--out", str(out)]) == 2
+    assert "known robots" in capsys.readouterr().err
+    assert main(["sim", str(table_ply), "--seconds", "0.4", "--fps", "10", "--width", "96", "--out", str(out),
+                 "--image", str(tmp_path / "f.png"), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["frames"] == 4 and (tmp_path / "f.png").exists()
+    with av.open(str(out)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == 4 and frames[0].shape[1] == 96
+    assert frames[0].std() > 5  # robot and table visible, not a blank frame
