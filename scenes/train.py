@@ -71,22 +71,16 @@ def scale_for(cam: Camera, resolution: int) -> float:
 
 
 def scaled_camera(cam: Camera, s: float) -> Camera:
-    """The camera for its image resized by s, in the rasterizer's convention (pixel centres at x + 0.5, so
-    intrinsics scale exactly; Camera.scaled assumes centres at integers instead)."""
-    if s == 1.0:
-        return cam
-    w, h = int(round(cam.width * s)), int(round(cam.height * s))
-    sx, sy = w / cam.width, h / cam.height
-    return dataclasses.replace(cam, width=w, height=h, fx=cam.fx * sx, fy=cam.fy * sy, cx=cam.cx * sx,
-                               cy=cam.cy * sy)
+    """The camera for its image resized by s (Twin's OpenCV convention: pixel centres at integers)."""
+    return cam if s == 1.0 else cam.scaled(s)
 
 
 def half_resolution(cam: Camera, ref: torch.Tensor) -> tuple[Camera, torch.Tensor]:
     """The view at half size: 2x2 box-filtered image (odd edges cropped) and the matching camera."""
     h, w = ref.shape[0] // 2, ref.shape[1] // 2
     small = ref[: 2 * h, : 2 * w].reshape(h, 2, w, 2, 3).mean((1, 3))
-    return dataclasses.replace(cam, width=w, height=h, fx=cam.fx / 2, fy=cam.fy / 2, cx=cam.cx / 2,
-                               cy=cam.cy / 2), small
+    return dataclasses.replace(cam, width=w, height=h, fx=cam.fx / 2, fy=cam.fy / 2, cx=(cam.cx + 0.5) / 2 - 0.5,
+                               cy=(cam.cy + 0.5) / 2 - 0.5), small
 
 
 def load_image(path: Path, width: int, height: int) -> torch.Tensor:
@@ -122,9 +116,13 @@ def load_views(bundle_root: Path, cameras: list[Camera], resolution: int, eval_e
 # ---------------------------------------------------------------------------------------------- rendering
 
 def camera_tensors(cam: Camera, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(viewmat 4x4, K 3x3) float32 tensors of a camera."""
+    """(viewmat 4x4, K 3x3) float32 tensors of a camera, K moved from OpenCV's pixel centres at integers to
+    the rasterizer's (gsplat's) centres at x + 0.5."""
+    K = cam.K.copy()
+    K[0, 2] += 0.5
+    K[1, 2] += 0.5
     return (torch.as_tensor(cam.world_to_cam, dtype=torch.float32, device=device),
-            torch.as_tensor(cam.K, dtype=torch.float32, device=device))
+            torch.as_tensor(K, dtype=torch.float32, device=device))
 
 
 def render_params(params: dict[str, torch.Tensor], cam: Camera, sh_degree: int | None = None,

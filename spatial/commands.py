@@ -24,7 +24,7 @@ class ReconstructConfig:
     matching: Literal["auto", "sequential", "exhaustive"] = opt("auto", "feature matching strategy")
     mapper: Literal["global", "incremental"] = opt("global", "COLMAP mapper")
     max_features: int = opt(4096, "SIFT features per image")
-    depth_frames: int = opt(48, "most keyframes that get dense depth (spread over the capture)")
+    depth_frames: int = opt(32, "most keyframes that get dense depth (spread over the capture)")
     depth_max_side: int = opt(320, "dense depth working resolution (longest side)")
     mesh_triangles: int = opt(200_000, "collision mesh triangle budget after simplification")
     quiet: bool = opt(False, "no progress bars")
