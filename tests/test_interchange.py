@@ -118,7 +118,6 @@ def test_read_reference_detects_formats(tmp_path):
         read_reference(tmp_path / "broken.json")
 
 
-@pytest.mark.skipif(not BIRD.exists(), reason="bird data not present")
 def test_bird_model_reads_and_survives_both_formats(tmp_path):
     cams, pts, cols = read_colmap(BIRD)
     assert len(cams) == 184 and len(pts) == 6271 and cols.dtype == np.uint8

@@ -115,7 +115,6 @@ def test_depth_absrel():
     assert np.isnan(depth_absrel(np.zeros((2, 2)), gt))
 
 
-@pytest.mark.skipif(not BIRD.exists(), reason="bird data not present")
 def test_bird_reference_against_itself_across_formats(tmp_path):
     ref = read_reference(BIRD / "sparse" / "0")
     assert len(ref) == 184 and ref[0].name == "001.jpg"

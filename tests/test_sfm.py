@@ -17,7 +17,6 @@ from spatial.sfm import SfmConfig, run_sfm
 BIRD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bird"
 if not BIRD.exists():
     BIRD = Path("/work/shared/data/bird")
-needs_bird = pytest.mark.skipif(not (BIRD / "images").exists(), reason="bird capture not available")
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +27,6 @@ def bird12(tmp_path_factory):
     return load_frames(d, FramesConfig(max_side=480))
 
 
-@needs_bird
 @pytest.mark.parametrize("mapper,matching", [("global", "auto"), ("incremental", "sequential")])
 def test_bird_subset_registers_and_agrees_with_reference(bird12, tmp_path, mapper, matching):
     cfg = SfmConfig(mapper=mapper, matching=matching, overlap=3, loop_candidates=2)

@@ -13,8 +13,8 @@ import trimesh
 
 from spatial.errors import InputError
 
-newton = pytest.importorskip("newton")
-pytest.importorskip("mujoco_warp")
+import mujoco_warp  # noqa: F401  (Newton's MuJoCo solver; a missing install must fail, not skip)
+import newton
 
 
 def table_scene() -> trimesh.Trimesh:
@@ -259,7 +259,7 @@ def test_other_embodiments_load_and_step(name):
     from sim.world import WorldConfig, build_world, step
 
     if name == "aloha":
-        pytest.importorskip("gym_aloha")  # its MJCF assets; installed with --no-deps
+        import gym_aloha  # noqa: F401  (its MJCF assets; installed with --no-deps)
     w = build_world(WorldConfig(scene=None, robot=name, worlds=1))
     assert w.robot.dof_count >= 5 and len(w.robot.lower) == w.robot.dof_count
     p0, _ = control.ee_pose(w)

@@ -16,8 +16,6 @@ import torch
 from _small_bundle import make_bundle
 
 CHROMIUM = "/usr/bin/chromium"
-needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                    reason="Debian chromium not installed (make installs it)")
 
 
 def free_port() -> int:
@@ -62,7 +60,6 @@ def server_render(bundle: Path, kf: dict, width: int, height: int) -> tuple[np.n
     return out.image.clamp(0, 1).numpy(), out.alpha[..., 0].numpy()
 
 
-@needs_chromium
 def test_view_draws_splats_that_match_a_server_render(tmp_path):
     from scenes.viewer_snapshot import canvas_image, chromium_page, wait_for_scene
 
@@ -116,7 +113,6 @@ def test_view_draws_splats_that_match_a_server_render(tmp_path):
     assert (np.abs(shot - 1.0).max(axis=2) > 0.1).mean() > 0.08
 
 
-@needs_chromium
 def test_view_without_splats_says_so_and_shows_points(tmp_path):
     from scenes.viewer import NO_SPLATS_TITLE, ViewerOptions, run_in_thread
     from scenes.viewer_snapshot import chromium_page, wait_for_scene
