@@ -51,7 +51,9 @@ def _resized(cam: Camera, resolution: int) -> Camera:
     s = 1.0 if resolution <= 0 else resolution / max(cam.width, cam.height)
     w, h = max(2, 2 * round(cam.width * s / 2)), max(2, 2 * round(cam.height * s / 2))
     sx, sy = w / cam.width, h / cam.height
-    return replace(cam, width=w, height=h, fx=cam.fx * sx, fy=cam.fy * sy, cx=cam.cx * sx, cy=cam.cy * sy)
+    # OpenCV pixel centres at integers, as Camera.scaled: the pixel grid's edges scale, not its centres.
+    return replace(cam, width=w, height=h, fx=cam.fx * sx, fy=cam.fy * sy, cx=(cam.cx + 0.5) * sx - 0.5,
+                   cy=(cam.cy + 0.5) * sy - 0.5)
 
 
 def orbit_cameras(bundle: Bundle, n_frames: int = 120, resolution: int = 480) -> list[Camera]:

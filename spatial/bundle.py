@@ -133,7 +133,7 @@ def read_bundle(path: str | os.PathLike) -> Bundle:
     return Bundle(root=root, manifest=manifest, cameras=cameras)
 
 
-def _swap_in(tmp: Path, dest: Path) -> None:
+def swap_in(tmp: Path, dest: Path) -> None:
     """Rename tmp to dest; an existing dest is moved aside first and removed only after success."""
     old = None
     if dest.exists():
@@ -163,7 +163,7 @@ def staged_bundle(dest: str | os.PathLike, overwrite: bool = False) -> Iterator[
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; a bundle is an ordinary directory
     try:
         yield tmp
-        _swap_in(tmp, dest)
+        swap_in(tmp, dest)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -185,7 +185,7 @@ def updating_bundle(path: str | os.PathLike) -> Iterator[tuple[Path, dict]]:
         manifest = dict(b.manifest)
         yield tmp, manifest
         finalize_manifest(tmp, manifest)
-        _swap_in(tmp, root)
+        swap_in(tmp, root)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

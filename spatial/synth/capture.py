@@ -24,7 +24,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from ..bundle import read_cameras, write_cameras
+from ..bundle import read_cameras, swap_in, write_cameras
 from ..cameras import Camera
 from ..errors import InputError
 from .config import SynthConfig
@@ -73,17 +73,6 @@ def _prepare_out(out: Path) -> Path:
     (tmp / "frames").mkdir(parents=True)
     (tmp / "ground_truth" / "depth").mkdir(parents=True)
     return tmp
-
-
-def _swap_in(tmp: Path, out: Path) -> None:
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 class _VideoWriter:
@@ -173,7 +162,7 @@ def synthesize_capture(cfg: SynthConfig, out: Path | None = None,
         write_cameras(gt, cams)
         scene.mesh.export(gt / "mesh.ply")
         (gt / "meta.json").write_text(json.dumps(_meta(cfg, scene), indent=1))
-        _swap_in(tmp, out)
+        swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
