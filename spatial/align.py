@@ -59,6 +59,19 @@ def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.eye(3) + vx + vx @ vx / (1.0 + c)
 
 
+def point_normals(points: np.ndarray, k: int = 16) -> np.ndarray:
+    """Unit normal of each point from the PCA of its k nearest neighbours (sign arbitrary)."""
+    from scipy.spatial import cKDTree
+
+    pts = np.asarray(points, np.float64)
+    if len(pts) < 3:
+        return np.zeros_like(pts)
+    k = min(k, len(pts))
+    idx = cKDTree(pts).query(pts, k=k)[1].reshape(len(pts), k)
+    nb = pts[idx] - pts[idx].mean(1, keepdims=True)
+    return np.linalg.eigh(np.einsum("nki,nkj->nij", nb, nb))[1][:, :, 0]
+
+
 def _fit_plane(pts: np.ndarray) -> tuple[np.ndarray, float]:
     """Least-squares plane (unit normal n, offset d with n.x + d = 0) through points."""
     mu = pts.mean(0)
@@ -68,13 +81,16 @@ def _fit_plane(pts: np.ndarray) -> tuple[np.ndarray, float]:
 
 def ransac_plane(points: np.ndarray, up: np.ndarray, centres: np.ndarray, threshold: float,
                  max_tilt_deg: float = 30.0, focus: np.ndarray | None = None, hypotheses: int = 1000,
-                 max_score_points: int = 20000, seed: int = 0) -> tuple[np.ndarray, float, np.ndarray] | None:
+                 max_score_points: int = 20000, seed: int = 0, max_normal_deg: float = 20.0
+                 ) -> tuple[np.ndarray, float, np.ndarray, float] | None:
     """Plane with most inliers among those tilted < max_tilt_deg from `up` with most cameras (and the
     `focus` point, the object looked at, if given) on its upper side.
 
     Half the hypotheses are random triplets, half a random point with two of its 64 nearest neighbours,
-    which finds planes holding only a few percent of the points. Returns (normal oriented towards the
-    cameras, offset, inlier mask over all points) or None.
+    which finds planes holding only a few percent of the points. A point counts as an inlier only when
+    its own local normal is within `max_normal_deg` of the plane's: otherwise the strips where walls and
+    objects cross the plane's height outvote and tilt the real surface. Returns (normal oriented towards
+    the cameras, offset, inlier points, inlier fraction of the scored points) or None.
     """
     from scipy.spatial import cKDTree
 
@@ -82,6 +98,8 @@ def ransac_plane(points: np.ndarray, up: np.ndarray, centres: np.ndarray, thresh
     P = points if len(points) <= max_score_points else points[rng.choice(len(points), max_score_points, False)]
     if len(P) < 3:
         return None
+    N = point_normals(P)
+    cos_n = np.cos(np.radians(max_normal_deg))
     tri = P[rng.integers(0, len(P), size=(hypotheses, 3))]
     k = min(64, len(P))
     seeds = rng.integers(0, len(P), size=hypotheses // 2)
@@ -103,22 +121,23 @@ def ransac_plane(points: np.ndarray, up: np.ndarray, centres: np.ndarray, thresh
         return None
     score = np.zeros(len(n), dtype=np.int64)
     for s in range(0, len(n), 64):  # bounded memory: (points x 64) distances at a time
-        score[s:s + 64] = (np.abs(P @ n[s:s + 64].T + d[s:s + 64]) < threshold).sum(0)
+        near = np.abs(P @ n[s:s + 64].T + d[s:s + 64]) < threshold
+        score[s:s + 64] = (near & (np.abs(N @ n[s:s + 64].T) > cos_n)).sum(0)
     best = int(np.argmax(score))
     normal, off = n[best], float(d[best])
-    inl = np.abs(points @ normal + off) < threshold
     band = threshold
     for it in range(5):  # least-squares refinement; the last passes use a band fitted to the plane's own noise
-        fit = np.abs(points @ normal + off) < band
+        fit = (np.abs(P @ normal + off) < band) & (np.abs(N @ normal) > cos_n)
         if fit.sum() < 3:
             break
-        normal, off = _fit_plane(points[fit])
+        normal, off = _fit_plane(P[fit])
         if np.median(centres @ normal + off) < 0:
             normal, off = -normal, -off
         if it >= 1:
-            res = np.abs(points[fit] @ normal + off)
+            res = np.abs(P[fit] @ normal + off)
             band = float(np.clip(3.0 * 1.4826 * np.median(res), 0.1 * threshold, threshold))
-    return normal, off, np.abs(points @ normal + off) < threshold
+    inl = (np.abs(P @ normal + off) < threshold) & (np.abs(N @ normal) > cos_n)
+    return normal, off, P[inl], float(inl.mean())
 
 
 def robust_extent(points: np.ndarray) -> float:
@@ -128,7 +147,7 @@ def robust_extent(points: np.ndarray) -> float:
 
 
 def up_from_plane_and_cameras(points: np.ndarray, cameras: Sequence[Camera], rel_threshold: float = 0.01,
-                              max_tilt_deg: float = 30.0, min_inlier_fraction: float = 0.05,
+                              max_tilt_deg: float = 30.0, min_inlier_fraction: float = 0.02,
                               seed: int = 0) -> tuple[np.ndarray, dict]:
     """Rigid 4x4 transform putting the support plane at z = 0 with +Z up, and that plane's description.
 
@@ -146,11 +165,11 @@ def up_from_plane_and_cameras(points: np.ndarray, cameras: Sequence[Camera], rel
     focus = camera_focus(cameras)
     thr = rel_threshold * robust_extent(pts) if len(pts) >= 3 else 0.0
     fit = ransac_plane(pts, up, centres, thr, max_tilt_deg, focus, seed=seed) if thr > 0 else None
-    found = fit is not None and fit[2].mean() >= min_inlier_fraction
+    found = fit is not None and fit[3] >= min_inlier_fraction and len(fit[2]) >= 3
     if found:
-        normal, off, inl = fit
+        normal, off, inl_pts, frac = fit
     else:
-        normal, inl = up, np.ones(len(pts), dtype=bool)
+        normal, inl_pts, frac = up, pts[:0], 0.0
         core = pts
         if focus is not None and len(pts):
             near = np.linalg.norm(pts - focus, axis=1) < 0.5 * np.median(np.linalg.norm(centres - focus, axis=1))
@@ -160,11 +179,11 @@ def up_from_plane_and_cameras(points: np.ndarray, cameras: Sequence[Camera], rel
     T[:3, :3] = rotation_between(normal, [0.0, 0.0, 1.0])
     T[2, 3] = off  # rotated plane is z = -off
     plane = {"normal": [0.0, 0.0, 1.0], "offset": 0.0, "found": bool(found),
-             "inlier_fraction": float(inl.mean()) if found else 0.0,
+             "inlier_fraction": frac,
              "tilt_from_camera_up_deg": float(np.degrees(np.arccos(np.clip(normal @ up, -1, 1)))),
              "normal_input": normal.tolist(), "offset_input": float(off), "threshold": float(thr)}
-    if found and inl.any():
-        q = pts[inl] @ T[:3, :3].T + T[:3, 3]
+    if found:
+        q = inl_pts @ T[:3, :3].T + T[:3, 3]
         lo, hi = np.percentile(q[:, :2], [1, 99], axis=0)
         plane["extent_xy"] = [float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])]
         plane["centroid"] = q.mean(0).tolist()

@@ -76,7 +76,7 @@ def test_aligned_z_up_and_metric(bundle, capture):
     S = umeyama(est, ref)
     R = S[:3, :3] / np.cbrt(np.linalg.det(S[:3, :3]))
     tilt = np.degrees(np.arccos(np.clip(R[:, 2] @ [0, 0, 1.0], -1, 1)))
-    assert tilt < 4.0, tilt
+    assert tilt < 1.5, tilt
     heights = est[:, 2]
     gt_heights = ref[:, 2] - gt.table_top_z
     assert np.median(np.abs(heights - gt_heights)) < 0.06, (heights, gt_heights)
