@@ -15,7 +15,8 @@ from scenes import _warp_project as wproj
 from scenes import _warp_tiles as wtiles
 
 TILE = wtiles.TILE
-wp.config.quiet = True  # Warp's module-load lines would mix into the CLI's machine-readable stdout
+wp.config.quiet = True  # older Warp; 1.19 logs by level: module-load lines would mix into the JSON stdout
+wp.config.log_level = getattr(wp, "LOG_ERROR", 40)
 wp.init()
 
 

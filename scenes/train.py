@@ -231,6 +231,33 @@ def load_checkpoint(path: Path) -> dict:
 
 # ---------------------------------------------------------------------------------------------- the loop
 
+def initial_points(bundle, views: Views, cfg: SplatConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The fused points, plus (with cfg.backdrop) seeds on the support plane and a far shell, within the budget."""
+    from spatial.align import camera_focus
+
+    xyz, rgb = read_points_ply(bundle.root / "points.ply")
+    rng = np.random.default_rng(cfg.seed)
+    extra = (np.zeros((0, 3)), np.zeros((0, 3)))
+    if cfg.backdrop:
+        from .init_backdrop import BackdropConfig, backdrop_points
+
+        train_cams = [views.cameras[i] for i in views.train]
+        focus = camera_focus(train_cams)
+        if focus is None:
+            focus = np.median(xyz, axis=0)
+        seeds = min(int(1.5 * cfg.backdrop_points), int(0.4 * cfg.max_gaussians))  # at most 40 % of the budget
+        has_plane = bool(bundle.manifest.get("support_plane"))
+        bc = BackdropConfig(plane_points=2 * seeds // 3 if has_plane else 0,
+                            shell_points=seeds // 3 if has_plane else seeds)
+        extra = backdrop_points(train_cams, [views.images[i] for i in views.train], focus,
+                                plane_z=0.0, cfg=bc, seed=cfg.seed)
+    room = cfg.max_gaussians - len(extra[0])
+    if len(xyz) > room:
+        keep = rng.choice(len(xyz), room, replace=False)
+        xyz, rgb = xyz[keep], rgb[keep]
+    return np.concatenate([xyz, extra[0]]), np.concatenate([rgb, extra[1]])
+
+
 def _non_finite(params: dict[str, torch.Tensor], names) -> list[str]:
     return [n for n in names if not torch.isfinite(params[n].data).all()]
 
@@ -279,9 +306,8 @@ def train(cfg: SplatConfig, on_step: Callable[[int, dict], None] | None = None) 
         torch.set_rng_state(ck["rng"])
         rng = np.random.default_rng(cfg.seed + start)
     else:
-        xyz, rgb = read_points_ply(bundle.root / "points.ply")
-        g = gaussians_from_points(xyz, rgb, cfg.sh_degree, cfg.init_opacity, max_points=cfg.max_gaussians,
-                                  seed=cfg.seed)
+        xyz, rgb = initial_points(bundle, views, cfg)
+        g = gaussians_from_points(xyz, rgb, cfg.sh_degree, cfg.init_opacity, seed=cfg.seed)
         params = {n: torch.nn.Parameter(t.to(device).contiguous()) for n, t in zip(PARAM_NAMES, g.tensors())}
         optims = make_optimizers(params, cfg, extent)
         sstate = strategy.init_state(len(g), extent)

@@ -47,6 +47,10 @@ class SplatConfig:
                                       "(normalised device coordinates) exceeds this (3DGS uses 2e-4 over 30k "
                                       "steps; lower densifies faster for short CPU runs)")
     init_opacity: float = opt(0.1, "opacity of the initial Gaussians")
+    backdrop: bool = opt(True, "also seed Gaussians on the support plane and on a far shell, coloured from the "
+                               "images, where the fused points leave the background empty")
+    backdrop_points: int = opt(20000, "seeds on the support plane (the shell gets half as many); together at "
+                                      "most 40 %% of --max-gaussians")
     background: str = opt("black", "background colour behind the splats: black, white or random",
                           choices=("black", "white", "random"))
     quiet: bool = opt(False, "no progress bar")

@@ -176,7 +176,8 @@ def tiny_bundle(tmp_path_factory):
 def _cfg(bundle, **kw):
     base = dict(bundle=bundle, steps=80, resolution=0, max_gaussians=400, sh_degree=1, sh_increase_every=40,
                 refine_start=20, refine_every=20, eval_interval=0, checkpoint_every=40, quiet=True,
-                backend="warp", init_opacity=0.3, lr_means=1e-3, lr_means_final=1e-4)
+                backend="warp", init_opacity=0.3, lr_means=1e-3, lr_means_final=1e-4,
+                backdrop=False)  # a floating cloud on black: nothing behind it to seed
     base.update(kw)
     return SplatConfig(**base)
 
@@ -206,6 +207,19 @@ def test_tiny_scene_trains_writes_bundle_and_resumes(tiny_bundle):
     res2 = train(_cfg(tiny_bundle, steps=100, resume=True))
     assert torch.load(cfg.checkpoint_path(), weights_only=False)["step"] == 100
     assert res2.psnr > psnr0 + 4.0
+
+
+def test_backdrop_seeds_stay_within_the_gaussian_budget(tiny_bundle):
+    from scenes.train import initial_points
+
+    b = read_bundle(tiny_bundle)
+    views = load_views(b.root, b.cameras, 0, 8)
+    for budget in (100, 400, 5000):
+        xyz, rgb = initial_points(b, views, _cfg(tiny_bundle, max_gaussians=budget, backdrop=True))
+        assert len(xyz) == len(rgb) <= budget
+        assert np.isfinite(xyz).all() and ((rgb >= 0) & (rgb <= 1)).all()
+    assert len(xyz) > 150  # the 150 fused points and shell seeds beyond them
+    assert np.linalg.norm(xyz, axis=1).max() > 3.0
 
 
 def test_nan_stops_training_and_keeps_last_good_checkpoint(tiny_bundle):
