@@ -20,9 +20,18 @@ class ViewConfig:
     max_frustums: int = opt(300, "at most this many capture cameras are drawn (evenly spaced)")
     thumbnails: bool = opt(True, "show each capture camera's image on its frustum")
     seconds: float | None = opt(None, "stop after this many seconds (default: serve until Ctrl-C)")
+    sim: bool = opt(False, "also simulate a robot in the scene (Newton) and show it moving; needs the bundle's "
+                           "collision mesh and a metric scale or --scale")
+    robot: str = opt("franka", "with --sim: robot (franka, so100, so101, ur5e, g1, g1_hands, aloha)")
+    scale: float | None = opt(None, "with --sim: metres per scene unit (required when the scale is arbitrary)")
+    solver: str | None = opt(None, "with --sim: physics solver, as for `twin sim` (default: its default)")
 
 
 def run_view(cfg: ViewConfig, json_out: bool = False) -> int:
+    if cfg.sim:  # the robot comes from the sim package, imported only for --sim
+        import importlib
+
+        return importlib.import_module("sim.live_view").run_view_sim(cfg, json_out)
     from spatial.cli_tools import emit_json, info
 
     from .viewer import ViewerOptions, serve_forever, start_viewer

@@ -18,8 +18,9 @@ class SimConfig:
         None, "robot base x y z yaw in metres / radians (default: a free spot on the support surface)",
         metavar="X")
     worlds: int = opt(1, "number of replicated worlds simulated together (world 0 is filmed)")
-    solver: str = opt("mujoco_warp", "physics solver",
-                      choices=("mujoco_warp", "mujoco_c", "xpbd", "featherstone"))
+    solver: str = opt("auto", "physics solver (auto: mujoco_cpu on the CPU unless the scan is a "
+                      "detailed mesh, mujoco_warp on CUDA)",
+                      choices=("auto", "mujoco_cpu", "mujoco_warp", "mujoco_c", "xpbd", "featherstone"))
     device: str = opt("cpu", "Warp device (cpu or cuda:0)")
     seconds: float = opt(4.0, "length of the scripted motion")
     fps: float = opt(25.0, "video frame rate")
@@ -27,6 +28,12 @@ class SimConfig:
     out: str = opt("sim.mp4", "output mp4")
     image: str | None = opt(None, "also save the first frame as this PNG")
     splats: bool = opt(True, "show the scene through its Gaussian splats when the bundle has splats.ply")
+    teleop: bool = opt(False, "drive the end effector from the browser viewer (prints its URL first) instead "
+                              "of the scripted motion; the session is filmed to --out when it ends")
+    teleop_seconds: float | None = opt(None, "with --teleop: stop and save after this many seconds "
+                                             "(default: the 'Stop & save' button or Ctrl-C)")
+    host: str = opt("127.0.0.1", "with --teleop: viewer address to bind")
+    port: int = opt(8080, "with --teleop: viewer port (a port in use is an error)")
 
 
 def _pick_camera(world, width: int):
@@ -69,28 +76,40 @@ def _pick_camera(world, width: int):
 
 
 def _splat_background(world, cam):
-    """Splat render (rgb, depth in metres, alpha) of the bundle's scene from `cam`, or None."""
-    from pathlib import Path
+    """Splat render (premultiplied rgb, depth in metres, alpha), each (H, W, C), of the bundle's scene from
+    `cam`, or None when the bundle has no splats.ply (for `compose_with_splats`)."""
+    from .sensors import camera_to_world_gl
+    from .splat_background import SplatBackground, bundle_splats, gl_to_viewmats
 
-    import numpy as np
-    import torch
-
-    root = Path(world.cfg.scene)
-    if not (root.is_dir() and (root / "splats.ply").exists()):
+    path = bundle_splats(world.cfg.scene)
+    if path is None:
         return None
-    from scenes.render_video import load_splat_params
-    from scenes.train import render_params
+    bg = SplatBackground(path, world.scene.metres_per_unit)
+    r = bg.render(gl_to_viewmats(camera_to_world_gl(cam)[None]), cam.K, cam.width, cam.height)
+    return r.rgb[0], r.depth[0], r.alpha[0]
 
-    s = world.scene.metres_per_unit
-    S = np.eye(4)
-    S[:3, :3] /= s
-    params = load_splat_params(root, torch.device("cpu"))
-    with torch.no_grad():
-        r = render_params(params, cam.transformed(S))
-    return r.image.clamp(0, 1), r.depth * s, r.alpha
+
+def film_sensors(world, cam, splats: bool = True, worlds: list[int] | None = None):
+    """Sensors for filming world 0 (or `worlds`) from `cam`: the scene through its splats when `splats` and
+    the bundle has splats.ply, else (or when they cannot be loaded: warned) the ray-traced collision mesh."""
+    from spatial.cli_tools import warn
+
+    from .sensors import Sensors
+
+    worlds = [0] if worlds is None else worlds
+    if splats:
+        try:
+            return Sensors(world, cam, worlds=worlds, splats=None)
+        except Exception as e:  # noqa: BLE001 - the video still works from the mesh alone
+            warn(f"splat background unavailable ({type(e).__name__}: {e}); showing the collision mesh")
+    return Sensors(world, cam, worlds=worlds, splats=False)
 
 
 def run_sim(cfg: SimConfig, json_out: bool = False) -> int:
+    if cfg.teleop:
+        from .teleop import run_teleop
+
+        return run_teleop(cfg, json_out)
     import time
     from pathlib import Path
 
@@ -99,25 +118,18 @@ def run_sim(cfg: SimConfig, json_out: bool = False) -> int:
 
     wp.config.quiet = True  # keep stdout for the JSON result
     from scenes.render_video import write_video
-    from spatial.cli_tools import emit_json, info, progress, warn
+    from spatial.cli_tools import emit_json, info, progress
 
     from . import control
-    from .sensors import Sensors, compose_with_splats
     from .world import WorldConfig, build_world, step
 
     t0 = time.perf_counter()
     world = build_world(WorldConfig(scene=cfg.scene, robot=cfg.robot, scale=cfg.scale, robot_pose=cfg.robot_pose,
                                     worlds=cfg.worlds, solver=cfg.solver, device=cfg.device))
     info(f"{cfg.robot} at ({', '.join(f'{v:.3f}' for v in world.base_xform[:3])}) on {cfg.scene}, "
-         f"{cfg.worlds} world(s), solver {cfg.solver}, built in {time.perf_counter() - t0:.1f} s")
+         f"{cfg.worlds} world(s), solver {world.cfg.solver}, built in {time.perf_counter() - t0:.1f} s")
     cam = _pick_camera(world, cfg.width)
-    sensors = Sensors(world, cam, worlds=[0])
-    splat = None
-    if cfg.splats:
-        try:
-            splat = _splat_background(world, cam)
-        except Exception as e:  # noqa: BLE001 - the video still works from the mesh alone
-            warn(f"splat background unavailable ({type(e).__name__}: {e}); showing the collision mesh")
+    sensors = film_sensors(world, cam, cfg.splats)
     p0, r0 = control.ee_pose(world)
     steps_per_frame = max(1, int(round(1.0 / (cfg.fps * world.cfg.frame_dt))))
     n_frames = max(1, int(round(cfg.seconds * cfg.fps)))
@@ -132,8 +144,7 @@ def run_sim(cfg: SimConfig, json_out: bool = False) -> int:
                 control.ik_targets(world, goal, r0 if (world.robot.spec.arm_dofs or 0) >= 6 else None)
                 step(world)
             errors.append(float(np.linalg.norm(control.ee_pose(world)[0][0] - goal[0])))
-            f = sensors.render()
-            rgb = compose_with_splats(f, *splat)[0] if splat is not None else f.rgb[0]
+            rgb = sensors.render().rgb[0]  # robot composited into the splats (or the mesh) by depth
             frames.append((rgb.numpy() * 255 + 0.5).astype(np.uint8))
             bar.update(task, advance=1, status=f"ee err {errors[-1] * 1000:.1f} mm")
     out = Path(cfg.out)
@@ -143,7 +154,7 @@ def run_sim(cfg: SimConfig, json_out: bool = False) -> int:
 
         Image.fromarray(frames[len(frames) // 4]).save(cfg.image)
     res = {"out": str(out), "frames": n, "fps": cfg.fps, "robot": cfg.robot, "worlds": cfg.worlds,
-           "solver": cfg.solver, "base": world.base_xform[:3].tolist(), "splats": splat is not None,
+           "solver": world.cfg.solver, "base": world.base_xform[:3].tolist(), "splats": sensors.splats is not None,
            "ee_err_mm_median": 1000 * float(np.median(errors)), "seconds": time.perf_counter() - t0}
     info(f"wrote {out} ({n} frames); median end-effector tracking error {res['ee_err_mm_median']:.1f} mm")
     if json_out:

@@ -107,10 +107,12 @@ def set_joint_targets(world: World, q: np.ndarray) -> np.ndarray:
 
     lo, hi = np.asarray(world.robot.lower), np.asarray(world.robot.upper)
     q = np.clip(np.broadcast_to(np.asarray(q, dtype=np.float64), (world.n, world.robot.coord_count)), lo, hi)
-    t = world.control.joint_target_q.numpy().reshape(world.n, world.coords_per_world)
+    target = world.control.joint_target_q
+    t = target.numpy().reshape(world.n, world.coords_per_world)   # a view of the array on the CPU
     s = world.robot_coord_start
     t[:, s:s + world.robot.coord_count] = q
-    wp.copy(world.control.joint_target_q, wp.array(t.ravel(), dtype=wp.float32, device=world.device))
+    if not target.device.is_cpu:
+        wp.copy(target, wp.array(t.ravel(), dtype=wp.float32, device=world.device))
     return q
 
 

@@ -6,7 +6,7 @@ the per-world index layout that the controllers, sensors and the batched environ
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -17,7 +17,8 @@ from ._quat import tmul
 from .robots import RobotLayout, RobotSpec, get_robot, mjcf_source, urdf_text
 from .scene_mesh import SceneMesh, load_scene
 
-SOLVERS = ("xpbd", "featherstone", "mujoco_warp", "mujoco_c")
+SOLVERS = ("auto", "mujoco_cpu", "mujoco_warp", "mujoco_c", "xpbd", "featherstone")
+DEFAULT_SOLVER = {"cpu": "mujoco_cpu", "cuda": "mujoco_warp"}  # measured: benches/sim.py, see resolve_solver
 
 
 @dataclass
@@ -40,9 +41,13 @@ class WorldConfig:
         None, "robot base x y z yaw (m, m, m, rad); default: on the support surface at its centre")
     worlds: int = opt(1, "number of independent replicated worlds")
     device: str = opt("cpu", "Warp device: cpu or cuda:N")
-    solver: str = opt("mujoco_warp", "physics solver: mujoco_warp (MuJoCo Warp kernels, N worlds, Newton's mesh "
-                      "contacts); mujoco_c (MuJoCo's C core, one world, convex-hull contacts); xpbd and "
-                      "featherstone (diverge with the Franka here: kept for free bodies)", choices=SOLVERS)
+    solver: str = opt("auto", "physics solver: auto (mujoco_cpu on the CPU unless the scan is too detailed for "
+                      "it, mujoco_warp on CUDA: see resolve_solver); mujoco_cpu "
+                      "(MuJoCo's C core, N worlds in one batch, the scan as convex pieces); mujoco_warp (MuJoCo "
+                      "Warp kernels, N worlds, Newton's mesh contacts); mujoco_c (Newton's own C path, one world, "
+                      "convex-hull contacts); xpbd and featherstone (diverge with the Franka here: kept for free "
+                      "bodies)", choices=SOLVERS)
+    threads: int = opt(1, "threads stepping the worlds of solver mujoco_cpu (0 = all cores)")
     frame_dt: float = opt(0.01, "seconds per environment step (control period)")
     substeps: int = opt(2, "physics steps per environment step")
     iterations: int = opt(4, "solver iterations (XPBD)")
@@ -185,6 +190,28 @@ def _clear_pose(spec: RobotSpec, scene: SceneMesh):
     return find_clear_pose(scene, robot_points(rb, st.body_q.numpy()))
 
 
+def resolve_solver(name: str, device: str, scene: SceneMesh | None = None) -> str:
+    """The solver `auto` stands for on `device` (and `scene`); other names pass through.
+
+    Measured with `benches/sim.py --steps 20` (Franka in the bird scene, 1 thread, shared 2-core machine,
+    5 runs): at 64 worlds mujoco_cpu ran 11,000-21,000 env-steps/s, 0.67-0.98x MuJoCo's own `rollout` on
+    the same MJCF measured right after it, and 18-36x mujoco_warp on Warp's CPU device (580-660), where the
+    launch cost of many small kernels dominates. MuJoCo collides with convex pieces only, so a scan that is
+    not a few convex parts costs a prism per triangle: with 2,000 pieces the batch still ran ~1,000-2,000
+    env-steps/s at 16 worlds (mujoco_warp: ~270), beyond `AUTO_MAX_PIECES` auto takes mujoco_warp and its
+    triangle-mesh contacts. On CUDA, mujoco_warp runs thousands of worlds in parallel kernels.
+    """
+    if name != "auto":
+        return name
+    choice = DEFAULT_SOLVER["cuda" if str(device).startswith("cuda") else "cpu"]
+    if choice == "mujoco_cpu" and scene is not None:
+        from .mujoco_batch import AUTO_MAX_PIECES, scene_piece_count
+
+        if scene_piece_count(scene.vertices, scene.faces) > AUTO_MAX_PIECES:
+            return "mujoco_warp"
+    return choice
+
+
 def make_solver(model, name: str, iterations: int = 4):
     """The Newton solver called `name`; MuJoCo's C core runs a single world only (Newton's limitation)."""
     import newton
@@ -195,6 +222,8 @@ def make_solver(model, name: str, iterations: int = 4):
         return newton.solvers.SolverFeatherstone(model)
     if name == "mujoco_warp":
         return newton.solvers.SolverMuJoCo(model, use_mujoco_contacts=False)
+    if name == "mujoco_cpu":
+        raise InputError("solver mujoco_cpu is made by build_world (it needs the scene and the step size)")
     if name == "mujoco_c":
         if model.world_count > 1:
             raise InputError("solver mujoco_c simulates one world only; use --worlds 1 or another solver")
@@ -213,6 +242,7 @@ def build_world(cfg: WorldConfig) -> World:
         raise InputError(f"unknown solver {cfg.solver!r}; known: {', '.join(SOLVERS)}")
     spec = get_robot(cfg.robot) if cfg.robot else None
     scene = load_scene(cfg.scene, cfg.scale, cfg.up_axis) if cfg.scene else None
+    cfg = replace(cfg, solver=resolve_solver(cfg.solver, cfg.device, scene))
 
     if cfg.robot_pose is not None:
         if len(cfg.robot_pose) != 4:
@@ -262,9 +292,19 @@ def build_world(cfg: WorldConfig) -> World:
 
         check_clear(scene, one, state.body_q.numpy()[:bodies_per_world], spec.name, base_pos)
 
-    solver = make_solver(model, cfg.solver, cfg.iterations) if model.joint_count else None  # static scene only
+    solver = None
+    if model.joint_count == 0:
+        pass  # static scene only
+    elif cfg.solver == "mujoco_cpu":
+        from .mujoco_batch import build_batch, push_state
+
+        solver = build_batch(model, cfg.worlds, scene.vertices if scene is not None else None,
+                             scene.faces if scene is not None else None, cfg.frame_dt / cfg.substeps, cfg.threads)
+        push_state(solver, state)
+    else:
+        solver = make_solver(model, cfg.solver, cfg.iterations)
     pipeline = contacts = None
-    if cfg.solver != "mujoco_c" and solver is not None:
+    if cfg.solver not in ("mujoco_c", "mujoco_cpu") and solver is not None:
         pipeline = newton.CollisionPipeline(model)
         contacts = pipeline.contacts()
     q, r = (base_pos, yaw_quat(yaw))
@@ -282,6 +322,13 @@ def step(world: World, frames: int = 1) -> None:
     dt = world.cfg.frame_dt / world.cfg.substeps
     if world.solver is None:
         world.sim_time += frames * world.cfg.frame_dt
+        return
+    if world.cfg.solver == "mujoco_cpu":
+        from .mujoco_batch import step_batch
+
+        for _ in range(frames):
+            step_batch(world.solver, world.state, world.control, world.cfg.substeps)
+            world.sim_time += world.cfg.frame_dt
         return
     for _ in range(frames):
         if world.pipeline is not None:  # contacts once per environment step, reused by its substeps

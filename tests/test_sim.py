@@ -1,7 +1,8 @@
 """sim: scene loading and robot placement, IK reaching, resting contact on a triangle mesh, env API, sensors.
 
-Physics runs Newton's MuJoCo solver (mujoco_warp kernels on Warp's CPU device). The first run on a fresh
-machine compiles Warp kernels (several minutes on 2 cores); later runs use the persistent kernel cache.
+Physics runs on both MuJoCo paths: mujoco_warp (Newton's MuJoCo solver, mujoco_warp kernels on Warp's CPU
+device) and mujoco_cpu (MuJoCo's C core stepping all worlds in one batch, Newton's State synced). The first
+run on a fresh machine compiles Warp kernels (several minutes on 2 cores); later runs use the kernel cache.
 """
 from __future__ import annotations
 
@@ -132,11 +133,14 @@ def test_robot_inside_scan_is_refused(table_ply):
 
 # ---------------------------------------------------------------- physics
 
-@pytest.fixture(scope="module")
-def franka_world(table_ply):
+PHYSICS = ["mujoco_warp", "mujoco_cpu"]
+
+
+@pytest.fixture(scope="module", params=PHYSICS)
+def franka_world(table_ply, request):
     from sim.world import WorldConfig, build_world
 
-    return build_world(WorldConfig(scene=str(table_ply), robot="franka", worlds=2))
+    return build_world(WorldConfig(scene=str(table_ply), robot="franka", worlds=2, solver=request.param))
 
 
 def test_robot_stands_on_the_table(franka_world):
@@ -187,6 +191,29 @@ def test_joint_targets_clip_to_limits_and_are_tracked(franka_world):
     assert obs["joint_pos"][1, 0].item() == pytest.approx(q[1, 0], abs=1e-4)
 
 
+def test_reset_of_some_worlds_then_step(franka_world):
+    from sim import control
+    from sim.env import SimEnv
+
+    env = SimEnv(franka_world)
+    env.reset()
+    home = env.observe()["joint_pos"].numpy().copy()
+    a = control.get_joint_targets(env.world)
+    a[:, 0] += 0.5
+    a[:, 3] += 0.3
+    for _ in range(30):
+        obs, *_ = env.step(a)
+    moved = obs["joint_pos"].numpy().copy()
+    assert (moved[:, 0] - home[:, 0] > 0.4).all()
+    env.reset(np.array([True, False]))
+    a[0] = env.observe()["joint_target"][0].numpy()         # world 0 holds its home pose, world 1 its target
+    for _ in range(5):
+        obs, *_ = env.step(a)
+    q = obs["joint_pos"].numpy()
+    assert np.abs(q[0] - home[0]).max() < 2e-3, q[0] - home[0]      # continued from the reset state
+    assert np.abs(q[1] - moved[1]).max() < 0.02, q[1] - moved[1]    # untouched by the reset (still settling)
+
+
 def test_gymnasium_vector_env(franka_world):
     import gymnasium as gym
 
@@ -208,18 +235,22 @@ def test_gymnasium_vector_env(franka_world):
     assert not trunc.any() and (inner.steps == 1).all()
 
 
-def test_box_dropped_on_scanned_desk_rests_on_it(table_ply):
+@pytest.mark.parametrize("solver", PHYSICS)
+def test_box_dropped_on_scanned_desk_rests_on_it(table_ply, solver):
     from sim.world import BoxObject, WorldConfig, body_poses, build_world, step
 
     half = 0.03
-    w = build_world(WorldConfig(scene=str(table_ply), robot=None, worlds=2,
-                                objects=[BoxObject(half=(half, half, half), pos=(0.5, 0.2, 0.9))]))
+    # one box on the desk, one on the floor beside it, where the scan's convex hull would hold it in the air
+    w = build_world(WorldConfig(scene=str(table_ply), robot=None, worlds=2, solver=solver,
+                                objects=[BoxObject(half=(half, half, half), pos=(0.5, 0.2, 0.9)),
+                                         BoxObject(half=(half, half, half), pos=(-1.2, 1.2, 0.15))]))
     step(w, 80)
-    pos = body_poses(w)[:, w.object_bodies[0], :3]
-    assert np.abs(pos[:, 2] - (0.75 + half)).max() < 0.005, pos     # neither sinking nor floating
-    assert np.allclose(pos[:, :2], [0.5, 0.2], atol=0.01)
-    v = w.state.body_qd.numpy().reshape(2, -1, 6)[:, w.object_bodies[0]]
-    assert np.abs(v).max() < 0.05
+    for body, (x, y, top) in zip(w.object_bodies, [(0.5, 0.2, 0.75), (-1.2, 1.2, 0.0)]):
+        pos = body_poses(w)[:, body, :3]
+        assert np.abs(pos[:, 2] - (top + half)).max() < 0.005, pos     # neither sinking nor floating
+        assert np.allclose(pos[:, :2], [x, y], atol=0.01)
+        v = w.state.body_qd.numpy().reshape(2, -1, 6)[:, body]
+        assert np.abs(v).max() < 0.05
 
 
 def test_sensors_rgb_depth_segmentation(franka_world):
@@ -278,10 +309,98 @@ def test_twin_sim_cli_writes_video(table_ply, tmp_path, capsys):
     assert main(["sim", str(table_ply), "--robot", "wall-e", "--out", str(out)]) == 2
     assert "known robots" in capsys.readouterr().err
     assert main(["sim", str(table_ply), "--seconds", "0.4", "--fps", "10", "--width", "96", "--out", str(out),
-                 "--image", str(tmp_path / "f.png"), "--json"]) == 0
+                 "--image", str(tmp_path / "f.png"), "--solver", "mujoco_cpu", "--json"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert res["frames"] == 4 and (tmp_path / "f.png").exists()
+    assert res["frames"] == 4 and res["solver"] == "mujoco_cpu" and (tmp_path / "f.png").exists()
     with av.open(str(out)) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     assert len(frames) == 4 and frames[0].shape[1] == 96
     assert frames[0].std() > 5  # robot and table visible, not a blank frame
+
+
+# ---------------------------------------------------------------- mujoco_cpu: MuJoCo's C core, batched
+
+def test_solver_choice_per_device():
+    from sim.world import resolve_solver
+
+    from sim.scene_mesh import SceneMesh
+
+    assert resolve_solver("auto", "cpu") == "mujoco_cpu"
+    assert resolve_solver("auto", "cuda:0") == "mujoco_warp"
+    assert resolve_solver("xpbd", "cpu") == "xpbd"
+    table = table_scene()
+    assert resolve_solver("auto", "cpu", SceneMesh(table.vertices, table.faces, 0.75, np.zeros(2), "t")) == \
+        "mujoco_cpu"                                                   # two convex pieces
+    x, y = np.meshgrid(np.linspace(0, 1, 41), np.linspace(0, 1, 41))
+    z = 0.05 * np.sin(6 * x) * np.cos(5 * y)                           # a scan-like open surface: 3,200 triangles
+    i = np.arange(40 * 40).reshape(40, 40) + np.arange(40)[:, None]
+    quads = np.stack([i, i + 1, i + 42, i + 41], -1).reshape(-1, 4)
+    faces = np.concatenate([quads[:, [0, 1, 2]], quads[:, [0, 2, 3]]])
+    scan = SceneMesh(np.stack([x, y, z], -1).reshape(-1, 3), faces, 0.0, np.zeros(2), "s")
+    assert resolve_solver("auto", "cpu", scan) == "mujoco_warp"          # a prism a triangle: too many
+
+
+def test_scene_pieces_convex_parts_and_prisms():
+    from sim.mujoco_batch import scene_pieces
+
+    m = table_scene()
+    pieces = scene_pieces(m.vertices, m.faces)
+    assert len(pieces) == 2 and all(len(p) == 8 for p in pieces)      # table and floor: one hull each
+    box = trimesh.creation.box(extents=(1.0, 1.0, 1.0))
+    open_box = box.faces[box.face_normals[:, 2] < 0.5]                 # no lid: not convex, one prism a face
+    pieces = scene_pieces(box.vertices, open_box, depth=0.02)
+    assert len(pieces) == len(open_box) and all(p.shape == (6, 3) for p in pieces)
+    n = trimesh.Trimesh(box.vertices, open_box).face_normals
+    assert np.allclose(pieces[0][3:] - pieces[0][:3], -0.02 * n[0], atol=1e-9)   # prisms grow inward
+
+
+def test_mujoco_cpu_is_mujoco_on_the_same_mjcf(table_ply):
+    """Twin's batch agrees with mj_step on the MJCF it runs: robot joints, body poses, a free box's twist."""
+    import mujoco
+
+    from sim import control
+    from sim.world import BoxObject, WorldConfig, body_poses, build_world, step
+
+    w = build_world(WorldConfig(scene=str(table_ply), robot="franka", worlds=2, solver="mujoco_cpu",
+                                objects=[BoxObject(pos=(0.55, -0.3, 0.85))]))
+    m = mujoco.MjModel.from_xml_string(w.solver.mjcf)
+    assert m.opt.timestep == pytest.approx(w.cfg.frame_dt / w.cfg.substeps)
+    on_world = [m.geom(g).name for g in range(m.ngeom) if m.geom_bodyid[g] == 0]
+    pieces = [g for g in on_world if g.startswith("scene_piece")]
+    assert len(pieces) == 2 and len(on_world) > 2, on_world          # table + floor; the arm's base link kept
+    box = w.object_bodies[0]
+    free = int(np.nonzero(m.jnt_type == mujoco.mjtJoint.mjJNT_FREE)[0][0])
+    box_id = m.jnt_bodyid[free]
+    ee_name = w.robot.body_names[w.robot.ee_body]
+    ee_id = [b for b in range(m.nbody) if m.body(b).name.endswith(ee_name)][0]
+    datas = [mujoco.MjData(m) for _ in range(2)]
+    arm = m.jnt_qposadr[m.actuator_trnid[:, 0]]                     # joint of each position actuator
+    for d in datas:                                                  # Newton's home state, written by hand
+        d.qpos[arm] = w.default_q[w.robot_coord_start:w.robot_coord_start + m.nu]
+        d.qpos[m.jnt_qposadr[free]:m.jnt_qposadr[free] + 7] = np.float32([0.55, -0.3, 0.85, 1.0, 0.0, 0.0, 0.0])
+    q0 = control.get_joint_targets(w)
+    for k in range(40):
+        q = q0.copy()
+        q[:, 0] += 0.4 * np.sin(0.1 * k) * np.array([1.0, -1.0])
+        q[:, 3] += 0.3 * np.sin(0.07 * k)
+        control.set_joint_targets(w, q)
+        step(w)
+        for i, d in enumerate(datas):
+            d.ctrl[:] = control.get_joint_targets(w)[i]
+            mujoco.mj_step(m, d, w.cfg.substeps)
+    jq = w.state.joint_q.numpy().reshape(2, -1)
+    bq = body_poses(w)
+    bqd = w.state.body_qd.numpy().reshape(2, -1, 6)
+    assert np.abs(bq[:, box, 2] - 0.775).max() < 0.005             # the box fell onto the desk meanwhile
+    for i, d in enumerate(datas):
+        mujoco.mj_forward(m, d)
+        assert np.allclose(jq[i, :m.nu], d.qpos[arm], atol=1e-5)
+        assert np.allclose(bq[i, box, :3], d.xpos[box_id], atol=1e-5)
+        quat = d.xquat[box_id]
+        assert np.allclose(bq[i, box, 3:], np.r_[quat[1:], quat[0]], atol=1e-5) or \
+            np.allclose(bq[i, box, 3:], -np.r_[quat[1:], quat[0]], atol=1e-5)
+        vel = np.zeros(6)
+        mujoco.mj_objectVelocity(m, d, mujoco.mjtObj.mjOBJ_BODY, box_id, vel, 0)   # [angular; linear] at the COM
+        assert np.allclose(bqd[i, box], np.r_[vel[3:], vel[:3]], atol=1e-4)
+        tcp = d.xpos[ee_id] + d.xmat[ee_id].reshape(3, 3) @ w.robot.ee_offset[:3]
+        assert np.allclose(control.ee_pose(w)[0][i], tcp, atol=1e-5)
