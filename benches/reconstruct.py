@@ -91,7 +91,7 @@ def run_peer(images: Path, work: Path, limit: int | None):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=Path("/work/shared/data/bird"),
+    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "bird",
                     help="folder with images/ and the reference model sparse/0")
     ap.add_argument("--mapper", default="global", choices=("global", "incremental"), help="Twin's mapper")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N images (quick runs)")

@@ -30,7 +30,7 @@ import numpy as np
 # this file is named like the `sim` package: keep its folder off the import path when run as a script
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-BIRD = Path("/work/shared/data/bird")
+BIRD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bird"  # ../shared beside the clone
 
 
 def make_bird_scene(dest: Path, colmap: Path = BIRD, bird_height_m: float = 0.10, splats: bool = True) -> float:

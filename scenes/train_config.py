@@ -12,7 +12,7 @@ class SplatConfig:
     """Train 3D Gaussian splats on a scene bundle's images and cameras; writes splats.ply into the bundle."""
 
     bundle: Path = opt(help="scene bundle directory (needs cameras.json, images/ and points.ply)", positional=True)
-    steps: int = opt(1000, "optimisation steps (one random training view per step)")
+    steps: int = opt(800, "optimisation steps (one random training view per step)")
     resolution: int = opt(480, "long side of the training images in pixels (bundle images are downscaled; "
                                "0 = full size)")
     coarse_fraction: float = opt(0.3, "render the first fraction of the steps at half resolution (4x fewer "

@@ -13,7 +13,7 @@ from spatial.errors import InputError
 from spatial.nerfstudio_io import read_transforms, write_transforms
 from spatial.reference import read_reference, reference_kind
 
-BIRD = Path("/work/shared/data/bird")
+BIRD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bird"
 DISTS = ([], [0.1, -0.05, 0.001, -0.002], [0.1, -0.05, 0.001, -0.002, 0.01], [0.0, 0.0, 0.0, 0.0])
 
 

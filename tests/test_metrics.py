@@ -11,7 +11,7 @@ from spatial.metrics import (auc, depth_absrel, evaluate_poses, relative_pose_er
 from spatial.nerfstudio_io import write_transforms
 from spatial.reference import read_reference
 
-BIRD = Path("/work/shared/data/bird")
+BIRD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bird"
 
 
 def ring(n=12, radius=2.0):

@@ -14,9 +14,7 @@ from spatial.metrics import evaluate_poses
 from spatial.reference import read_reference
 from spatial.sfm import SfmConfig, run_sfm
 
-BIRD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bird"
-if not BIRD.exists():
-    BIRD = Path("/work/shared/data/bird")
+BIRD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bird"  # ../shared beside the clone
 
 
 @pytest.fixture(scope="module")
