@@ -184,6 +184,7 @@ def main(argv=None) -> int:
     import warp as wp
 
     wp.config.quiet = True  # stdout carries the JSON line only
+    wp.config.log_level = getattr(wp, "LOG_ERROR", 40)  # Warp 1.19 logs module loads to stdout by level
 
     tmp = Path(tempfile.mkdtemp(prefix="twin-bench-sim-"))
     scene, scale = args.scene, args.scale

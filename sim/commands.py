@@ -117,6 +117,7 @@ def run_sim(cfg: SimConfig, json_out: bool = False) -> int:
     import warp as wp
 
     wp.config.quiet = True  # keep stdout for the JSON result
+    wp.config.log_level = getattr(wp, "LOG_ERROR", 40)  # Warp 1.19 logs module loads to stdout by level
     from scenes.render_video import write_video
     from spatial.cli_tools import emit_json, info, progress
 
