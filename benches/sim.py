@@ -181,10 +181,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="threads of mujoco_cpu and of the peer")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    import warp as wp
+    from spatial.cli_tools import quiet_warp
 
-    wp.config.quiet = True  # stdout carries the JSON line only
-    wp.config.log_level = getattr(wp, "LOG_ERROR", 40)  # Warp 1.19 logs module loads to stdout by level
+    quiet_warp()  # stdout carries the JSON line only
 
     tmp = Path(tempfile.mkdtemp(prefix="twin-bench-sim-"))
     scene, scale = args.scene, args.scale

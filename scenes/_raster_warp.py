@@ -9,14 +9,13 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
-import warp as wp
+from spatial.cli_tools import quiet_warp
 
+wp = quiet_warp()  # module-load lines would mix into the CLI's machine-readable stdout
 from scenes import _warp_project as wproj
 from scenes import _warp_tiles as wtiles
 
 TILE = wtiles.TILE
-wp.config.quiet = True  # older Warp; 1.19 logs by level: module-load lines would mix into the JSON stdout
-wp.config.log_level = getattr(wp, "LOG_ERROR", 40)
 wp.init()
 
 

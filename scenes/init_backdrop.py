@@ -9,6 +9,7 @@ and are dropped; the shell stands in for walls at unknown depth.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -61,12 +62,9 @@ def _sample_colours(points: np.ndarray, cameras: Sequence[Camera], images: Seque
         arr = img.numpy()
         samples[v, inside] = arr[wi[inside], ui[inside]].astype(np.float32) / 255.0
     count = np.isfinite(samples[..., 0]).sum(0)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            med = np.nanmedian(samples, axis=0)
+    with warnings.catch_warnings():  # unseen points: all-NaN medians are expected, not worth a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(samples, axis=0)
     agree = (np.abs(samples - med[None]).max(-1) <= tol).sum(0) / np.maximum(count, 1)
     return med, agree, count
 

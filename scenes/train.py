@@ -115,14 +115,19 @@ def load_views(bundle_root: Path, cameras: list[Camera], resolution: int, eval_e
 
 # ---------------------------------------------------------------------------------------------- rendering
 
+def raster_K(K: np.ndarray) -> np.ndarray:
+    """Intrinsics moved from OpenCV's pixel centres at integers to the rasterizer's (gsplat's) at x + 0.5."""
+    K = np.array(K, dtype=np.float64)
+    K[0, 2] += 0.5
+    K[1, 2] += 0.5
+    return K
+
+
 def camera_tensors(cam: Camera, device) -> tuple[torch.Tensor, torch.Tensor]:
     """(viewmat 4x4, K 3x3) float32 tensors of a camera, K moved from OpenCV's pixel centres at integers to
     the rasterizer's (gsplat's) centres at x + 0.5."""
-    K = cam.K.copy()
-    K[0, 2] += 0.5
-    K[1, 2] += 0.5
     return (torch.as_tensor(cam.world_to_cam, dtype=torch.float32, device=device),
-            torch.as_tensor(K, dtype=torch.float32, device=device))
+            torch.as_tensor(raster_K(cam.K), dtype=torch.float32, device=device))
 
 
 def render_params(params: dict[str, torch.Tensor], cam: Camera, sh_degree: int | None = None,

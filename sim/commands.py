@@ -75,20 +75,6 @@ def _pick_camera(world, width: int):
     return Camera("sim", width, h, f, f, (width - 1) / 2, (h - 1) / 2, R, t)
 
 
-def _splat_background(world, cam):
-    """Splat render (premultiplied rgb, depth in metres, alpha), each (H, W, C), of the bundle's scene from
-    `cam`, or None when the bundle has no splats.ply (for `compose_with_splats`)."""
-    from .sensors import camera_to_world_gl
-    from .splat_background import SplatBackground, bundle_splats, gl_to_viewmats
-
-    path = bundle_splats(world.cfg.scene)
-    if path is None:
-        return None
-    bg = SplatBackground(path, world.scene.metres_per_unit)
-    r = bg.render(gl_to_viewmats(camera_to_world_gl(cam)[None]), cam.K, cam.width, cam.height)
-    return r.rgb[0], r.depth[0], r.alpha[0]
-
-
 def film_sensors(world, cam, splats: bool = True, worlds: list[int] | None = None):
     """Sensors for filming world 0 (or `worlds`) from `cam`: the scene through its splats when `splats` and
     the bundle has splats.ply, else (or when they cannot be loaded: warned) the ray-traced collision mesh."""
@@ -114,10 +100,9 @@ def run_sim(cfg: SimConfig, json_out: bool = False) -> int:
     from pathlib import Path
 
     import numpy as np
-    import warp as wp
+    from spatial.cli_tools import quiet_warp
 
-    wp.config.quiet = True  # keep stdout for the JSON result
-    wp.config.log_level = getattr(wp, "LOG_ERROR", 40)  # Warp 1.19 logs module loads to stdout by level
+    quiet_warp()  # keep stdout for the JSON result
     from scenes.render_video import write_video
     from spatial.cli_tools import emit_json, info, progress
 
@@ -134,14 +119,13 @@ def run_sim(cfg: SimConfig, json_out: bool = False) -> int:
     p0, r0 = control.ee_pose(world)
     steps_per_frame = max(1, int(round(1.0 / (cfg.fps * world.cfg.frame_dt))))
     n_frames = max(1, int(round(cfg.seconds * cfg.fps)))
-    reach = 0.12 if cfg.robot in ("franka", "ur5e", "g1", "g1_hands") else 0.05
+    reach = control.default_reach(cfg.robot)
     frames, errors = [], []
     with progress(json_out) as bar:
         task = bar.add_task("sim", total=n_frames, status="")
         for k in range(n_frames):
             for j in range(steps_per_frame):
-                tau = 2 * np.pi * (k * steps_per_frame + j) * world.cfg.frame_dt / cfg.seconds
-                goal = p0 + reach * np.array([0.0, np.sin(tau), 0.5 * (1 - np.cos(tau))])
+                goal = control.scripted_goal(p0, (k * steps_per_frame + j) * world.cfg.frame_dt, cfg.seconds, reach)
                 control.ik_targets(world, goal, r0 if (world.robot.spec.arm_dofs or 0) >= 6 else None)
                 step(world)
             errors.append(float(np.linalg.norm(control.ee_pose(world)[0][0] - goal[0])))

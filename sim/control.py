@@ -154,3 +154,14 @@ def ik_targets(world: World, pos: np.ndarray, quat: np.ndarray | None = None, ga
     q = get_joint_positions(world)
     q[:, arm:] = get_joint_targets(world)[:, arm:]
     return set_joint_targets(world, q + dq)
+
+
+def default_reach(robot: str) -> float:
+    """Amplitude of the scripted path: 12 cm for full-size arms, 5 cm for the small SO arms and ALOHA."""
+    return 0.12 if robot in ("franka", "ur5e", "g1", "g1_hands") else 0.05
+
+
+def scripted_goal(p0: np.ndarray, t: float, period: float, reach: float) -> np.ndarray:
+    """`twin sim`'s scripted end-effector target at time t: a loop sideways and up from the home pose p0."""
+    tau = 2 * np.pi * t / period
+    return p0 + reach * np.array([0.0, np.sin(tau), 0.5 * (1 - np.cos(tau))])

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._quat import qrot
+from .control import default_reach, scripted_goal
 
 KEYS = {"KeyI": "+X", "KeyK": "-X", "KeyJ": "+Y", "KeyL": "-Y", "KeyU": "+Z", "KeyO": "-Z",
         "KeyN": "Open gripper", "KeyM": "Close gripper"}
@@ -115,17 +116,6 @@ def link_meshes(world) -> list[LinkMesh]:
         name = "base" if b < 0 else names[b] if b < len(names) else f"object_{b}"
         out.append(LinkMesh(b, name, np.concatenate(vs).astype(np.float32), np.concatenate(fs).astype(np.uint32)))
     return out
-
-
-def default_reach(robot: str) -> float:
-    """Amplitude of the scripted path: 12 cm for full-size arms, 5 cm for the small SO arms and ALOHA."""
-    return 0.12 if robot in ("franka", "ur5e", "g1", "g1_hands") else 0.05
-
-
-def scripted_goal(p0: np.ndarray, t: float, period: float, reach: float) -> np.ndarray:
-    """`twin sim`'s scripted end-effector target at time t: a loop sideways and up from the home pose p0."""
-    tau = 2 * np.pi * t / period
-    return p0 + reach * np.array([0.0, np.sin(tau), 0.5 * (1 - np.cos(tau))])
 
 
 def _wxyz(q_xyzw: np.ndarray) -> np.ndarray:
@@ -494,10 +484,9 @@ def build_live_world(scene: str, robot: str = "franka", scale: float | None = No
                      solver: str | None = None, device: str = "cpu"):
     """One world of `robot` in `scene` with `solver` (None: WorldConfig's default), Warp's messages sent to
     stderr so that stdout keeps the URL line first."""
-    import warp as wp
+    from spatial.cli_tools import quiet_warp
 
-    wp.config.quiet = True  # Warp 1.19 logs module loads by level, from the physics thread too
-    wp.config.log_level = getattr(wp, "LOG_ERROR", 40)
+    quiet_warp()  # module loads happen on the physics thread too
     from .world import WorldConfig, build_world
 
     extra = {} if solver is None else {"solver": solver}

@@ -22,11 +22,10 @@ import torch
 from spatial.cameras import Camera
 from spatial.errors import InputError
 
-from ._quat import qmat, tmul
+from ._quat import CV_TO_GL, qmat, tmul
 from .world import World, frame_poses
 
 SEG_NONE, SEG_SCENE, SEG_ROBOT, SEG_OBJECT = 0, 1, 2, 3
-_CV_TO_GL = np.diag([1.0, -1.0, -1.0])  # OpenCV camera axes -> OpenGL (x right, y up, looking along -z)
 
 
 @dataclass
@@ -49,7 +48,7 @@ def _mat_to_quat(R: np.ndarray) -> np.ndarray:
 def camera_to_world_gl(cam: Camera) -> np.ndarray:
     """(7,) camera-to-world transform of a Twin camera in the renderer's OpenGL camera axes."""
     c2w = cam.cam_to_world
-    R = c2w[:3, :3] @ _CV_TO_GL
+    R = c2w[:3, :3] @ CV_TO_GL
     return np.concatenate([c2w[:3, 3], _mat_to_quat(R)])
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-_CV_TO_GL = np.diag([1.0, -1.0, -1.0])
 
 
 @dataclass
@@ -37,10 +36,10 @@ def bundle_splats(scene_source: str | Path | None) -> Path | None:
 
 def gl_to_viewmats(xforms: np.ndarray) -> np.ndarray:
     """(V, 4, 4) OpenCV world-to-camera matrices of (V, 7) camera-to-world transforms in OpenGL camera axes."""
-    from ._quat import qmat
+    from ._quat import CV_TO_GL, qmat
 
     xforms = np.asarray(xforms, dtype=np.float64).reshape(-1, 7)
-    R_cv = qmat(xforms[:, 3:]) @ _CV_TO_GL  # camera-to-world rotation, OpenCV axes
+    R_cv = qmat(xforms[:, 3:]) @ CV_TO_GL  # camera-to-world rotation, OpenCV axes
     V = np.zeros((len(xforms), 4, 4))
     V[:, :3, :3] = np.swapaxes(R_cv, 1, 2)
     V[:, :3, 3] = -np.einsum("vji,vj->vi", R_cv, xforms[:, :3])
@@ -70,10 +69,10 @@ class SplatBackground:
     def render(self, viewmats: np.ndarray, K: np.ndarray, width: int, height: int) -> SplatRender:
         """Render V views: viewmats (V, 4, 4) OpenCV world-to-camera, K (3, 3) with OpenCV pixel centres."""
         from scenes.rasterize import rasterize
+        from scenes.train import raster_K
 
         dev = self.means.device
-        Kt = torch.as_tensor(np.asarray(K, dtype=np.float64) + np.array([[0, 0, 0.5], [0, 0, 0.5], [0, 0, 0]]),
-                             dtype=torch.float32, device=dev)  # rasterizer pixel centres at x + 0.5
+        Kt = torch.as_tensor(raster_K(K), dtype=torch.float32, device=dev)
         rgb, depth, alpha = [], [], []
         for vm in np.asarray(viewmats).reshape(-1, 4, 4):
             r = rasterize(self.means, self.quats, self.scales, self.opacities, self.sh,

@@ -108,6 +108,18 @@ def config_from_namespace(cls: type, ns: argparse.Namespace):
     return cls(**kwargs)
 
 
+def quiet_warp():
+    """Import Warp with its info logging (init banner, module loads) off, so stdout keeps only results.
+
+    Warp 1.19 logs by level (`config.log_level`); older releases read `config.quiet`. Returns the module.
+    """
+    import warp as wp
+
+    wp.config.quiet = True
+    wp.config.log_level = getattr(wp, "LOG_ERROR", 40)
+    return wp
+
+
 def emit_json(obj: dict) -> None:
     """Print one JSON object as the last line of standard output."""
     sys.stdout.write(json.dumps(obj, default=_default) + "\n")
