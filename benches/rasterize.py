@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from scenes.rasterize import rasterize
+from scenes import rasterize
 
 PARAMS = ("means", "quats", "scales", "opacities", "sh")
 
@@ -58,11 +58,11 @@ def run_once(params, view, K, width, height, backend, weights=None):
 
 def run_reference(params, view, K, width, height, pixel_ids, weights):
     """Dense PyTorch reference on a subset of pixels (loss restricted to them): outputs, grads, fwd s, bwd s."""
-    from scenes._raster_torch import render_torch
+    from scenes import rasterize_reference
 
     ps = [p.clone().requires_grad_(True) for p in params]
     t0 = time.perf_counter()
-    color, _, alpha, _, _ = render_torch(*ps, view, K, width, height, 3, 0.01, 1e10, pixel_ids=pixel_ids)
+    color, _, alpha, _, _ = rasterize_reference(*ps, view, K, width, height, 3, 0.01, 1e10, pixel_ids=pixel_ids)
     t1 = time.perf_counter()
     (color * weights.reshape(-1, 3)[pixel_ids]).sum().backward()
     t2 = time.perf_counter()

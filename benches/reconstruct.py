@@ -15,8 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def _cpu() -> float:
     """CPU seconds of this process, all threads (wall time alone misleads on a shared machine)."""
@@ -31,7 +29,7 @@ def _ratio(a, b):
 
 
 def _scores(cams, ref, n_total):
-    from spatial.metrics import evaluate_poses
+    from spatial import evaluate_poses
 
     m = evaluate_poses(cams, ref, n_total=n_total)
     # every input frame counts: a frame the method lost scores as failed pairs
@@ -44,8 +42,7 @@ def _scores(cams, ref, n_total):
 
 
 def run_twin(images: Path, work: Path, mapper: str, limit: int | None):
-    from spatial.frames import FramesConfig, load_frames
-    from spatial.sfm import SfmConfig, run_sfm
+    from spatial import FramesConfig, SfmConfig, load_frames, run_sfm
 
     t0, c0 = time.perf_counter(), _cpu()
     src = images
@@ -65,7 +62,7 @@ def run_peer(images: Path, work: Path, limit: int | None):
     """pycolmap's defaults: extract_features, match_exhaustive, incremental_mapping."""
     import pycolmap
 
-    from spatial.colmap_io import camera_from_pycolmap
+    from spatial import camera_from_pycolmap
 
     names = sorted(p.name for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if limit:
@@ -99,8 +96,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     a = ap.parse_args(argv)
 
-    from spatial.cli_tools import emit_json
-    from spatial.reference import read_reference
+    from spatial import read_reference
+    from twin_kit import emit_json
 
     images = a.data / "images"
     ref = read_reference(a.data / "sparse" / "0")

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spatial import BundlePaths
+
 # this file is named like the `sim` package: keep its folder off the import path when run as a script
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
@@ -41,9 +43,14 @@ def make_bird_scene(dest: Path, colmap: Path = BIRD, bird_height_m: float = 0.10
     """
     import trimesh
 
-    from spatial.align import camera_focus, up_from_plane_and_cameras
-    from spatial.bundle import finalize_manifest, new_manifest, write_cameras
-    from spatial.colmap_io import read_colmap
+    from spatial import (
+        camera_focus,
+        finalize_manifest,
+        new_manifest,
+        read_colmap,
+        up_from_plane_and_cameras,
+        write_cameras,
+    )
 
     cams, pts, rgb = read_colmap(colmap, poses_only=True)
     T, plane = up_from_plane_and_cameras(pts, cams)
@@ -63,10 +70,10 @@ def make_bird_scene(dest: Path, colmap: Path = BIRD, bird_height_m: float = 0.10
     desk.apply_translation((fxy[0] + 0.25 * size[0], fxy[1], -0.02 / scale))
     mesh = trimesh.util.concatenate([desk, hull])
     dest.mkdir(parents=True, exist_ok=True)
-    mesh.export(dest / "collision.ply")
+    mesh.export(BundlePaths(dest).collision)
     write_cameras(dest, cams)
     if splats:
-        write_point_splats(dest / "splats.ply", p, rgb)
+        write_point_splats(BundlePaths(dest).splats, p, rgb)
     m = new_manifest(input=str(colmap), backend="benches/sim.py bird scene (desk slab + bird hull)")
     m["support_plane"] = {k: plane[k] for k in ("normal", "offset", "found", "extent_xy", "centroid") if k in plane}
     finalize_manifest(dest, m)
@@ -75,20 +82,19 @@ def make_bird_scene(dest: Path, colmap: Path = BIRD, bird_height_m: float = 0.10
 
 def twin_rate(scene: str, scale: float, solver: str, worlds: int, steps: int, threads: int = 1,
               reps: int = 2) -> dict:
-    from sim import control
-    from sim.world import WorldConfig, build_world, step
+    from sim import WorldConfig, build_world, get_joint_targets, set_joint_targets, step
 
     t0 = time.perf_counter()
     w = build_world(WorldConfig(scene=scene, scale=scale, robot="franka", worlds=worlds, solver=solver,
                                 substeps=2, frame_dt=0.01, threads=threads))
     build = time.perf_counter() - t0
-    q0 = control.get_joint_targets(w)
+    q0 = get_joint_targets(w)
     phase = np.linspace(0, np.pi, worlds)[:, None]
 
     def drive(k):
         q = q0.copy()
         q[:, :7] += 0.3 * np.sin(0.05 * k + phase)
-        control.set_joint_targets(w, q)
+        set_joint_targets(w, q)
         step(w, 1)
 
     for k in range(3):  # warm-up (first launches)
@@ -139,8 +145,7 @@ def peer_rate(mjcf: Path, worlds: int, steps: int, substeps: int = 2, frame_dt: 
 
 def write_point_splats(path: Path, xyz: np.ndarray, rgb: np.ndarray) -> None:
     """Untrained splats: one opaque isotropic Gaussian per coloured point (3DGS's initialisation)."""
-    from scenes.gaussians import write_splats_ply
-    from scenes.init import gaussians_from_points
+    from scenes import gaussians_from_points, write_splats_ply
 
     write_splats_ply(path, gaussians_from_points(xyz, rgb.astype(np.float64) / 255.0, sh_degree=0,
                                                  init_opacity=0.9))
@@ -149,8 +154,8 @@ def write_point_splats(path: Path, xyz: np.ndarray, rgb: np.ndarray) -> None:
 def sensor_rate(w, renders: int) -> dict:
     """Images/s of 16 worlds' fixed 128x128 cameras (RGB + depth + segmentation; the splat composite when the
     scene has splats.ply) and, as the in-run peer, of the same sensors tracing everything every frame."""
-    from sim.sensors import Sensors
-    from spatial.cameras import Camera, look_at
+    from sim import Sensors
+    from spatial import Camera, look_at
 
     base = w.base_xform[:3]
     R, t = look_at(base + np.array([1.2, 0.9, 0.8]), base + np.array([0.2, 0.0, 0.3]))
@@ -181,7 +186,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="threads of mujoco_cpu and of the peer")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    from spatial.cli_tools import quiet_warp
+    from twin_kit import quiet_warp
 
     quiet_warp()  # stdout carries the JSON line only
 

@@ -11,8 +11,7 @@ import argparse
 import socket
 import time
 
-from scenes.viewer import ViewerOptions, fly_to, run_in_thread
-from scenes.viewer_snapshot import canvas_image, chromium_page, dismiss_notices, wait_for_scene
+from scenes import ViewerOptions, canvas_image, chromium_page, dismiss_notices, fly_to, run_in_thread, wait_for_scene
 
 
 def main() -> None:

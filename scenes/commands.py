@@ -1,12 +1,10 @@
-"""scenes' verbs, gathered from the per-area CLI modules (each imports its heavy parts lazily)."""
+"""scenes' verbs: `twin splat`, `twin render`, `twin export` (configs only; each imports its heavy parts lazily).
+
+`twin view` is registered by sim (it adds --sim); its static part is scenes.viewer.cli.run_view.
+"""
 from __future__ import annotations
 
-import importlib
+from scenes.export.cli import VERBS as _EXPORT
+from scenes.splats.cli import VERBS as _SPLATS
 
-VERBS = []
-for _mod in ("scenes.cli_splat", "scenes.cli_view", "scenes.cli_export"):
-    try:
-        VERBS.extend(importlib.import_module(_mod).VERBS)
-    except ModuleNotFoundError as _e:
-        if _e.name != _mod:
-            raise
+VERBS = [*_SPLATS, *_EXPORT]

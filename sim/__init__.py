@@ -1,19 +1,21 @@
 """sim: Newton (Warp) physics and sensors in a reconstructed scene.
 
-Public API (import from the modules; this package imports nothing heavy):
-  - sim.world: WorldConfig, BoxObject, build_world(cfg) -> World, step(world, frames), body_poses, frame_poses,
-    resolve_solver(name, device) (auto: mujoco_cpu on the CPU, mujoco_warp on CUDA)
-  - sim.mujoco_batch: solver mujoco_cpu (MuJoCo's C core, all worlds in one batch), scene_pieces, world_mjcf
-  - sim.robots: ROBOTS, get_robot(name), model_path(spec), urdf_text(spec), mjcf_source(spec)
-  - sim.scene_mesh: load_scene(source, scale) -> SceneMesh, load_mesh_file, estimate_support
-  - sim.control: ee_pose, jacobian, ik_targets, get/set_joint_targets, get_joint_positions
-  - sim.env: SimEnv (batched reset/step, torch observations), EnvConfig, gym_vector_env(env)
-  - sim.sensors: Sensors(world, camera, mounted, normals, worlds, splats).render(out=None) -> SensorFrame
-    (robot ray traced into the scene's splats by depth), compose_frame, compose_with_splats, control_maps
-  - sim.splat_background: SplatBackground(splats.ply, metres_per_unit).render(viewmats, K, w, h), bundle_splats
-  - sim.sensor_trace: Tracer (batched SensorCamera traces), static_scene_model, dynamic_crop
-  - sim.live_view: start_sim_viewer(bundle, opts, robot, scale) -> (Viewer, LiveSim) (`twin view --sim`),
-    LiveSim (physics thread; nudge, set_gripper, reset, set_playing, set_mode), link_meshes(world)
-  - sim.teleop: run_teleop (`twin sim --teleop`), film_poses(world, poses, width)
-  - sim.commands: the `twin sim` verb
+Stages: `physics/` (the world: scan, robot, objects, solvers, control, batched env) -> `sensors/` (cameras
+that ray trace the robot into the scan and composite it over the splats; filming) -> `live/` (a physics
+session paced to real time, its browser view, teleoperation). `isaac/` runs inside Isaac Sim's own Python.
+Public API below (loaded on first use): other packages, benches and examples import only these names.
 """
+from twin_kit import lazy_exports
+
+_API = {
+    **dict.fromkeys(["WorldConfig", "World", "BoxObject", "build_world", "step", "body_poses", "resolve_solver",
+                     "SOLVERS"], "physics.world"),
+    **dict.fromkeys(["ROBOTS", "get_robot", "model_path"], "physics.robots"),
+    **dict.fromkeys(["SceneMesh", "load_scene", "load_mesh_file"], "physics.scene_mesh"),
+    **dict.fromkeys(["ee_pose", "jacobian", "ik_targets", "get_joint_targets", "set_joint_targets",
+                     "get_joint_positions", "scripted_goal", "default_reach"], "physics.control"),
+    **dict.fromkeys(["SimEnv", "EnvConfig", "gym_vector_env"], "physics.env"),
+    **dict.fromkeys(["Sensors", "SensorFrame", "control_maps"], "sensors.cameras"),
+    **dict.fromkeys(["SplatBackground"], "sensors.splat_background"),
+}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _API)

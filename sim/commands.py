@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spatial.cli_tools import Verb, opt
+from sim.live.cli import VERBS as _VIEW
+from sim.physics.world import SOLVERS
+from twin_kit import Verb, opt
 
 
 @dataclass
@@ -20,7 +22,7 @@ class SimConfig:
     worlds: int = opt(1, "number of replicated worlds simulated together (world 0 is filmed)")
     solver: str = opt("auto", "physics solver (auto: mujoco_cpu on the CPU unless the scan is a "
                       "detailed mesh, mujoco_warp on CUDA)",
-                      choices=("auto", "mujoco_cpu", "mujoco_warp", "mujoco_c", "xpbd", "featherstone"))
+                      choices=SOLVERS)
     device: str = opt("cpu", "Warp device (cpu or cuda:0)")
     seconds: float = opt(4.0, "length of the scripted motion")
     fps: float = opt(25.0, "video frame rate")
@@ -36,85 +38,31 @@ class SimConfig:
     port: int = opt(8080, "with --teleop: viewer port (a port in use is an error)")
 
 
-def _pick_camera(world, width: int):
-    """A capture camera that sees the robot well (metres), else a 3/4 view; resized to `width`."""
-    import numpy as np
-
-    from spatial.cameras import Camera, look_at
-
-    base = world.base_xform[:3]
-    target = base + np.array([0.0, 0.0, 0.4])
-    best = None
-    if world.scene is not None and world.cfg.scene:
-        from pathlib import Path
-
-        from spatial.bundle import read_bundle
-
-        root = Path(world.cfg.scene)
-        if root.is_dir():
-            S = np.eye(4)
-            S[:3, :3] *= world.scene.metres_per_unit
-            for c in read_bundle(root).cameras:
-                cm = c.transformed(S)
-                x = cm.R @ target + cm.t
-                if x[2] <= 0.3:
-                    continue
-                u = np.array([cm.fx * x[0] / x[2] + cm.cx, cm.fy * x[1] / x[2] + cm.cy])
-                off = np.linalg.norm(u / [cm.width, cm.height] - 0.5)
-                dist = abs(x[2] - 1.6)
-                score = off + 0.2 * dist
-                if best is None or score < best[0]:
-                    best = (score, cm)
-    if best is not None and best[0] < 0.6:
-        cam = best[1]
-        s = width / cam.width
-        return cam.scaled(s)
-    R, t = look_at(base + np.array([1.4, 1.0, 1.0]), target)
-    h = int(round(width * 0.75)) // 2 * 2
-    f = 0.9 * width
-    return Camera("sim", width, h, f, f, (width - 1) / 2, (h - 1) / 2, R, t)
-
-
-def film_sensors(world, cam, splats: bool = True, worlds: list[int] | None = None):
-    """Sensors for filming world 0 (or `worlds`) from `cam`: the scene through its splats when `splats` and
-    the bundle has splats.ply, else (or when they cannot be loaded: warned) the ray-traced collision mesh."""
-    from spatial.cli_tools import warn
-
-    from .sensors import Sensors
-
-    worlds = [0] if worlds is None else worlds
-    if splats:
-        try:
-            return Sensors(world, cam, worlds=worlds, splats=None)
-        except Exception as e:  # noqa: BLE001 - the video still works from the mesh alone
-            warn(f"splat background unavailable ({type(e).__name__}: {e}); showing the collision mesh")
-    return Sensors(world, cam, worlds=worlds, splats=False)
-
-
 def run_sim(cfg: SimConfig, json_out: bool = False) -> int:
     if cfg.teleop:
-        from .teleop import run_teleop
+        from sim.live.teleop import run_teleop
 
         return run_teleop(cfg, json_out)
     import time
     from pathlib import Path
 
     import numpy as np
-    from spatial.cli_tools import quiet_warp
+
+    from twin_kit import quiet_warp
 
     quiet_warp()  # keep stdout for the JSON result
-    from scenes.render_video import write_video
-    from spatial.cli_tools import emit_json, info, progress
-
-    from . import control
-    from .world import WorldConfig, build_world, step
+    from scenes import write_video
+    from sim.physics import control
+    from sim.physics.world import WorldConfig, build_world, step
+    from sim.sensors.filming import film_sensors, pick_camera
+    from twin_kit import emit_json, info, progress
 
     t0 = time.perf_counter()
     world = build_world(WorldConfig(scene=cfg.scene, robot=cfg.robot, scale=cfg.scale, robot_pose=cfg.robot_pose,
                                     worlds=cfg.worlds, solver=cfg.solver, device=cfg.device))
     info(f"{cfg.robot} at ({', '.join(f'{v:.3f}' for v in world.base_xform[:3])}) on {cfg.scene}, "
          f"{cfg.worlds} world(s), solver {world.cfg.solver}, built in {time.perf_counter() - t0:.1f} s")
-    cam = _pick_camera(world, cfg.width)
+    cam = pick_camera(world, cfg.width)
     sensors = film_sensors(world, cam, cfg.splats)
     p0, r0 = control.ee_pose(world)
     steps_per_frame = max(1, int(round(1.0 / (cfg.fps * world.cfg.frame_dt))))
@@ -147,4 +95,5 @@ def run_sim(cfg: SimConfig, json_out: bool = False) -> int:
     return 0
 
 
-VERBS = [Verb("sim", SimConfig, run_sim, "simulate a robot in a scene (Newton physics) and film it to mp4")]
+VERBS = [Verb("sim", SimConfig, run_sim, "simulate a robot in a scene (Newton physics) and film it to mp4"),
+         *_VIEW]

@@ -1,13 +1,26 @@
 """spatial: phone capture -> cameras, depth, points and collision mesh (real-to-geometry).
 
-Public API: `Camera`, `look_at`, `read_bundle`, `staged_bundle`, `updating_bundle`, `Bundle`,
-`BundleError`, `InputError`; `spatial.reconstruct.reconstruct` runs the whole pipeline.
+Stages: `capture/` (frames in, synthetic captures, marker sheet) -> `sfm/` (COLMAP mapping, alignment) ->
+`dense/` (plane-sweep depth, fusion, mesh) -> the bundle (`bundle.py`, the contract every stage reads).
+`interop/` reads and writes other tools' camera formats; `evaluation/` scores against references.
+Public API below (loaded on first use): other packages, benches and examples import only these names.
 """
+from twin_kit import lazy_exports
+
 __version__ = "0.1.0"
 
-from .bundle import Bundle, BundleError, read_bundle, staged_bundle, updating_bundle
-from .cameras import Camera, look_at
-from .errors import InputError
-
-__all__ = ["Bundle", "BundleError", "Camera", "InputError", "look_at", "read_bundle", "staged_bundle",
-           "updating_bundle", "__version__"]
+_API = {
+    **dict.fromkeys(["Bundle", "BundleError", "BundlePaths", "read_bundle", "staged_bundle", "updating_bundle",
+                     "new_manifest", "finalize_manifest", "write_cameras", "read_cameras", "atomic_write_bytes",
+                     "read_points", "write_points", "read_collision_mesh", "read_depth", "write_depth"], "bundle"),
+    **dict.fromkeys(["Camera", "look_at"], "cameras"),
+    **dict.fromkeys(["FramesConfig", "load_frames"], "capture.frames"),
+    **dict.fromkeys(["SfmConfig", "run_sfm"], "sfm.mapper"),
+    **dict.fromkeys(["camera_focus", "up_from_plane_and_cameras"], "sfm.align"),
+    **dict.fromkeys(["camera_from_pycolmap", "read_colmap", "write_colmap"], "interop.colmap_io"),
+    **dict.fromkeys(["read_transforms", "write_transforms"], "interop.nerfstudio_io"),
+    "read_reference": "interop.reference",
+    "evaluate_poses": "evaluation.metrics",
+    "reconstruct": "reconstruct",
+}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _API)

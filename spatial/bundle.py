@@ -7,17 +7,128 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
-from .cameras import Camera
-from .errors import InputError
+from spatial.cameras import Camera
+from twin_kit import InputError
 
 FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
+
+# Every file name of the bundle, here and nowhere else (a test reads the source tree to hold that).
 MANIFEST = "scene.json"
 CAMERAS = "cameras.json"
+IMAGES = "images"
+DEPTH = "depth"
+POINTS = "points.ply"
+SPLATS = "splats.ply"
+COLLISION_STEM = "collision"
+COLLISION = COLLISION_STEM + ".ply"
+# Mesh formats a collision mesh may come in (a user may drop in their own); the first found wins.
+COLLISION_SUFFIXES = (".ply", ".obj", ".glb", ".gltf", ".stl", ".off", ".usd", ".usda", ".usdc", ".usdz")
+COLMAP_MODEL = "colmap/sparse/0"
+TRANSFORMS = "transforms.json"
+USD_STAGE = "scene.usda"
+USDZ = "scene.usdz"
+COLLISION_GLB = COLLISION_STEM + ".glb"
+DYNAMIC = "dynamic"
+CAMERA_PATHS = "paths"  # keyframed camera paths saved from the viewer
+SPLAT_CHECKPOINTS = "splat_checkpoints"  # beside the bundle, named <bundle>.splat_checkpoints
+
+
+@dataclass(frozen=True)
+class BundlePaths:
+    """Where each bundle file lives under `root`: for finished bundles, staging directories and export folders."""
+
+    root: Path
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / MANIFEST
+
+    @property
+    def cameras(self) -> Path:
+        return self.root / CAMERAS
+
+    @property
+    def images(self) -> Path:
+        return self.root / IMAGES
+
+    def image(self, stem: str) -> Path:
+        return self.root / self.image_rel(stem)
+
+    @staticmethod
+    def image_rel(stem: str) -> str:
+        """The image path a camera stores (relative to the bundle root)."""
+        return f"{IMAGES}/{stem}.jpg"
+
+    @property
+    def depth(self) -> Path:
+        return self.root / DEPTH
+
+    def depth_map(self, stem: str) -> Path:
+        return self.root / DEPTH / f"{stem}.npz"
+
+    @property
+    def points(self) -> Path:
+        return self.root / POINTS
+
+    @property
+    def splats(self) -> Path:
+        return self.root / SPLATS
+
+    @property
+    def collision(self) -> Path:
+        """Where Twin writes the collision mesh (PLY)."""
+        return self.root / COLLISION
+
+    def find_collision(self) -> Path | None:
+        """The collision mesh present (collision.ply preferred, else any collision.<mesh format>), or None."""
+        for suf in COLLISION_SUFFIXES:
+            p = self.root / (COLLISION_STEM + suf)
+            if p.exists():
+                return p
+        return None
+
+    @property
+    def collision_glb(self) -> Path:
+        return self.root / COLLISION_GLB
+
+    @property
+    def colmap(self) -> Path:
+        """The COLMAP model directory (sparse/0)."""
+        return self.root / COLMAP_MODEL
+
+    @property
+    def colmap_root(self) -> Path:
+        return self.root / COLMAP_MODEL.split("/")[0]
+
+    @property
+    def transforms(self) -> Path:
+        return self.root / TRANSFORMS
+
+    @property
+    def usd_stage(self) -> Path:
+        return self.root / USD_STAGE
+
+    @property
+    def usdz(self) -> Path:
+        return self.root / USDZ
+
+    @property
+    def camera_paths(self) -> Path:
+        return self.root / CAMERA_PATHS
+
+    @property
+    def dynamic(self) -> Path:
+        return self.root / DYNAMIC
+
+    @property
+    def splat_checkpoints(self) -> Path:
+        """Training checkpoints live beside the bundle (not inside it), so a bundle swap keeps them."""
+        return self.root.parent / f".{self.root.name}.{SPLAT_CHECKPOINTS}"
 
 
 class BundleError(InputError):
@@ -32,6 +143,10 @@ class Bundle:
     manifest: dict
     cameras: list[Camera] = field(default_factory=list)
 
+    @property
+    def paths(self) -> BundlePaths:
+        return BundlePaths(self.root)
+
     def path(self, rel: str) -> Path:
         return self.root / rel
 
@@ -45,7 +160,7 @@ class Bundle:
 
 def new_manifest(**provenance) -> dict:
     """A fresh manifest with Twin's fixed conventions filled in."""
-    from . import __version__
+    from spatial import __version__
 
     return {
         "format": "twin-scene",
@@ -211,3 +326,99 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+# ------------------------------------------------------------------------------------------- file readers
+
+def write_points(path: str | os.PathLike, points, colors=None) -> None:
+    """Binary little-endian PLY of points (N, 3) with optional uint8 colours (N, 3): the bundle's points.ply."""
+    import numpy as np
+
+    P = np.asarray(points, dtype=np.float32).reshape(-1, 3)
+    fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
+    header = ["ply", "format binary_little_endian 1.0", f"element vertex {len(P)}",
+              "property float x", "property float y", "property float z"]
+    if colors is not None:
+        fields += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
+        header += ["property uchar red", "property uchar green", "property uchar blue"]
+    rec = np.empty(len(P), dtype=fields)
+    rec["x"], rec["y"], rec["z"] = P[:, 0], P[:, 1], P[:, 2]
+    if colors is not None:
+        C = np.asarray(colors, dtype=np.uint8).reshape(-1, 3)
+        rec["red"], rec["green"], rec["blue"] = C[:, 0], C[:, 1], C[:, 2]
+    header.append("end_header")
+    atomic_write_bytes(path, ("\n".join(header) + "\n").encode("ascii") + rec.tobytes())
+
+
+def read_points(path: str | os.PathLike):
+    """A coloured point cloud PLY as (N,3) float32 positions and (N,3) uint8 colours, non-finite points dropped.
+
+    Colours stored as floats in [0, 1] are scaled to 0..255; a cloud without colours reads as grey (160).
+    """
+    import numpy as np
+    from plyfile import PlyData
+
+    path = Path(path)
+    if not path.exists():
+        raise BundleError(f"{path}: no fused point cloud (run `twin reconstruct` first)")
+    try:
+        v = PlyData.read(str(path))["vertex"].data
+    except Exception as e:  # noqa: BLE001 - plyfile raises many types on damaged files
+        raise BundleError(f"{path}: damaged or unreadable point cloud ({type(e).__name__}: {e})") from None
+    names = set(v.dtype.names or ())
+    if not {"x", "y", "z"} <= names:
+        raise BundleError(f"{path}: point cloud has no x, y, z properties")
+    xyz = np.stack([np.asarray(v[c], np.float32) for c in "xyz"], axis=1)
+    if {"red", "green", "blue"} <= names:
+        rgb = np.stack([np.asarray(v[c]) for c in ("red", "green", "blue")], axis=1)
+        if rgb.dtype != np.uint8:
+            rgb = rgb.astype(np.float64)
+            rgb = np.clip(rgb * (255.0 if rgb.max(initial=0) <= 1.0 else 1.0), 0, 255)
+        rgb = rgb.astype(np.uint8)
+    else:
+        rgb = np.full((len(xyz), 3), 160, np.uint8)
+    keep = np.isfinite(xyz).all(axis=1)
+    return xyz[keep], rgb[keep]
+
+
+def read_collision_mesh(path: str | os.PathLike):
+    """A triangle mesh (trimesh) in the file's units, refusing unreadable, empty or non-finite meshes."""
+    import numpy as np
+    import trimesh
+
+    path = Path(path)
+    try:
+        m = trimesh.load(str(path), force="mesh", process=False)
+    except Exception as e:  # noqa: BLE001 - trimesh raises many types on damaged files
+        raise BundleError(f"{path}: damaged or unreadable mesh ({type(e).__name__}: {e})") from None
+    if not isinstance(m, trimesh.Trimesh) or len(m.faces) == 0:
+        raise BundleError(f"{path}: mesh has no triangles")
+    if not np.isfinite(np.asarray(m.vertices)).all():
+        raise BundleError(f"{path}: collision mesh has non-finite (NaN or inf) vertices")
+    return m
+
+
+def write_depth(path: str | os.PathLike, depth, confidence, K, size) -> None:
+    """One view's float32 depth and confidence with the intrinsics they were computed at."""
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, depth=np.asarray(depth, np.float32), confidence=np.asarray(confidence, np.float32),
+                        K=np.asarray(K, np.float64), size=np.asarray(size))
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def read_depth(path: str | os.PathLike) -> dict:
+    """A view's depth file as a dict: depth, confidence (float32 HxW), K (3x3), size (w, h)."""
+    import numpy as np
+
+    path = Path(path)
+    try:
+        with np.load(path) as d:
+            return {k: d[k] for k in d.files}
+    except FileNotFoundError:
+        raise BundleError(f"{path}: no depth map") from None
+    except Exception as e:  # noqa: BLE001 - zip/pickle errors on damaged files
+        raise BundleError(f"{path}: damaged depth map ({type(e).__name__}: {e})") from None

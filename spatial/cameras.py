@@ -43,14 +43,14 @@ class Camera:
     def cam_to_world(self) -> np.ndarray:
         return np.linalg.inv(self.world_to_cam)
 
-    def scaled(self, s: float) -> "Camera":
+    def scaled(self, s: float) -> Camera:
         """The same camera for an image resized by factor s (pixel-centre convention)."""
         w, h = int(round(self.width * s)), int(round(self.height * s))
         sx, sy = w / self.width, h / self.height
         return replace(self, width=w, height=h, fx=self.fx * sx, fy=self.fy * sy,
                        cx=(self.cx + 0.5) * sx - 0.5, cy=(self.cy + 0.5) * sy - 0.5)
 
-    def transformed(self, S: np.ndarray) -> "Camera":
+    def transformed(self, S: np.ndarray) -> Camera:
         """This camera after the world is mapped by similarity S (4x4, x' = s R x + t)."""
         A = S[:3, :3]
         s = float(np.cbrt(np.linalg.det(A)))
@@ -67,7 +67,7 @@ class Camera:
         }
 
     @staticmethod
-    def from_json(d: dict) -> "Camera":
+    def from_json(d: dict) -> Camera:
         T = np.asarray(d["world_to_camera"], dtype=np.float64)
         if T.shape != (4, 4) or not np.isfinite(T).all():
             raise ValueError(f"camera {d.get('name')!r}: world_to_camera must be a finite 4x4 matrix")

@@ -5,7 +5,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .cli_tools import Verb, opt
+from spatial.capture.synth import SynthConfig, run_synth
+from twin_kit import Verb, opt
 
 
 @dataclass
@@ -52,30 +53,21 @@ class DemoConfig:
 
 
 def _run_reconstruct(cfg: ReconstructConfig, json_out: bool = False) -> int:
-    from .reconstruct import run_reconstruct
+    from spatial.reconstruct import run_reconstruct
 
     return run_reconstruct(cfg, json_out=json_out)
 
 
 def _run_eval(cfg: EvalPosesConfig, json_out: bool = False) -> int:
-    from .evaluate import run_eval_poses
+    from spatial.evaluation.evaluate import run_eval_poses
 
     return run_eval_poses(cfg, json_out=json_out)
 
 
 def _run_demo(cfg: DemoConfig, json_out: bool = False) -> int:
-    from .demo import run_demo
+    from spatial.evaluation.demo import run_demo
 
     return run_demo(cfg, json_out=json_out)
-
-
-def _synth_verb() -> list[Verb]:
-    try:
-        from .synth import SynthConfig, run_synth
-    except ImportError:
-        return []
-    return [Verb("capture synth", SynthConfig, run_synth,
-                 "write a synthetic phone capture (mp4 + JPEG frames + ground truth) of a textured room")]
 
 
 VERBS = [
@@ -85,4 +77,6 @@ VERBS = [
          "compare a bundle's cameras with reference poses (AUC@5/15/30, ATE)"),
     Verb("demo", DemoConfig, _run_demo,
          "synthesise a capture, reconstruct it and report pose and depth error against ground truth"),
-] + _synth_verb()
+    Verb("capture synth", SynthConfig, run_synth,
+         "write a synthetic phone capture (mp4 + JPEG frames + ground truth) of a textured room"),
+]

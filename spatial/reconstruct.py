@@ -7,7 +7,6 @@ place only when every stage succeeded, so a failure never damages an existing bu
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -15,10 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import BundleError, finalize_manifest, new_manifest, staged_bundle, write_cameras
-from .cameras import Camera
-from .cli_tools import emit_json, info, progress, warn
-from .errors import InputError
+from spatial.bundle import (
+    BundleError,
+    BundlePaths,
+    finalize_manifest,
+    new_manifest,
+    staged_bundle,
+    write_cameras,
+    write_depth,
+    write_points,
+)
+from spatial.cameras import Camera
+from twin_kit import InputError, emit_json, info, progress, warn
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm"}
 
@@ -36,7 +43,7 @@ class Reconstruction:
 
 def classify_input(path: Path) -> str:
     """'video', 'photos', 'colmap' or 'transforms'; InputError for anything else."""
-    from .reference import reference_kind
+    from spatial.interop.reference import reference_kind
 
     if not path.exists():
         raise InputError(f"{path}: no such file or directory")
@@ -90,7 +97,7 @@ def _parse_known_distance(s: str) -> tuple[str, str, float]:
 
 def reconstruct(cfg) -> dict:
     """Run every stage and write the bundle at cfg.out; returns the summary dict."""
-    from .frames import FramesConfig, load_frames
+    from spatial.capture.frames import FramesConfig, load_frames
 
     inp = Path(cfg.input)
     kind = classify_input(inp)
@@ -174,7 +181,7 @@ def _image_dir_for_poses(model: Path, kind: str) -> Path:
 
 
 def _from_sfm(frames, work: Path, cfg, prog, kind: str) -> Reconstruction:
-    from .sfm import SfmConfig, run_sfm
+    from spatial.sfm.mapper import SfmConfig, run_sfm
 
     scfg = SfmConfig(matching=cfg.matching, mapper=cfg.mapper, max_features=cfg.max_features)
     res = run_sfm(frames, work, scfg, progress=prog)
@@ -193,8 +200,8 @@ def _from_sfm(frames, work: Path, cfg, prog, kind: str) -> Reconstruction:
 
 def _from_given_poses(frames, poses: Path) -> Reconstruction:
     """Use the cameras of a COLMAP model / transforms.json, rescaled to the working resolution."""
-    from .colmap_io import find_colmap_model, read_colmap
-    from .reference import read_reference
+    from spatial.interop.colmap_io import find_colmap_model, read_colmap
+    from spatial.interop.reference import read_reference
 
     given = {Path(c.name).name: c for c in read_reference(poses)}
     points = np.zeros((0, 3))
@@ -237,7 +244,13 @@ def _align(rec: Reconstruction, cfg, dense_points: np.ndarray) -> tuple[Reconstr
 
     Returns the aligned reconstruction, the 4x4 similarity applied, the scale record and the support plane.
     """
-    from .align import apply_similarity, distance_scale, marker_scale, scale_matrix, up_from_plane_and_cameras
+    from spatial.sfm.align import (
+        apply_similarity,
+        distance_scale,
+        marker_scale,
+        scale_matrix,
+        up_from_plane_and_cameras,
+    )
 
     pts = dense_points if len(dense_points) >= 100 else rec.points
     if len(pts) < 10:
@@ -284,7 +297,7 @@ def _depth_subset(n: int, k: int) -> list[int]:
 
 
 def _dense_depth(rec: Reconstruction, cfg, prog):
-    from .mvs import DepthConfig, estimate_depths
+    from spatial.dense.mvs import DepthConfig, estimate_depths
 
     ids = _depth_subset(len(rec.cameras), cfg.depth_frames)
     task = prog.add_task("dense depth", total=len(ids), status="")
@@ -300,7 +313,7 @@ def _dense_depth(rec: Reconstruction, cfg, prog):
 
 def _fuse(rec: Reconstruction, ids, depths) -> tuple[np.ndarray, np.ndarray]:
     """Coloured point cloud from the filtered depth maps (sparse SfM points when depth found nothing)."""
-    from .fusion import fuse_points
+    from spatial.dense.fusion import fuse_points
 
     pts, cols = fuse_points([d.depth for d in depths], [rec.images[i] for i in ids], [d.camera for d in depths],
                             confidences=[d.confidence for d in depths])
@@ -336,9 +349,10 @@ def _write_geometry(root: Path, rec: Reconstruction, ids, depths, pts, cols, cfg
     """points.ply and the simplified TSDF collision mesh (collision.ply), both in the aligned frame."""
     import trimesh
 
-    from .fusion import FusionConfig, tsdf_mesh, write_ply_points
+    from spatial.dense.fusion import FusionConfig, tsdf_mesh
 
-    write_ply_points(root / "points.ply", pts, cols)
+    paths = BundlePaths(root)
+    write_points(paths.points, pts, cols)
     mesh = tsdf_mesh([d.depth for d in depths], [rec.images[i] for i in ids], [d.camera for d in depths],
                      cfg=FusionConfig(target_triangles=cfg.mesh_triangles),
                      confidences=[d.confidence for d in depths])
@@ -351,7 +365,7 @@ def _write_geometry(root: Path, rec: Reconstruction, ids, depths, pts, cols, cfg
         plane["completed_extent_xy"] = patch.bounds[:, :2].ravel()[[0, 1, 2, 3]].tolist()
     n_tris = int(len(mesh.faces)) if mesh is not None else 0
     if n_tris:
-        mesh.export(root / "collision.ply")
+        mesh.export(paths.collision)
     else:
         warn("the TSDF fusion produced no surface; the bundle has no collision mesh")
     return int(len(pts)), n_tris
@@ -361,27 +375,27 @@ def _write_frames(root: Path, rec: Reconstruction, ids, depths) -> None:
     """images/ (undistorted working-resolution JPEGs), depth/ (float32 depth + confidence), cameras.json."""
     import cv2
 
-    (root / "images").mkdir()
-    (root / "depth").mkdir()
+    paths = BundlePaths(root)
+    paths.images.mkdir()
+    paths.depth.mkdir()
     cams = []
     for c, im in zip(rec.cameras, rec.images):
         stem = Path(c.name).stem
-        rel = f"images/{stem}.jpg"
+        rel = paths.image_rel(stem)
         cv2.imwrite(str(root / rel), cv2.cvtColor(im, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
         cams.append(dataclasses.replace(c, image=rel, name=Path(rel).name))
     for i, d in zip(ids, depths):
         stem = Path(rec.cameras[i].name).stem
-        np.savez_compressed(root / "depth" / f"{stem}.npz", depth=d.depth.astype(np.float32),
-                            confidence=d.confidence.astype(np.float32), K=d.camera.K,
-                            size=np.array([d.camera.width, d.camera.height]))
+        write_depth(paths.depth_map(stem), d.depth, d.confidence, d.camera.K, (d.camera.width, d.camera.height))
     write_cameras(root, cams)
     rec.cameras = cams
 
 
 def _write_exports(root: Path, rec: Reconstruction) -> None:
-    from .colmap_io import write_colmap
-    from .nerfstudio_io import write_transforms
+    from spatial.interop.colmap_io import write_colmap
+    from spatial.interop.nerfstudio_io import write_transforms
 
-    (root / "colmap" / "sparse" / "0").mkdir(parents=True)
-    write_colmap(root / "colmap" / "sparse" / "0", rec.cameras, rec.points, rec.colors)
-    write_transforms(root / "transforms.json", rec.cameras, [c.image for c in rec.cameras])
+    paths = BundlePaths(root)
+    paths.colmap.mkdir(parents=True)
+    write_colmap(paths.colmap, rec.cameras, rec.points, rec.colors)
+    write_transforms(paths.transforms, rec.cameras, [c.image for c in rec.cameras])

@@ -6,30 +6,29 @@ import importlib
 import os
 import sys
 
-# Each package's command module defines VERBS with light imports only (configs + lazy runners).
-GROUPS = ("spatial.commands", "scenes.commands", "sim.commands", "policies.commands")
+# Each package's command module defines VERBS with light imports only (configs + lazy runners). A group that
+# fails to import is an error naming the module: a broken install must not hide verbs silently.
+GROUPS = ("spatial.commands", "scenes.commands", "sim.commands")
 
 
-def _verbs():
-    out = []
+def verbs():
+    out, seen = [], {}
     for mod in GROUPS:
-        try:
-            m = importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name == mod:
-                continue
-            raise
-        out.extend(getattr(m, "VERBS", []))
+        for v in importlib.import_module(mod).VERBS:
+            if v.name in seen:
+                raise RuntimeError(f"verb {v.name!r} is defined by both {seen[v.name]} and {mod}")
+            seen[v.name] = mod
+            out.append(v)
     return out
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from spatial.cli_tools import add_config_arguments
+    from twin_kit import add_config_arguments
 
     p = argparse.ArgumentParser(prog="twin", description="Phone capture to simulation-ready digital twin.")
     sub = p.add_subparsers(dest="verb", metavar="VERB", required=True)
     groups: dict[str, argparse._SubParsersAction] = {}
-    for v in _verbs():
+    for v in verbs():
         words = v.name.split()
         if len(words) == 1:
             sp = sub.add_parser(words[0], help=v.help, description=v.help)
@@ -49,8 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
     verb = ns._verb
-    from spatial.cli_tools import config_from_namespace, console
-    from spatial.errors import InputError
+    from twin_kit import InputError, config_from_namespace, console
 
     cfg = config_from_namespace(verb.config, ns)
     try:

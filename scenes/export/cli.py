@@ -1,0 +1,49 @@
+"""`twin export`: write a bundle's scene as USD/USDZ, splat PLY, GLB, COLMAP and nerfstudio files."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from twin_kit import Verb, opt
+
+
+@dataclass
+class ExportConfig:
+    """Options of `twin export`."""
+
+    bundle: Path = opt(help="scene bundle directory to export", positional=True)
+    usd: bool = opt(False, "write scene.usda: splats (ParticleField3DGaussianSplat), physics collision mesh, "
+                           "cameras (the default when no format is chosen)")
+    usdz: bool = opt(False, "also package the stage as scene.usdz")
+    ply: bool = opt(False, "copy the splats in the standard 3DGS PLY layout (with --out)")
+    glb: bool = opt(False, "write the collision mesh as collision.glb (vertex colours kept)")
+    colmap: bool = opt(False, "write colmap/sparse/0 (cameras, poses, fused points)")
+    nerfstudio: bool = opt(False, "write nerfstudio transforms.json")
+    out: Path | None = opt(None, "directory to write into (default: add the exports to the bundle itself)")
+    approximation: str = opt("auto", "physics collision approximation of the mesh: auto = none for a static "
+                                     "environment, convexDecomposition with --movable",
+                             choices=("auto", "none", "convexDecomposition", "convexHull", "meshSimplification",
+                                      "boundingCube", "boundingSphere", "sdf"))
+    movable: bool = opt(False, "the mesh is a movable object: add RigidBodyAPI + MassAPI")
+    cameras: bool = opt(True, "include the capture cameras as UsdGeom.Camera prims")
+
+
+def run_export(cfg: ExportConfig, json_out: bool = False) -> int:
+    from scenes.export.formats import export_bundle
+    from scenes.export.usd import UsdExportOptions
+    from twin_kit import emit_json, info
+
+    formats = {f for f in ("usd", "usdz", "ply", "glb", "colmap", "nerfstudio") if getattr(cfg, f)} or {"usd"}
+    approx = cfg.approximation
+    if approx == "auto":
+        approx = "convexDecomposition" if cfg.movable else "none"
+    opts = UsdExportOptions(approximation=approx, movable=cfg.movable, cameras=cfg.cameras)
+    written = export_bundle(cfg.bundle, formats, out=cfg.out, usd_opts=opts)
+    for fmt, path in written.items():
+        info(f"{fmt}: {path}")
+    if json_out:
+        emit_json({"written": written})
+    return 0
+
+
+VERBS = [Verb("export", ExportConfig, run_export, "export a scene bundle to USD/USDZ, PLY, GLB, COLMAP, nerfstudio")]

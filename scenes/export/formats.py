@@ -1,0 +1,184 @@
+"""`twin export`: a bundle's scene in other tools' formats (USD/USDZ, splat PLY, GLB, COLMAP, nerfstudio).
+
+Without --out the exports are added to the bundle itself (atomically, with updating_bundle); with --out
+they go to that directory, each file or folder written under a temporary name and renamed into place.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from scenes.export.usd import UsdExportOptions, package_usdz, write_stage_atomic
+from spatial import (
+    Bundle,
+    BundlePaths,
+    atomic_write_bytes,
+    read_bundle,
+    read_collision_mesh,
+    read_points,
+    updating_bundle,
+)
+from twin_kit import InputError, info, warn
+
+FORMATS = ("usd", "usdz", "ply", "glb", "colmap", "nerfstudio")
+
+
+def _load_splats(b: Bundle):
+    from scenes.splats.gaussians import read_splats_ply
+
+    return read_splats_ply(b.paths.splats) if b.paths.splats.exists() else None
+
+
+def _load_mesh(b: Bundle):
+    p = b.paths.find_collision()
+    return read_collision_mesh(p) if p is not None else None
+
+
+def _points(b: Bundle, g) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Fused points (or splat centres when the bundle has none) for COLMAP's points3D."""
+    if b.paths.points.exists():
+        return read_points(b.paths.points)
+    if g is not None:
+        from scenes.splats.gaussians import SH_C0
+
+        rgb = np.clip(0.5 + SH_C0 * g.sh_dc.detach().cpu().numpy(), 0, 1)
+        return g.means.detach().cpu().numpy(), (rgb * 255).astype(np.uint8)
+    return None, None
+
+
+@contextmanager
+def _target(bundle_root: Path, out: Path | None) -> Iterator[tuple[Path, dict | None]]:
+    """Where to write: the bundle's staging copy (plus its manifest), or `out` itself."""
+    if out is None:
+        with updating_bundle(bundle_root) as (tmp, manifest):
+            yield tmp, manifest
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        yield out, None
+
+
+def _replace_dir(built: Path, dest: Path) -> None:
+    """Move a finished temporary directory onto `dest` (an existing one is removed after the rename)."""
+    old = None
+    if dest.exists() or dest.is_symlink():
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        os.replace(dest, old)
+    os.replace(built, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+
+
+def _readable(path: Path) -> Path:
+    """Give a file made by mkstemp/mkdtemp (mode 0600/0700) the usual 0644/0755 permissions."""
+    os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    return path
+
+
+def _fresh_file(path: Path) -> Path:
+    """Unlink a file before rewriting it (in a bundle staging dir it is a hard link to the live file)."""
+    if path.exists() and not path.is_dir():
+        path.unlink()
+    return path
+
+
+def export_bundle(bundle_path: str | Path, formats: set[str], out: str | Path | None = None,
+                  usd_opts: UsdExportOptions | None = None) -> dict:
+    """Write the requested formats; returns {format: path written} (paths as they are after the export)."""
+    bad = set(formats) - set(FORMATS)
+    if bad:
+        raise ValueError(f"unknown export formats: {', '.join(sorted(bad))}")
+    if not formats:
+        raise InputError("nothing to export: pass one or more of --usd --usdz --ply --glb --colmap --nerfstudio")
+    b = read_bundle(bundle_path)
+    g = _load_splats(b)
+    mesh = _load_mesh(b)
+    out_dir = Path(out) if out is not None else None
+    final_root = out_dir if out_dir is not None else b.root
+    written: dict[str, str] = {}
+    if {"usd", "usdz"} & formats:
+        if g is None and mesh is None:
+            raise InputError(f"{b.root}: no splats.ply and no collision mesh, nothing to put in a USD stage")
+        if g is None:
+            warn(f"{b.root}: no splats.ply; the USD stage holds only the collision mesh and cameras")
+    if "ply" in formats and g is None:
+        raise InputError(f"{b.root}: no splats.ply to export (train splats first with `twin splat`)")
+    if "glb" in formats and mesh is None:
+        raise InputError(f"{b.root}: no collision mesh (collision.*) to export as GLB")
+    if ("colmap" in formats or "nerfstudio" in formats) and not b.cameras:
+        raise InputError(f"{b.root}: no cameras.json, cannot export COLMAP or nerfstudio cameras")
+
+    with _target(b.root, out_dir) as (dst, manifest):
+        at, final = BundlePaths(dst), BundlePaths(final_root)
+        if {"usd", "usdz"} & formats:
+            files = write_stage_atomic(at.usd_stage, gaussians=g, mesh=mesh, cameras=b.cameras,
+                                       opts=usd_opts or UsdExportOptions(), doc=f"Twin scene {b.root.name}")
+            if "usdz" in formats:
+                package_usdz(files[0], at.usdz)
+                written["usdz"] = str(final.usdz)
+            if "usd" in formats:
+                written["usd"] = str(final.usd_stage)
+                if len(files) > 1:
+                    written["usd_splats"] = str(final_root / files[1].name)
+            else:
+                for f in files:
+                    f.unlink()
+        if "ply" in formats:
+            if out_dir is None:
+                info("splats.ply is already in the bundle (standard 3DGS layout); nothing to copy")
+            else:
+                atomic_write_bytes(at.splats, b.paths.splats.read_bytes())
+                _readable(at.splats)
+            written["ply"] = str(final.splats)
+        if "glb" in formats:
+            atomic_write_bytes(_fresh_file(at.collision_glb), mesh.export(file_type="glb"))
+            _readable(at.collision_glb)
+            written["glb"] = str(final.collision_glb)
+        if "colmap" in formats:
+            _export_colmap(b, g, dst)
+            written["colmap"] = str(final.colmap_root)
+        if "nerfstudio" in formats:
+            _export_nerfstudio(b, dst, final_root)
+            written["nerfstudio"] = str(final.transforms)
+        if manifest is not None:
+            manifest.setdefault("exports", {}).update(
+                {k: os.path.relpath(v, b.root) for k, v in written.items()})
+    return written
+
+
+def _export_colmap(b: Bundle, g, dst: Path) -> Path:
+    """The COLMAP model (binary) with image names relative to the bundle's image folder."""
+    from spatial import write_colmap
+
+    pts, cols = _points(b, g)
+    cams = [dataclasses.replace(c, name=Path(c.image).name if c.image else c.name) for c in b.cameras]
+    at = BundlePaths(dst)
+    tmp = Path(tempfile.mkdtemp(prefix=".colmap.tmp-", dir=dst))
+    try:
+        write_colmap(tmp.joinpath(*at.colmap.relative_to(at.colmap_root).parts), cams, pts, cols)  # tmp/sparse/0
+        _replace_dir(_readable(tmp), at.colmap_root)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return at.colmap_root
+
+
+def _export_nerfstudio(b: Bundle, dst: Path, final_root: Path) -> None:
+    """nerfstudio's transforms file, with image paths relative to where the file will finally live."""
+    from spatial import write_transforms
+
+    paths = [os.path.relpath(b.root / (c.image or c.name), final_root) for c in b.cameras]
+    fd, tmp = tempfile.mkstemp(prefix=".transforms.", suffix=".json", dir=dst)
+    os.close(fd)
+    try:
+        write_transforms(tmp, b.cameras, paths)
+        os.replace(_readable(Path(tmp)), _fresh_file(BundlePaths(dst).transforms))
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

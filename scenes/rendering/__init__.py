@@ -1,0 +1,1 @@
+"""Rendering splats: rasterize() over gsplat (CUDA), Warp kernels (CPU) and a PyTorch oracle; camera paths; video."""

@@ -1,0 +1,1 @@
+"""3D Gaussian splats: the tensors and PLY layout, initialisation, densification and the training loop."""

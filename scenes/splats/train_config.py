@@ -1,0 +1,80 @@
+"""The typed configuration of `twin splat`: one documented field per CLI option."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from twin_kit import opt
+
+
+@dataclass
+class SplatConfig:
+    """Train 3D Gaussian splats on a scene bundle's images and cameras; writes splats.ply into the bundle."""
+
+    bundle: Path = opt(help="scene bundle directory (needs cameras.json, images/ and points.ply)", positional=True)
+    steps: int = opt(800, "optimisation steps (one random training view per step)")
+    resolution: int = opt(480, "long side of the training images in pixels (bundle images are downscaled; "
+                               "0 = full size)")
+    coarse_fraction: float = opt(0.3, "render the first fraction of the steps at half resolution (4x fewer "
+                                      "pixels: a fast warm-up on the CPU)")
+    max_gaussians: int = opt(100_000, "budget: densification never grows the set beyond this many Gaussians")
+    sh_degree: int = opt(3, "spherical-harmonic degree of the view-dependent colour (0-3)")
+    sh_increase_every: int = opt(250, "raise the active SH degree by one every this many steps")
+    strategy: str = opt("default", "densification: 'default' (3DGS adaptive density control) or 'mcmc' "
+                                   "(relocate dead Gaussians, fixed budget)", choices=("default", "mcmc"))
+    eval_every_n: int = opt(8, "hold out every n-th frame (sorted by name) for evaluation; 0 = train on all")
+    eval_interval: int = opt(500, "evaluate on the held-out frames every this many steps (0 = only at the end)")
+    checkpoint_every: int = opt(500, "write a checkpoint every this many steps (and always at the end)")
+    resume: bool = opt(False, "continue from the last checkpoint of this bundle instead of starting over")
+    seed: int = opt(0, "random seed (view order, initialisation noise, densification sampling)")
+    device: str = opt("auto", "torch device: auto (cuda when available, else cpu), cpu or cuda")
+    backend: str = opt("auto", "rasterizer backend: auto (gsplat on CUDA, Warp on the CPU), warp or torch")
+    # learning rates (3DGS defaults, means scaled by the scene extent and decayed exponentially)
+    lr_means: float = opt(1.6e-4, "initial learning rate of the centres, times the scene extent")
+    lr_means_final: float = opt(1.6e-6, "final learning rate of the centres, times the scene extent")
+    lr_sh_dc: float = opt(2.5e-3, "learning rate of the base colour (SH band 0)")
+    lr_sh_rest: float = opt(1.25e-4, "learning rate of the higher SH bands")
+    lr_opacity: float = opt(5e-2, "learning rate of the opacity logits")
+    lr_scales: float = opt(5e-3, "learning rate of the log scales")
+    lr_quats: float = opt(1e-3, "learning rate of the rotations")
+    ssim_lambda: float = opt(0.2, "weight of the D-SSIM term in the loss (the rest is L1)")
+    # densification schedule (steps); defaults are compressed for short CPU runs
+    refine_start: int = opt(100, "first step at which densification runs")
+    refine_stop_fraction: float = opt(0.75, "densification stops after this fraction of the steps")
+    refine_every: int = opt(100, "densify / relocate every this many steps")
+    reset_opacity_every: int = opt(3000, "default strategy: reset opacities every this many steps")
+    grad_threshold: float = opt(8e-5, "default strategy: clone/split Gaussians whose mean 2D gradient "
+                                      "(normalised device coordinates) exceeds this (3DGS uses 2e-4 over 30k "
+                                      "steps; lower densifies faster for short CPU runs)")
+    init_opacity: float = opt(0.1, "opacity of the initial Gaussians")
+    backdrop: bool = opt(True, "also seed Gaussians on the support plane and on a far shell, coloured from the "
+                               "images, where the fused points leave the background empty")
+    backdrop_points: int = opt(20000, "seeds on the support plane (the shell gets half as many); together at "
+                                      "most 40 %% of --max-gaussians")
+    background: str = opt("black", "background colour behind the splats: black, white or random",
+                          choices=("black", "white", "random"))
+    quiet: bool = opt(False, "no progress bar")
+
+    def checkpoint_path(self) -> Path:
+        """Where checkpoints live: a hidden sibling of the bundle, so the bundle itself stays atomic."""
+        b = Path(self.bundle).resolve()
+        return b.parent / f".{b.name}.splat-checkpoints" / "last.pt"
+
+
+@dataclass
+class RenderConfig:
+    """Render a trained bundle's splats: a fly-through video, or one capture frame next to its real image."""
+
+    bundle: Path = opt(help="scene bundle directory holding splats.ply", positional=True)
+    out: Path = opt(Path("render.mp4"), "output file: .mp4 for a camera path, .png for --frame")
+    camera_path: str = opt("orbit", "orbit (circle the scene centre at the capture's height), frames (through "
+                                    "the capture cameras) or a camera-path JSON file", metavar="orbit|frames|FILE")
+    frame: str | None = opt(None, "render this capture frame (camera name) side by side with its real image "
+                                  "into a PNG instead of a video")
+    num_frames: int = opt(0, "frames of the video; 0 = auto (orbit: 120, frames: two per capture camera)")
+    fps: int = opt(30, "video frame rate")
+    resolution: int = opt(480, "long side of the rendered frames in pixels (0 = the capture's size)")
+    device: str = opt("auto", "torch device: auto, cpu or cuda")
+    backend: str = opt("auto", "rasterizer backend: auto, warp or torch")
+    background: str = opt("black", "background colour: black or white", choices=("black", "white"))
+    quiet: bool = opt(False, "no progress bar")

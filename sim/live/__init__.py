@@ -1,0 +1,1 @@
+"""The simulation in the browser: a physics session paced to real time, its viewer, and teleoperation."""

@@ -1,0 +1,32 @@
+"""`twin view`: the browser viewer of a bundle, with `--sim` a robot simulated live in it (Newton)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scenes import ViewConfig
+from twin_kit import Verb, opt
+
+
+@dataclass
+class SimViewConfig(ViewConfig):
+    """Options of `twin view`: the static viewer's, plus the live robot's."""
+
+    sim: bool = opt(False, "also simulate a robot in the scene (Newton) and show it moving; needs the bundle's "
+                           "collision mesh and a metric scale or --scale")
+    robot: str = opt("franka", "with --sim: robot (franka, so100, so101, ur5e, g1, g1_hands, aloha)")
+    scale: float | None = opt(None, "with --sim: metres per scene unit (required when the scale is arbitrary)")
+    solver: str | None = opt(None, "with --sim: physics solver, as for `twin sim` (default: its default)")
+
+
+def run_view(cfg: SimViewConfig, json_out: bool = False) -> int:
+    if cfg.sim:
+        from sim.live.session import run_view_sim
+
+        return run_view_sim(cfg, json_out)
+    from scenes import run_view as run_static_view
+
+    return run_static_view(cfg, json_out)
+
+
+VERBS = [Verb("view", SimViewConfig, run_view, "open a scene bundle in the browser viewer (viser); --sim adds "
+                                                "a live robot")]

@@ -1,0 +1,180 @@
+"""Registry of robot embodiments: where each model file lives, its default pose, end-effector and camera mount.
+
+Models come from installed packages only (example-robot-data's URDFs + meshes); ALOHA's MJCF is read from a
+`MENAGERIE_ROOT` checkout or an installed gym-aloha when present. Nothing is downloaded at run time.
+"""
+from __future__ import annotations
+
+import os
+import sysconfig
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from twin_kit import InputError, tmul
+
+
+@dataclass(frozen=True)
+class RobotSpec:
+    """One embodiment: model file (relative to its package root), the joints Twin drives and their home pose."""
+
+    name: str
+    source: str                      # "erd" (example-robot-data), "aloha" (menagerie / gym-aloha MJCF)
+    model: str                       # path of the URDF/MJCF inside the source package
+    ee_link: str                     # link whose origin is the end-effector (tool centre point)
+    camera_link: str                 # link the wrist/head camera is mounted on
+    default_q: tuple[float, ...]     # home joint positions, in the model's joint coordinate order
+    floating: bool = False           # free base (humanoids) instead of a fixed mount
+    base_height: float = 0.0         # base origin above the support surface at the home pose
+    arm_dofs: int = 0                # leading dofs the end-effector IK may move (0 = all)
+    gains: tuple[float, float] = (400.0, 40.0)  # joint PD stiffness, damping for position targets
+    note: str = ""
+
+
+ROBOTS: dict[str, RobotSpec] = {s.name: s for s in [
+    RobotSpec("franka", "erd", "panda_description/urdf/panda.urdf", "panda_hand_tcp", "panda_hand",
+              (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785, 0.04, 0.04), arm_dofs=7, gains=(600.0, 60.0)),
+    RobotSpec("so100", "erd", "so_arm_description/urdf/so100.urdf", "jaw", "gripper",
+              (0.0, -1.0, 1.0, 0.6, 0.0, 0.0), arm_dofs=5, gains=(60.0, 4.0)),
+    RobotSpec("so101", "erd", "so_arm_description/urdf/so101.urdf", "gripper_frame_link", "gripper_link",
+              (0.0, -1.0, 1.0, 0.6, 0.0, 0.0), arm_dofs=5, gains=(60.0, 4.0)),
+    RobotSpec("ur5e", "erd", "ur_description/urdf/ur5_robot.urdf", "tool0", "wrist_3_link",
+              (0.0, -1.57, 1.57, -1.57, -1.57, 0.0), arm_dofs=6, gains=(2000.0, 100.0),
+              note="UR5 kinematics from example-robot-data (it ships no UR5e)"),
+    RobotSpec("g1", "erd", "g1_description/urdf/g1_29dof_rev_1_0.urdf", "right_rubber_hand", "head_link",
+              (), floating=True, base_height=0.793, gains=(200.0, 10.0)),
+    RobotSpec("g1_hands", "erd", "g1_description/urdf/g1_29dof_with_hand_rev_1_0.urdf", "right_hand_palm_link",
+              "head_link", (), floating=True, base_height=0.793, gains=(200.0, 10.0)),
+    RobotSpec("aloha", "aloha", "aloha/aloha.xml", "gripper_link", "gripper_link",
+              (0.0, -0.96, 1.16, 0.0, -0.3, 0.0, 0.024, -0.024) * 2, arm_dofs=6, gains=(800.0, 40.0),
+              note="ViperX bimanual MJCF from gym-aloha (pip install gym-aloha --no-deps) or MENAGERIE_ROOT"),
+]}
+
+
+def get_robot(name: str) -> RobotSpec:
+    """The registered robot `name`, or an InputError listing the known ones."""
+    key = name.strip().lower().replace("-", "_")
+    key = {"panda": "franka", "ur5": "ur5e", "so_100": "so100", "so_101": "so101"}.get(key, key)
+    if key not in ROBOTS:
+        raise InputError(f"unknown robot {name!r}; known robots: {', '.join(sorted(ROBOTS))}")
+    return ROBOTS[key]
+
+
+def example_robot_data_root() -> Path:
+    """The `share/` directory holding example-robot-data's robots (installed by pip via cmeel)."""
+    candidates = [Path(sysconfig.get_paths()["purelib"]) / "cmeel.prefix" / "share"]
+    try:
+        import cmeel  # noqa: F401  (present when example-robot-data is installed)
+        candidates.append(Path(cmeel.__file__).resolve().parent.parent / "cmeel.prefix" / "share")
+    except ImportError:
+        pass
+    for c in candidates:
+        if (c / "example-robot-data" / "robots").is_dir():
+            return c
+    raise InputError("example-robot-data is not installed (pip install example-robot-data)")
+
+
+def _gym_aloha_assets() -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("gym_aloha")
+    if spec and spec.origin and (Path(spec.origin).parent / "assets" / "vx300s_left.xml").is_file():
+        return Path(spec.origin).parent / "assets"
+    return None
+
+
+def _aloha_mjcf() -> Path:
+    root = os.environ.get("MENAGERIE_ROOT")
+    if root and (Path(root) / "aloha" / "aloha.xml").is_file():
+        return Path(root) / "aloha" / "aloha.xml"
+    assets = _gym_aloha_assets()
+    if assets is not None:
+        return assets / "vx300s_left.xml"
+    raise InputError("robot 'aloha' needs its MJCF: pip install gym-aloha --no-deps (its assets only; its "
+                     "dependency pins would downgrade mujoco) or set MENAGERIE_ROOT to a mujoco_menagerie checkout")
+
+
+def mjcf_source(spec: RobotSpec) -> str:
+    """MJCF file path or text for an MJCF robot: gym-aloha's two ViperX arms without its task scene."""
+    path = _aloha_mjcf()
+    if path.name != "vx300s_left.xml":
+        return str(path)
+    a = path.parent
+    return (f'<mujoco><compiler meshdir="{a}"/><include file="{a}/vx300s_dependencies.xml"/><worldbody>'
+            f'<include file="{a}/vx300s_left.xml"/><include file="{a}/vx300s_right.xml"/></worldbody></mujoco>')
+
+
+def model_path(spec: RobotSpec) -> Path:
+    """Absolute path of the robot's model file."""
+    if spec.source == "aloha":
+        return _aloha_mjcf()
+    p = example_robot_data_root() / "example-robot-data" / "robots" / spec.model
+    if not p.is_file():
+        raise InputError(f"robot {spec.name!r}: model file {p} missing from example-robot-data")
+    return p
+
+
+def urdf_text(spec: RobotSpec) -> str:
+    """The robot's URDF with package:// URIs made absolute and visual elements dropped.
+
+    Twin renders robots from their collision meshes, so visuals (COLLADA files needing pycollada) are
+    not loaded; the gazebo plugin blocks are dropped with them.
+    """
+    path = model_path(spec)
+    share = example_robot_data_root()
+    root = ET.fromstring(path.read_text().replace("package://", str(share) + "/"))
+    for link in root.findall("link"):
+        for v in link.findall("visual"):
+            link.remove(v)
+    for g in root.findall("gazebo"):
+        root.remove(g)
+    return ET.tostring(root, encoding="unicode")
+
+
+@dataclass
+class RobotLayout:
+    """Where one robot's pieces sit inside a single world of the finalized model (indices local to a world)."""
+
+    spec: RobotSpec
+    body_names: list[str]
+    ee_body: int                     # body carrying the end-effector frame (-1: fixed to the world)
+    camera_body: int
+    coord_count: int
+    dof_count: int
+    lower: list[float] = field(default_factory=list)
+    upper: list[float] = field(default_factory=list)
+    ee_offset: np.ndarray = field(default_factory=lambda: np.array([0, 0, 0, 0, 0, 0, 1.0]))
+    camera_offset: np.ndarray = field(default_factory=lambda: np.array([0, 0, 0, 0, 0, 0, 1.0]))
+
+
+def _rpy_quat(rpy) -> np.ndarray:
+    """Quaternion xyzw of URDF roll-pitch-yaw (R = Rz(yaw) Ry(pitch) Rx(roll))."""
+    r, p, y = (0.5 * float(a) for a in rpy)
+    cr, sr, cp, sp, cy, sy = np.cos(r), np.sin(r), np.cos(p), np.sin(p), np.cos(y), np.sin(y)
+    return np.array([sr * cp * cy - cr * sp * sy, cr * sp * cy + sr * cp * sy,
+                     cr * cp * sy - sr * sp * cy, cr * cp * cy + sr * sp * sy])
+
+
+def fixed_link_offset(urdf: str, link: str) -> tuple[str | None, np.ndarray]:
+    """The nearest ancestor of `link` joined by a moving joint (or the root) and link's pose in it.
+
+    Fixed joints are merged away when Newton collapses them, so frames like a tool centre point are kept
+    as (surviving body, offset) pairs. Returns the offset as 7 numbers: position + quaternion xyzw.
+    """
+    root = ET.fromstring(urdf)
+    by_child = {j.find("child").get("link"): j for j in root.findall("joint")}
+    names = {lk.get("name") for lk in root.findall("link")}
+    if link not in names:
+        raise InputError(f"link {link!r} not in the robot model")
+    pose = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+    cur = link
+    while cur in by_child and by_child[cur].get("type") == "fixed":
+        j = by_child[cur]
+        o = j.find("origin")
+        xyz = np.array([float(v) for v in (o.get("xyz", "0 0 0") if o is not None else "0 0 0").split()])
+        rpy = [float(v) for v in (o.get("rpy", "0 0 0") if o is not None else "0 0 0").split()]
+        pose = tmul(np.concatenate([xyz, _rpy_quat(rpy)]), pose)
+        cur = j.find("parent").get("link")
+    return cur, pose

@@ -1,0 +1,1 @@
+"""Simulated cameras: the robot ray traced into the scan and composited over its splats; control maps."""

@@ -1,0 +1,85 @@
+"""The scene's appearance from its Gaussian splats, rendered in the simulation's metric frame per sensor camera.
+
+The simulation scales a bundle's scene uniformly by `metres_per_unit` about the origin (sim/scene_mesh.py
+multiplies the collision mesh's vertices by it), so the same similarity applies to the Gaussians: means and
+scales times s, rotations, opacities and colours unchanged. Renders use Twin's rasterizer (scenes.rasterize,
+backend "auto": gsplat on CUDA, Warp kernels on the CPU) and come back premultiplied (black background) with
+expected depth in metres and accumulated alpha, ready for `sim.sensors.compose_frame`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spatial import BundlePaths
+
+
+@dataclass
+class SplatRender:
+    """Splat renders of V views: colour premultiplied by alpha, expected depth (m, inf where alpha = 0), alpha."""
+
+    rgb: torch.Tensor    # (V, H, W, 3) float32
+    depth: torch.Tensor  # (V, H, W, 1) float32 metres (OpenCV z)
+    alpha: torch.Tensor  # (V, H, W, 1) float32 in [0, 1]
+
+
+def bundle_splats(scene_source: str | Path | None) -> Path | None:
+    """The splats.ply of a scene bundle directory, or None (mesh files and bundles without splats)."""
+    if scene_source is None:
+        return None
+    p = BundlePaths(Path(scene_source)).splats
+    return p if Path(scene_source).is_dir() and p.is_file() else None
+
+
+def gl_to_viewmats(xforms: np.ndarray) -> np.ndarray:
+    """(V, 4, 4) OpenCV world-to-camera matrices of (V, 7) camera-to-world transforms in OpenGL camera axes."""
+    from twin_kit import CV_TO_GL, qmat
+
+    xforms = np.asarray(xforms, dtype=np.float64).reshape(-1, 7)
+    R_cv = qmat(xforms[:, 3:]) @ CV_TO_GL  # camera-to-world rotation, OpenCV axes
+    V = np.zeros((len(xforms), 4, 4))
+    V[:, :3, :3] = np.swapaxes(R_cv, 1, 2)
+    V[:, :3, 3] = -np.einsum("vji,vj->vi", R_cv, xforms[:, :3])
+    V[:, 3, 3] = 1.0
+    return V
+
+
+class SplatBackground:
+    """A bundle's Gaussians in metres, rendered into sensor cameras (one rasterization per view)."""
+
+    def __init__(self, source, metres_per_unit: float = 1.0, backend: str = "auto", device: str = "cpu"):
+        """source: a splats.ply path or a scenes.gaussians.Gaussians; metres_per_unit as the scene mesh uses."""
+        from scenes import Gaussians, read_splats_ply
+
+        g = source if isinstance(source, Gaussians) else read_splats_ply(source)
+        s = float(metres_per_unit)
+        dev = torch.device(device)
+        self.means = (g.means.float() * s).to(dev).contiguous()
+        self.quats = g.quats.float().to(dev).contiguous()
+        self.scales = (torch.exp(g.log_scales.float()) * s).to(dev).contiguous()
+        self.opacities = torch.sigmoid(g.opacity_logits.float()).to(dev).contiguous()
+        self.sh = g.sh.float().to(dev).contiguous()
+        self.backend = backend
+        self.count = len(g)
+
+    @torch.no_grad()
+    def render(self, viewmats: np.ndarray, K: np.ndarray, width: int, height: int) -> SplatRender:
+        """Render V views: viewmats (V, 4, 4) OpenCV world-to-camera, K (3, 3) with OpenCV pixel centres."""
+        from scenes import raster_K, rasterize
+
+        dev = self.means.device
+        Kt = torch.as_tensor(raster_K(K), dtype=torch.float32, device=dev)
+        rgb, depth, alpha = [], [], []
+        for vm in np.asarray(viewmats).reshape(-1, 4, 4):
+            r = rasterize(self.means, self.quats, self.scales, self.opacities, self.sh,
+                          torch.as_tensor(vm, dtype=torch.float32, device=dev), Kt, width, height,
+                          backend=self.backend)
+            rgb.append(r.image)
+            alpha.append(r.alpha)
+            depth.append(torch.where(r.alpha > 0, r.depth, torch.full_like(r.depth, math.inf)))
+        return SplatRender(rgb=torch.stack(rgb).clamp_(0, 1).cpu(), depth=torch.stack(depth).cpu(),
+                           alpha=torch.stack(alpha).clamp_(0, 1).cpu())

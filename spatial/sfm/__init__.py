@@ -1,0 +1,1 @@
+"""Cameras from frames: COLMAP mapping (pycolmap), then alignment to +Z up and metres."""

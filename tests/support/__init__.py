@@ -1,0 +1,1 @@
+"""Shared test support: small scenes and bundles built from real components, loopback helpers."""
