@@ -245,8 +245,8 @@ def project_bwd(
     v_z = -fx * rz2 * v_J[0, 0] - fy * rz2 * v_J[1, 1] + fx * clx * rz2 * v_J[0, 2] + fy * cly * rz2 * v_J[1, 2]
     v_clx = -fx * rz * v_J[0, 2]
     v_cly = -fy * rz * v_J[1, 2]
-    v_x = 0.0
-    v_y = 0.0
+    v_x = float(0.0)
+    v_y = float(0.0)
     if ux >= -lxn and ux <= lxp:
         v_x = v_clx * rz
         v_z -= v_clx * ux * rz

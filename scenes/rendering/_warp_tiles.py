@@ -74,8 +74,8 @@ def gauss_alpha(m: wp.vec2, cn: wp.vec3, o: float, s: float, px: int, py: int):
     dx = m[0] - (float(px) + 0.5)
     dy = m[1] - (float(py) + 0.5)
     sigma = 0.5 * (cn[0] * dx * dx + cn[2] * dy * dy) + cn[1] * dx * dy
-    alpha = 0.0
-    g = 0.0
+    alpha = float(0.0)
+    g = float(0.0)
     if sigma >= 0.0 and sigma <= s * 1.001 + 1e-3:
         g = wp.exp(-sigma)
         alpha = wp.min(ALPHA_MAX, o * g)
@@ -98,7 +98,7 @@ def raster_fwd(
     x1 = wp.min(x0 + TILE, width)
     y1 = wp.min(y0 + TILE, height)
     n_pix = (x1 - x0) * (y1 - y0)
-    n_done = 0
+    n_done = int(0)
     j = ranges[t, 0]
     j_stop = ranges[t, 1]
     while j < j_stop and n_done < n_pix:
@@ -159,7 +159,7 @@ def raster_bwd(
     x1 = wp.min(x0 + TILE, width)
     y1 = wp.min(y0 + TILE, height)
     j_start = ranges[t, 0]
-    j_end = 0
+    j_end = int(0)
     for py in range(y0, y1):
         for px in range(x0, x1):
             j_end = wp.max(j_end, last[py * width + px])
@@ -177,10 +177,10 @@ def raster_bwd(
         yb = int(wp.clamp(wp.ceil(m[1] + ry - 0.5) + 1.0, float(y0), float(y1)))
         gm = wp.vec2(0.0)
         gcn = wp.vec3(0.0)
-        go = 0.0
+        go = float(0.0)
         gc = wp.vec3(0.0)
-        gz = 0.0
-        hit = 0
+        gz = float(0.0)
+        hit = int(0)
         for py in range(ya, yb):
             lo, hi = row_span(m, cn, sg, py, x0, x1)
             for px in range(lo, hi):
