@@ -5,8 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.twin-installed
-# Debian packages: libusb for Open3D's import, Chromium for the viewer's browser tests.
-DEBS := libusb-1.0-0 chromium
+# Debian packages: libusb for Open3D's import, Chromium for the viewer's browser tests, poppler-utils (pdftoppm)
+# to check the printable marker sheet as a printer would render it.
+DEBS := libusb-1.0-0 chromium poppler-utils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup demo test bench clean system-deps
@@ -43,4 +44,4 @@ bench: setup system-deps
 	  $(PY) $$b --json | tee benches/results/$$n.log | tail -n 1 > benches/results/$$n.json || exit 1; done
 
 clean:
-	rm -rf $(VENV) scenes/demo scenes/demo_capture
+	rm -rf $(VENV) twins/demo captures/demo

@@ -1,7 +1,7 @@
 """Env-steps/s of the Franka in the bird scene: Twin's solvers vs MuJoCo's C engine, same physics, same run.
 
     python benches/sim.py --json --steps 20       # bird scene built from the reference COLMAP model
-    python benches/sim.py --scene scenes/bird --scale 0.004 --json
+    python benches/sim.py --scene twins/bird --scale 0.004 --json
 
 One environment step is 10 ms of simulated time (2 physics steps of 5 ms) for every world, Twin and peer
 alike. Twin's runs: mujoco_cpu (MuJoCo's C core stepping all worlds in one batch, Newton's State synced after

@@ -1,6 +1,6 @@
 """Save a screenshot of `twin view` for a bundle, taken by headless Chromium (Debian's /usr/bin/chromium).
 
-    python examples/screenshot_viewer.py scenes/bird docs/bird_viewer.png [--width 1280 --height 800]
+    python examples/screenshot_viewer.py twins/bird docs/bird_viewer.png [--width 1280 --height 800]
 
 The viewer runs in this process on a free local port; the picture is taken once the scene has drawn.
 --hide-gui keeps only the 3D view; --camera N opens on capture camera N instead of the default view.

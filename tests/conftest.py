@@ -1,13 +1,10 @@
 """Shared test fixtures: paths to the real captures in ../shared/data."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("TWIN_SHARED_DATA", REPO.parent / "shared" / "data"))
+from support.data import SHARED_DATA
 
 
 @pytest.fixture(scope="session")

@@ -2,10 +2,14 @@
 rotations and safe file output. It imports no pipeline package; each of them may import it.
 
 Public API (names load on first use, so `import twin_kit` stays cheap):
-  cli: Verb, opt, add_config_arguments, config_from_namespace, console, emit_json, info, warn, progress
-  errors: InputError
+  cli: Verb, opt, validate_config, add_config_arguments, config_from_namespace, console, emit_json, info, warn,
+       progress
+  errors: InputError, one_line, user_os_error
+  files: check_output_file, check_output_dir, check_parent_writable, destination_lock, staging_dir,
+         atomic_output, atomic_write_file, replace_path, sweep_stale, remove_tree, deferred_interrupts,
+         make_parents, remove_empty
   rotations: qmul, qconj, qrot, qmat, tmul, tinv (xyzw, NumPy), quat_to_rotmat (wxyz), CV_TO_GL
-  threads: torch_threads;  warp: quiet_warp
+  threads: torch_threads;  warp: quiet_warp;  assets: asset_path (the repo's or installed assets/)
 """
 from __future__ import annotations
 
@@ -34,12 +38,16 @@ def lazy_exports(package: str, api: dict[str, str]):
 
 
 _API = {
-    **dict.fromkeys(["Verb", "opt", "add_config_arguments", "config_from_namespace", "console", "emit_json",
-                     "info", "warn", "progress"], "cli"),
-    "InputError": "errors",
+    **dict.fromkeys(["Verb", "opt", "validate_config", "add_config_arguments", "config_from_namespace", "console",
+                     "emit_json", "info", "warn", "progress"], "cli"),
+    **dict.fromkeys(["InputError", "one_line", "user_os_error"], "errors"),
+    **dict.fromkeys(["check_output_file", "check_output_dir", "check_parent_writable", "destination_lock",
+                     "staging_dir", "atomic_output", "atomic_write_file", "replace_path", "sweep_stale",
+                     "remove_tree", "deferred_interrupts", "make_parents", "remove_empty"], "files"),
     **dict.fromkeys(["qmul", "qconj", "qrot", "qmat", "tmul", "tinv", "quat_to_rotmat", "CV_TO_GL"], "rotations"),
     "torch_threads": "threads",
     "quiet_warp": "warp",
+    "asset_path": "assets",
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _API)
 __all__ = [*__all__, "lazy_exports"]

@@ -1,6 +1,6 @@
 """Open a Twin scene stage in Isaac Sim and step physics; run with Isaac Sim's own Python (not in CI).
 
-    ./python.sh sim/isaac/open_stage.py scenes/NAME/scene.usda --steps 240 [--headless] [--probe]
+    ./python.sh sim/isaac/open_stage.py twins/NAME/scene.usda --steps 240 [--headless] [--probe]
 
 Isaac Sim 6 wheels need Python 3.12 and an RTX GPU, so this script imports only Isaac Sim and OpenUSD
 (no Twin modules). `--probe` drops a 5 cm rigid sphere above the collision mesh and prints where it came

@@ -250,14 +250,8 @@ def test_render_video_and_frame_comparison(tiny_bundle, tmp_path):
     import av
     import cv2
 
-    from scenes.rendering.render_video import (
-        capture_path_cameras,
-        orbit_cameras,
-        read_path_file,
-        render_frame_comparison,
-        render_path_video,
-        write_path_file,
-    )
+    from scenes.rendering.camera_paths import capture_path_cameras, orbit_cameras, read_path_file, write_path_file
+    from scenes.rendering.render_video import render_frame_comparison, render_path_video
 
     b = read_bundle(tiny_bundle)
     orbit = orbit_cameras(b, 6, resolution=48)

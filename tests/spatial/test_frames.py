@@ -121,7 +121,7 @@ def test_huge_photo_is_reduced_while_decoding(tmp_path):
     a = fs.frames[0]
     assert a.image.shape == (720, 960, 3) and a.original_size == (8000, 6000)
     # peak memory of a fresh process reading it: a full 8000x6000 RGB decode alone would add 144 MB
-    code = ("import resource, sys; from pathlib import Path; from spatial.frames import read_photo; "
+    code = ("import resource, sys; from pathlib import Path; from spatial.capture.frames import read_photo; "
             "r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
             "read_photo(Path(sys.argv[1]), 960) if len(sys.argv) > 1 else None; "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - r0)")

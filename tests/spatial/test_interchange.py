@@ -1,10 +1,10 @@
 """COLMAP and nerfstudio round trips, pixel conventions, and reference auto-detection."""
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pycolmap
 import pytest
+from support.data import BIRD
 
 from spatial.bundle import write_cameras
 from spatial.cameras import Camera, look_at
@@ -13,7 +13,6 @@ from spatial.interop.nerfstudio_io import read_transforms, write_transforms
 from spatial.interop.reference import read_reference, reference_kind
 from twin_kit.errors import InputError
 
-BIRD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bird"
 DISTS = ([], [0.1, -0.05, 0.001, -0.002], [0.1, -0.05, 0.001, -0.002, 0.01], [0.0, 0.0, 0.0, 0.0])
 
 

@@ -1,17 +1,15 @@
 """Pose metrics: Umeyama, VGGT-style relative-pose AUC, ATE, AbsRel, and the bird reference against itself."""
-from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
+from support.data import BIRD
 
 from spatial.cameras import Camera, look_at
 from spatial.evaluation.metrics import auc, depth_absrel, evaluate_poses, relative_pose_errors, umeyama, umeyama_ransac
 from spatial.interop.nerfstudio_io import write_transforms
 from spatial.interop.reference import read_reference
 from spatial.sfm.align import apply_similarity
-
-BIRD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bird"
 
 
 def ring(n=12, radius=2.0):
