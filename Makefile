@@ -28,6 +28,10 @@ $(STAMP): pyproject.toml Makefile | system-deps
 	  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then $(PIP) install torch gsplat; \
 	  else $(PIP) install torch==2.13.0; fi; fi
 	$(PIP) install -q -e ".[test]"
+	@# Test-only: LeRobot's own dataset code (lerobot-dataset, import ledataset) reads Twin's datasets in tests/policies;
+	@# its pins (av<16, huggingface-hub<0.36, ...) would downgrade Twin's stack, so no deps, plus the one it needs.
+	$(PIP) install -q "datasets>=4,<4.2"
+	$(PIP) install -q --no-deps lerobot-dataset==0.4.4
 	@# gym-aloha only for ALOHA's MJCF assets: its pins (mujoco<3.9, dm-control) must not downgrade the physics stack.
 	$(PIP) install -q --no-deps gym-aloha
 	@touch $(STAMP)
@@ -36,6 +40,7 @@ demo: setup system-deps
 	$(VENV)/bin/twin demo
 
 test: setup system-deps
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 bench: setup system-deps

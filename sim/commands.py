@@ -5,7 +5,9 @@ from dataclasses import dataclass
 
 from sim.live.cli import VERBS as _VIEW
 from sim.physics.world import SOLVERS
-from twin_kit import Verb, opt
+from twin_kit import InputError, Verb, opt, validate_config
+
+WARP_DEVICE = dict(pattern=r"cpu|cuda(:\d+)?", pattern_help="cpu, cuda or cuda:N")
 
 
 @dataclass
@@ -15,34 +17,73 @@ class SimConfig:
     scene: str = opt(help="scene bundle directory (with collision.*) or a GLB/OBJ/PLY/STL/USD mesh file",
                      positional=True)
     robot: str = opt("franka", "robot: franka, so100, so101, ur5e, g1, g1_hands, aloha")
-    scale: float | None = opt(None, "metres per scene unit (required when the scene's scale is arbitrary)")
+    scale: float | None = opt(None, "metres per scene unit (required when the scene's scale is arbitrary)",
+                              low=0, low_open=True)
     robot_pose: tuple[float, float, float, float] | None = opt(
         None, "robot base x y z yaw in metres / radians (default: a free spot on the support surface)",
         metavar="X")
-    worlds: int = opt(1, "number of replicated worlds simulated together (world 0 is filmed)")
+    worlds: int = opt(1, "number of replicated worlds simulated together (world 0 is filmed)", low=1, high=65536)
     solver: str = opt("auto", "physics solver (auto: mujoco_cpu on the CPU unless the scan is a "
                       "detailed mesh, mujoco_warp on CUDA)",
                       choices=SOLVERS)
-    device: str = opt("cpu", "Warp device (cpu or cuda:0)")
-    seconds: float = opt(4.0, "length of the scripted motion")
-    fps: float = opt(25.0, "video frame rate")
-    width: int = opt(320, "video width in pixels (height follows the camera's aspect)")
+    device: str = opt("cpu", "Warp device (cpu or cuda:0)", **WARP_DEVICE)
+    seconds: float = opt(4.0, "length of the scripted motion", low=0, low_open=True, high=3600)
+    fps: float = opt(25.0, "video frame rate", low=1, high=240)
+    width: int = opt(320, "video width in pixels (height follows the camera's aspect)", low=16, high=8192)
     out: str = opt("sim.mp4", "output mp4")
-    image: str | None = opt(None, "also save the first frame as this PNG")
+    image: str | None = opt(None, "also save a frame (a quarter in) as this PNG")
     splats: bool = opt(True, "show the scene through its Gaussian splats when the bundle has splats.ply")
     teleop: bool = opt(False, "drive the end effector from the browser viewer (prints its URL first) instead "
                               "of the scripted motion; the session is filmed to --out when it ends")
     teleop_seconds: float | None = opt(None, "with --teleop: stop and save after this many seconds "
-                                             "(default: the 'Stop & save' button or Ctrl-C)")
+                                             "(default: the 'Stop & save' button or Ctrl-C)", low=0, low_open=True)
     host: str = opt("127.0.0.1", "with --teleop: viewer address to bind")
-    port: int = opt(8080, "with --teleop: viewer port (a port in use is an error)")
+    port: int = opt(8080, "with --teleop: viewer port (a port in use is an error)", low=1, high=65535)
+
+    def __post_init__(self):
+        validate_config(self)
+
+
+def check_sim_outputs(cfg: SimConfig) -> None:
+    """Refuse, before the (long) simulation, outputs that could not be written and an unknown robot."""
+    from pathlib import Path
+
+    from sim.physics.robots import get_robot
+    from spatial import read_bundle
+    from twin_kit import check_output_file
+
+    scene = Path(cfg.scene)
+    if not scene.exists():
+        raise InputError(f"{scene}: no such scene bundle or mesh file")
+    if scene.is_dir():
+        read_bundle(scene)  # a damaged bundle is refused before Warp and Newton load
+    get_robot(cfg.robot)
+    check_output_file(cfg.out, (".mp4",), "--out")
+    if cfg.image:
+        check_output_file(cfg.image, (".png", ".jpg", ".jpeg"), "--image")
+        if _same_file(cfg.image, cfg.out):
+            raise InputError(f"--image {cfg.image}: is the same file as --out")
+
+
+def _same_file(a: str, b: str) -> bool:
+    from pathlib import Path
+
+    return Path(a).resolve() == Path(b).resolve()
 
 
 def run_sim(cfg: SimConfig, json_out: bool = False) -> int:
-    if cfg.teleop:
-        from sim.live.teleop import run_teleop
+    from twin_kit import destination_lock
 
-        return run_teleop(cfg, json_out)
+    check_sim_outputs(cfg)
+    with destination_lock(cfg.out):
+        if cfg.teleop:
+            from sim.live.teleop import run_teleop
+
+            return run_teleop(cfg, json_out)
+        return _run_scripted(cfg, json_out)
+
+
+def _run_scripted(cfg: SimConfig, json_out: bool) -> int:
     import time
     from pathlib import Path
 
@@ -85,7 +126,10 @@ def run_sim(cfg: SimConfig, json_out: bool = False) -> int:
     if cfg.image:
         from PIL import Image
 
-        Image.fromarray(frames[len(frames) // 4]).save(cfg.image)
+        from twin_kit import atomic_output
+
+        with atomic_output(cfg.image) as tmp:
+            Image.fromarray(frames[len(frames) // 4]).save(tmp)
     res = {"out": str(out), "frames": n, "fps": cfg.fps, "robot": cfg.robot, "worlds": cfg.worlds,
            "solver": world.cfg.solver, "base": world.base_xform[:3].tolist(), "splats": sensors.splats is not None,
            "ee_err_mm_median": 1000 * float(np.median(errors)), "seconds": time.perf_counter() - t0}

@@ -5,7 +5,6 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -221,13 +220,8 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def read_bundle(path: str | os.PathLike) -> Bundle:
-    """Open a bundle, refusing missing, damaged or unknown-version ones with a message naming the problem."""
-    root = Path(path)
-    if not root.exists():
-        raise BundleError(f"{root}: no such bundle")
-    if not root.is_dir():
-        raise BundleError(f"{root}: a bundle is a directory, this is a file")
+def _read_manifest(root: Path) -> dict:
+    """The parsed scene.json of `root`, checked field by field; BundleError says what is wrong, on one line."""
     mp = root / MANIFEST
     if not mp.exists():
         raise BundleError(f"{root}: not a Twin bundle ({MANIFEST} missing)")
@@ -235,12 +229,52 @@ def read_bundle(path: str | os.PathLike) -> Bundle:
         manifest = json.loads(mp.read_text())
     except json.JSONDecodeError as e:
         raise BundleError(f"{mp}: damaged manifest ({e.msg} at line {e.lineno})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise BundleError(f"{mp}: unreadable manifest ({type(e).__name__})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != "twin-scene":
         raise BundleError(f"{mp}: not a Twin scene manifest")
     version = manifest.get("version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise BundleError(f"{mp}: manifest 'version' must be an integer, got {json.dumps(version)}")
     if version not in SUPPORTED_VERSIONS:
         raise BundleError(f"{mp}: bundle format version {version!r} is not supported by this Twin "
                           f"(reads {', '.join(map(str, SUPPORTED_VERSIONS))}); upgrade Twin")
+    files = manifest.get("files", [])
+    if not isinstance(files, list) or not all(isinstance(f, str) and f.strip("/") for f in files):
+        raise BundleError(f"{mp}: manifest 'files' must be a list of file names, got {_short_json(files)}")
+    for key in ("scale", "provenance", "timings", "metrics"):
+        if key in manifest and not isinstance(manifest[key], dict):
+            raise BundleError(f"{mp}: manifest '{key}' must be an object, got {_short_json(manifest[key])}")
+    bad = [f for f in files if Path(f).is_absolute() or ".." in Path(f).parts]
+    if bad:
+        raise BundleError(f"{mp}: manifest 'files' must name files inside the bundle, got {bad[0]!r}")
+    return manifest
+
+
+def _short_json(v) -> str:
+    text = json.dumps(v, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def is_bundle(path: str | os.PathLike) -> bool:
+    """Whether `path` is a directory with a Twin scene manifest (of any version, damaged files or not): what
+    --overwrite may replace."""
+    mp = Path(path) / MANIFEST
+    try:
+        manifest = json.loads(mp.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return Path(path).is_dir() and isinstance(manifest, dict) and manifest.get("format") == "twin-scene"
+
+
+def read_bundle(path: str | os.PathLike) -> Bundle:
+    """Open a bundle, refusing missing, damaged or unknown-version ones with a message naming the problem."""
+    root = Path(path)
+    if not root.exists():
+        raise BundleError(f"{root}: no such bundle")
+    if not root.is_dir():
+        raise BundleError(f"{root}: a bundle is a directory, this is a file")
+    manifest = _read_manifest(root)
     missing = [f for f in manifest.get("files", []) if not (root / f.rstrip("/")).exists()]
     if missing:
         raise BundleError(f"{root}: damaged bundle, listed files missing: {', '.join(missing[:5])}")
@@ -248,40 +282,51 @@ def read_bundle(path: str | os.PathLike) -> Bundle:
     return Bundle(root=root, manifest=manifest, cameras=cameras)
 
 
+def _check_destination(dest: Path, overwrite: bool) -> None:
+    """What staged_bundle may replace: nothing, or (with overwrite) a Twin bundle; never the working folder."""
+    from twin_kit import check_output_dir
+
+    try:
+        check_output_dir(dest, overwrite=overwrite, replaceable=is_bundle, what="")
+    except BundleError:
+        raise
+    except InputError as e:
+        raise BundleError(str(e)) from None
+
+
 def swap_in(tmp: Path, dest: Path) -> None:
     """Rename tmp to dest; an existing dest is moved aside first and removed only after success."""
-    old = None
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{int(time.time() * 1e3)}")
-        os.replace(dest, old)
-    try:
-        os.replace(tmp, dest)
-    except BaseException:
-        if old is not None:
-            os.replace(old, dest)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    from twin_kit import replace_path
+
+    replace_path(tmp, dest)
 
 
 @contextlib.contextmanager
 def staged_bundle(dest: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Build a new bundle in a temporary sibling of `dest` and rename it into place on success.
 
-    On any error the temporary directory is removed and an existing `dest` is left untouched.
+    Refuses a `dest` that exists (unless `overwrite`) or that is not a Twin bundle, before and again at the
+    swap; holds the destination lock meanwhile, so a second writer fails at once. On any error (and on
+    Ctrl-C) the temporary directory is removed and an existing `dest` is left untouched.
     """
+    from twin_kit import destination_lock, make_parents, remove_empty, staging_dir, sweep_stale
+
     dest = Path(dest)
-    if dest.exists() and not overwrite:
-        raise BundleError(f"{dest}: already exists (pass --overwrite to replace it)")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a bundle is an ordinary directory
+    _check_destination(dest, overwrite)
+    made = make_parents(dest)
+    ok = False
     try:
-        yield tmp
-        swap_in(tmp, dest)
+        with destination_lock(dest):
+            sweep_stale(dest)
+            _check_destination(dest, overwrite)
+            with staging_dir(dest) as tmp:
+                yield tmp
+                _check_destination(dest, overwrite)  # a non-Twin writer may have put something there meanwhile
+                swap_in(tmp, dest)
+        ok = True
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        if not ok:
+            remove_empty(made)
 
 
 @contextlib.contextmanager
@@ -290,20 +335,23 @@ def updating_bundle(path: str | os.PathLike) -> Iterator[tuple[Path, dict]]:
 
     Write new or replacement files into the staging dir (unlink a file before rewriting it in place, so
     that the original's hard link is not modified); the manifest is re-listed and the bundle swapped in.
+    The bundle is locked meanwhile (a second writer fails at once) and read again under the lock.
     """
-    b = read_bundle(path)
-    root = b.root
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    os.chmod(tmp, 0o755)
-    try:
-        shutil.copytree(root, tmp, copy_function=_link_or_copy, dirs_exist_ok=True)
-        manifest = dict(b.manifest)
-        yield tmp, manifest
-        finalize_manifest(tmp, manifest)
-        swap_in(tmp, root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    from twin_kit import check_parent_writable, destination_lock, staging_dir, sweep_stale
+
+    root = read_bundle(path).root
+    check_parent_writable(root)
+    with destination_lock(root):
+        sweep_stale(root)
+        b = read_bundle(root)
+        with staging_dir(root) as tmp:
+            shutil.copytree(root, tmp, copy_function=_link_or_copy, dirs_exist_ok=True)
+            manifest = dict(b.manifest)
+            yield tmp, manifest
+            finalize_manifest(tmp, manifest)
+            if not is_bundle(root):
+                raise BundleError(f"{root}: the bundle was replaced while this run changed it; nothing written")
+            swap_in(tmp, root)
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -315,17 +363,9 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write a single file atomically (temporary sibling, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from twin_kit import atomic_write_file
+
+    atomic_write_file(path, data)
 
 
 # ------------------------------------------------------------------------------------------- file readers

@@ -1,12 +1,15 @@
-"""spatial's verbs: capture synth, reconstruct, eval-poses, demo. Configs here; heavy imports inside runners."""
+"""spatial's verbs: capture synth, capture marker, reconstruct, eval-poses, demo.
+
+Configs here; heavy imports inside runners."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from spatial.capture.marker_sheet import MarkerConfig, run_marker
 from spatial.capture.synth import SynthConfig, run_synth
-from twin_kit import Verb, opt
+from twin_kit import Verb, opt, validate_config
 
 
 @dataclass
@@ -14,21 +17,26 @@ class ReconstructConfig:
     """Options of `twin reconstruct`."""
 
     input: Path = opt(help="video (mp4/mov), folder of photos, COLMAP model or transforms.json", positional=True)
-    out: Path = opt(help="bundle directory to write, e.g. scenes/NAME")
+    out: Path = opt(help="bundle directory to write, e.g. twins/NAME")
     overwrite: bool = opt(False, "replace an existing bundle at --out")
     poses: Path | None = opt(None, "use these poses (COLMAP model or transforms.json) instead of running SfM")
-    marker_size: float | None = opt(None, "side length in metres of a printed ArUco/AprilTag marker in the scene")
+    marker_size: float | None = opt(None, "side length in metres of a printed ArUco/AprilTag marker in the scene",
+                                    low=0, low_open=True)
     known_distance: str | None = opt(None, "metric scale from the distance between two frames' cameras: "
-                                           "'FRAME_A,FRAME_B,METRES'", metavar="A,B,M")
-    max_side: int = opt(960, "working resolution: longest image side in pixels")
-    max_frames: int = opt(240, "most keyframes taken from a video")
+                                           "'FRAME_A,FRAME_B,METRES'", metavar="A,B,M",
+                                    pattern=r"[^,]+,[^,]+,[^,]+", pattern_help="'FRAME_A,FRAME_B,METRES'")
+    max_side: int = opt(960, "working resolution: longest image side in pixels", low=64, high=16384)
+    max_frames: int = opt(240, "most keyframes taken from a video", low=3)
     matching: Literal["auto", "sequential", "exhaustive"] = opt("auto", "feature matching strategy")
     mapper: Literal["global", "incremental"] = opt("global", "COLMAP mapper")
-    max_features: int = opt(4096, "SIFT features per image")
-    depth_frames: int = opt(32, "most keyframes that get dense depth (spread over the capture)")
-    depth_max_side: int = opt(320, "dense depth working resolution (longest side)")
-    mesh_triangles: int = opt(200_000, "collision mesh triangle budget after simplification")
+    max_features: int = opt(4096, "SIFT features per image", low=64)
+    depth_frames: int = opt(32, "most keyframes that get dense depth (spread over the capture)", low=1)
+    depth_max_side: int = opt(320, "dense depth working resolution (longest side)", low=32, high=4096)
+    mesh_triangles: int = opt(200_000, "collision mesh triangle budget after simplification", low=100)
     quiet: bool = opt(False, "no progress bars")
+
+    def __post_init__(self):
+        validate_config(self)
 
 
 @dataclass
@@ -38,18 +46,24 @@ class EvalPosesConfig:
     bundle: Path = opt(help="bundle (or COLMAP model / transforms.json) with the estimated poses", positional=True)
     reference: Path = opt(help="reference poses: COLMAP model directory or transforms.json")
 
+    def __post_init__(self):
+        validate_config(self)
+
 
 @dataclass
 class DemoConfig:
     """Options of `twin demo`."""
 
-    out: Path = opt(Path("scenes/demo"), "bundle directory for the reconstructed demo scene")
-    capture: Path = opt(Path("scenes/demo_capture"), "where the synthetic capture is written")
-    frames: int = opt(90, "frames in the synthetic video")
-    width: int = opt(480, "synthetic video width")
-    height: int = opt(360, "synthetic video height")
-    seed: int = opt(0, "random seed of the synthetic scene and trajectory")
+    out: Path = opt(Path("twins/demo"), "bundle directory for the reconstructed demo scene")
+    capture: Path = opt(Path("captures/demo"), "where the synthetic capture is written")
+    frames: int = opt(90, "frames in the synthetic video", low=3)
+    width: int = opt(480, "synthetic video width (even)", low=64, high=4096, multiple_of=2)
+    height: int = opt(360, "synthetic video height (even)", low=64, high=4096, multiple_of=2)
+    seed: int = opt(0, "random seed of the synthetic scene and trajectory", low=0)
     quiet: bool = opt(False, "no progress bars")
+
+    def __post_init__(self):
+        validate_config(self)
 
 
 def _run_reconstruct(cfg: ReconstructConfig, json_out: bool = False) -> int:
@@ -65,7 +79,14 @@ def _run_eval(cfg: EvalPosesConfig, json_out: bool = False) -> int:
 
 
 def _run_demo(cfg: DemoConfig, json_out: bool = False) -> int:
+    from spatial.bundle import is_bundle
     from spatial.evaluation.demo import run_demo
+    from spatial.sfm.colmap_log import quiet_colmap
+    from twin_kit import check_output_dir
+
+    # the demo replaces its own earlier results, never a folder that is not a bundle
+    check_output_dir(cfg.out, inputs=[cfg.capture], overwrite=True, replaceable=is_bundle, what="--out")
+    quiet_colmap()
 
     return run_demo(cfg, json_out=json_out)
 
@@ -79,4 +100,6 @@ VERBS = [
          "synthesise a capture, reconstruct it and report pose and depth error against ground truth"),
     Verb("capture synth", SynthConfig, run_synth,
          "write a synthetic phone capture (mp4 + JPEG frames + ground truth) of a textured room"),
+    Verb("capture marker", MarkerConfig, run_marker,
+         "write a printable ArUco marker sheet (PDF or PNG) whose black square is exactly --size metres"),
 ]

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from spatial.bundle import (
-    BundleError,
     BundlePaths,
     finalize_manifest,
     new_manifest,
@@ -61,17 +60,23 @@ def classify_input(path: Path) -> str:
 
 
 def run_reconstruct(cfg, json_out: bool = False) -> int:
-    """CLI entry: validate early (before any heavy work), then build the bundle atomically."""
+    """CLI entry: validate early (input, output folder, options; before any heavy work), then build the bundle
+    atomically (staged_bundle locks --out and checks it again when it swaps the result in)."""
+    from spatial.bundle import is_bundle
+    from spatial.sfm.colmap_log import quiet_colmap
+    from twin_kit import check_output_dir
+
     t0 = time.perf_counter()
     inp = Path(cfg.input)
     classify_input(inp)
     out = Path(cfg.out)
-    if out.exists() and not cfg.overwrite:
-        raise BundleError(f"{out}: already exists (pass --overwrite to replace it)")
-    if cfg.marker_size is not None and not cfg.marker_size > 0:
-        raise InputError(f"--marker-size must be positive, got {cfg.marker_size}")
+    check_output_dir(out, inputs=[inp, cfg.poses], overwrite=cfg.overwrite, replaceable=is_bundle,
+                     kind="Twin bundle", what="--out")
+    if cfg.poses is not None and not Path(cfg.poses).exists():
+        raise InputError(f"--poses {cfg.poses}: no such file or directory")
     if cfg.known_distance is not None:
         _parse_known_distance(cfg.known_distance)
+    quiet_colmap()
     summary = reconstruct(cfg)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     info(f"[green]wrote[/green] {out}: {summary['registered']}/{summary['frames']} frames registered, "
@@ -117,6 +122,7 @@ def reconstruct(cfg) -> dict:
             rec = _from_given_poses(frames, Path(poses_path))
         else:
             rec = _from_sfm(frames, work, cfg, prog, kind)
+        rec.report.setdefault("notes", []).extend(frames.notes)  # warned when the frames were read
         timings["cameras"] = time.perf_counter() - t
 
         rec = _undistort(rec)
@@ -127,14 +133,14 @@ def reconstruct(cfg) -> dict:
         # Depth maps live in camera frames: alignment rotates/moves them rigidly and scales them, so the
         # support plane is found on the dense points (textureless tables have few sparse points).
         t = time.perf_counter()
-        dense_pts, dense_cols = _fuse(rec, depth_ids, depths)
+        dense_pts, dense_cols, dense_ok = _fuse(rec, depth_ids, depths)
         rec, S, scale_info, plane = _align(rec, cfg, dense_pts)
         depths = [_transform_depth(d, S) for d in depths]
         dense_pts = dense_pts @ S[:3, :3].T + S[:3, 3] if len(dense_pts) else dense_pts
         timings["align"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        n_pts, n_tris = _write_geometry(tmp, rec, depth_ids, depths, dense_pts, dense_cols, cfg, plane)
+        n_pts, n_tris = _write_geometry(tmp, rec, depth_ids, depths, dense_pts, dense_cols, cfg, plane, dense_ok)
         timings["fusion"] = time.perf_counter() - t
 
         _write_frames(tmp, rec, depth_ids, depths)
@@ -151,11 +157,22 @@ def reconstruct(cfg) -> dict:
             "frames": rec.report.get("frames", len(rec.cameras)), "registered": len(rec.cameras),
             "unregistered": rec.report.get("unregistered", {}), "skipped_inputs": rec.report.get("skipped", {}),
             "points": n_pts, "mesh_triangles": n_tris, "depth_frames": len(depth_ids),
+            "dense_depth": "ok" if dense_ok else "failed", "points_source": "dense" if dense_ok else "sparse SfM",
+            "collision_mesh": n_tris > 0, "notes": rec.report.get("notes", []),
+            **{k: rec.report[k] for k in ("sfm_attempt", "sfm_attempts", "dropped") if k in rec.report},
+            **({"video": frames.decoding} if frames.decoding else {}),
         }
         finalize_manifest(tmp, manifest)
     return {"registered": len(rec.cameras), "frames": rec.report.get("frames", len(rec.cameras)),
             "points": n_pts, "mesh_triangles": n_tris, "metric": scale_info["metric"],
-            "scale_source": scale_info["source"], "bundle": str(cfg.out), "timings": manifest["timings"]}
+            "scale_source": scale_info["source"], "bundle": str(cfg.out), "timings": manifest["timings"],
+            "dense_depth": "ok" if dense_ok else "failed", "notes": rec.report.get("notes", [])}
+
+
+def _note(rec: Reconstruction, message: str) -> None:
+    """A one-line warning now, and the same line in the manifest's notes."""
+    warn(message)
+    rec.report.setdefault("notes", []).append(message)
 
 
 def _versions() -> dict:
@@ -189,11 +206,18 @@ def _from_sfm(frames, work: Path, cfg, prog, kind: str) -> Reconstruction:
     cams = sorted(res.cameras, key=lambda c: c.name)
     images = [by_name[c.name].image for c in cams]
     report = {"frames": len(frames.frames), "unregistered": dict(res.unregistered),
-              "skipped": dict(frames.skipped), "backend": f"pycolmap {res.mapper}"}
-    if res.unregistered:
-        warn(f"{len(res.unregistered)} of {len(frames.frames)} frames not registered: "
-             + "; ".join(f"{k}: {v}" for k, v in list(res.unregistered.items())[:5])
-             + (" ..." if len(res.unregistered) > 5 else ""))
+              "skipped": {**dict(frames.skipped), **res.dropped}, "backend": f"pycolmap {res.mapper}",
+              "sfm_attempt": res.attempt, "sfm_attempts": res.attempts, "dropped": dict(res.dropped),
+              "notes": [f"dropped {k}: {v}" for k, v in res.dropped.items()]}  # warned by run_sfm
+    if len(res.attempts) > 1:
+        report["notes"].append(f"cameras from the mapping attempt '{res.attempt}' "
+                               f"({max(a['registered'] for a in res.attempts)} of {len(frames.frames)} frames)")
+        info(report["notes"][-1])
+    missing = {k: v for k, v in res.unregistered.items() if k not in res.dropped}
+    if missing:
+        warn(f"{len(missing)} of {len(frames.frames)} frames not registered: "
+             + "; ".join(f"{k}: {v}" for k, v in list(missing.items())[:5])
+             + (" ..." if len(missing) > 5 else ""))
     return Reconstruction(cams, images, np.asarray(res.points, np.float64).reshape(-1, 3),
                           np.asarray(res.colors, np.uint8).reshape(-1, 3), report)
 
@@ -311,19 +335,27 @@ def _dense_depth(rec: Reconstruction, cfg, prog):
     return ids, res
 
 
-def _fuse(rec: Reconstruction, ids, depths) -> tuple[np.ndarray, np.ndarray]:
-    """Coloured point cloud from the filtered depth maps (sparse SfM points when depth found nothing)."""
+def _fuse(rec: Reconstruction, ids, depths) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Coloured point cloud from the filtered depth maps, and whether dense depth worked.
+
+    When it found (almost) nothing, e.g. views too far apart for plane sweep, the sparse SfM points stand in
+    and the failure is noted; InputError only when there are no sparse points either.
+    """
     from spatial.dense.fusion import fuse_points
 
-    pts, cols = fuse_points([d.depth for d in depths], [rec.images[i] for i in ids], [d.camera for d in depths],
-                            confidences=[d.confidence for d in depths])
-    if len(pts) < 100:
-        warn(f"dense depth gave only {len(pts)} points; adding the sparse SfM points")
-        pts = np.concatenate([pts, rec.points]) if len(pts) else rec.points
-        cols = np.concatenate([cols, rec.colors]) if len(cols) else rec.colors
-    if len(pts) == 0:
+    try:
+        pts, cols = fuse_points([d.depth for d in depths], [rec.images[i] for i in ids],
+                                [d.camera for d in depths], confidences=[d.confidence for d in depths])
+    except InputError:  # no view has a valid depth pixel
+        pts, cols = np.zeros((0, 3)), np.zeros((0, 3), np.uint8)
+    if len(pts) >= 100:
+        return np.asarray(pts, np.float64), np.asarray(cols, np.uint8), True
+    if len(rec.points) == 0:
         raise InputError("no 3D points could be reconstructed: the images do not overlap enough")
-    return np.asarray(pts, np.float64), np.asarray(cols, np.uint8)
+    _note(rec, f"dense depth failed ({len(pts)} fused points: the views are too far apart or too plain for "
+               f"plane-sweep stereo); the bundle keeps the {len(rec.cameras)} cameras and the {len(rec.points)} "
+               "sparse SfM points as its point cloud, and has no collision mesh")
+    return np.asarray(rec.points, np.float64), np.asarray(rec.colors, np.uint8), False
 
 
 def support_patch(cameras: list[Camera], points: np.ndarray, cells: int = 24):
@@ -345,17 +377,31 @@ def support_patch(cameras: list[Camera], points: np.ndarray, cells: int = 24):
     return trimesh.Trimesh(verts, faces, vertex_colors=np.tile(colour, (len(verts), 1)), process=False)
 
 
-def _write_geometry(root: Path, rec: Reconstruction, ids, depths, pts, cols, cfg, plane: dict) -> tuple[int, int]:
-    """points.ply and the simplified TSDF collision mesh (collision.ply), both in the aligned frame."""
+def _write_geometry(root: Path, rec: Reconstruction, ids, depths, pts, cols, cfg, plane: dict,
+                    dense_ok: bool = True) -> tuple[int, int]:
+    """points.ply and the simplified TSDF collision mesh (collision.ply), both in the aligned frame.
+
+    Without dense depth there is nothing to mesh: only points.ply (the sparse points) is written.
+    """
     import trimesh
 
     from spatial.dense.fusion import FusionConfig, tsdf_mesh
 
     paths = BundlePaths(root)
     write_points(paths.points, pts, cols)
-    mesh = tsdf_mesh([d.depth for d in depths], [rec.images[i] for i in ids], [d.camera for d in depths],
-                     cfg=FusionConfig(target_triangles=cfg.mesh_triangles),
-                     confidences=[d.confidence for d in depths])
+    if not dense_ok:
+        return int(len(pts)), 0
+    try:
+        mesh = tsdf_mesh([d.depth for d in depths], [rec.images[i] for i in ids], [d.camera for d in depths],
+                         cfg=FusionConfig(target_triangles=cfg.mesh_triangles),
+                         confidences=[d.confidence for d in depths])
+    except InputError as e:  # the depth that made points.ply does not close into a surface
+        _note(rec, f"TSDF fusion failed ({e}); the bundle has no collision mesh from depth")
+        mesh = None
+    skipped = mesh.metadata.get("skipped_views", []) if mesh is not None else []
+    if skipped:  # tsdf_mesh warned already
+        rec.report.setdefault("notes", []).append(
+            f"TSDF fusion skipped {len(skipped)} of {len(depths)} views without usable depth: {', '.join(skipped)}")
     if not plane.get("found") and len(pts):
         # Textureless supports (white desks) give no depth; the support plane found from the cameras and the
         # lowest surface points closes the collision mesh under the objects, so that they can rest on it.
@@ -367,7 +413,7 @@ def _write_geometry(root: Path, rec: Reconstruction, ids, depths, pts, cols, cfg
     if n_tris:
         mesh.export(paths.collision)
     else:
-        warn("the TSDF fusion produced no surface; the bundle has no collision mesh")
+        _note(rec, "the TSDF fusion produced no surface; the bundle has no collision mesh")
     return int(len(pts)), n_tris
 
 

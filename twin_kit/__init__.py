@@ -7,7 +7,7 @@ Public API (names load on first use, so `import twin_kit` stays cheap):
   errors: InputError, one_line, user_os_error
   files: check_output_file, check_output_dir, check_parent_writable, destination_lock, staging_dir,
          atomic_output, atomic_write_file, replace_path, sweep_stale, remove_tree, deferred_interrupts,
-         make_parents, remove_empty
+         make_parents, remove_empty, private_temp_dir
   rotations: qmul, qconj, qrot, qmat, tmul, tinv (xyzw, NumPy), quat_to_rotmat (wxyz), CV_TO_GL
   threads: torch_threads;  warp: quiet_warp;  assets: asset_path (the repo's or installed assets/)
 """
@@ -43,7 +43,8 @@ _API = {
     **dict.fromkeys(["InputError", "one_line", "user_os_error"], "errors"),
     **dict.fromkeys(["check_output_file", "check_output_dir", "check_parent_writable", "destination_lock",
                      "staging_dir", "atomic_output", "atomic_write_file", "replace_path", "sweep_stale",
-                     "remove_tree", "deferred_interrupts", "make_parents", "remove_empty"], "files"),
+                     "remove_tree", "deferred_interrupts", "make_parents", "remove_empty", "private_temp_dir"],
+                    "files"),
     **dict.fromkeys(["qmul", "qconj", "qrot", "qmat", "tmul", "tinv", "quat_to_rotmat", "CV_TO_GL"], "rotations"),
     "torch_threads": "threads",
     "quiet_warp": "warp",

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from twin_kit import Verb, opt
+from twin_kit import Verb, opt, validate_config
 
 
 @dataclass
@@ -27,11 +27,16 @@ class ExportConfig:
     movable: bool = opt(False, "the mesh is a movable object: add RigidBodyAPI + MassAPI")
     cameras: bool = opt(True, "include the capture cameras as UsdGeom.Camera prims")
 
+    def __post_init__(self):
+        validate_config(self)
+
 
 def run_export(cfg: ExportConfig, json_out: bool = False) -> int:
-    from scenes.export.formats import export_bundle
+    from scenes.export.formats import check_export_target, export_bundle
     from scenes.export.usd import UsdExportOptions
     from twin_kit import emit_json, info
+
+    check_export_target(cfg.bundle, cfg.out)
 
     formats = {f for f in ("usd", "usdz", "ply", "glb", "colmap", "nerfstudio") if getattr(cfg, f)} or {"usd"}
     approx = cfg.approximation

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +23,7 @@ from spatial import (
     read_points,
     updating_bundle,
 )
-from twin_kit import InputError, info, warn
+from twin_kit import InputError, atomic_output, info, staging_dir, warn
 
 FORMATS = ("usd", "usdz", "ply", "glb", "colmap", "nerfstudio")
 
@@ -53,26 +51,48 @@ def _points(b: Bundle, g) -> tuple[np.ndarray | None, np.ndarray | None]:
     return None, None
 
 
+def check_export_target(bundle_path: str | Path, out: str | Path | None) -> Path | None:
+    """Refuse, before any work, what an export cannot write: an unreadable bundle, an --out that is a file,
+    lies inside the bundle, or sits in a folder that cannot be written (the bundle's, without --out)."""
+    from twin_kit import check_output_dir, check_parent_writable
+
+    b = read_bundle(bundle_path)
+    if out is None:
+        check_parent_writable(b.root, "bundle")
+        return None
+    out = Path(out)
+    real, root = out.resolve(), b.root.resolve()
+    if real == root or root in real.parents:
+        raise InputError(f"--out {out}: is inside the bundle; omit --out to add the exports to the bundle itself")
+    return check_output_dir(out, merge=True, what="--out")
+
+
 @contextmanager
 def _target(bundle_root: Path, out: Path | None) -> Iterator[tuple[Path, dict | None]]:
-    """Where to write: the bundle's staging copy (plus its manifest), or `out` itself."""
+    """Where to write: the bundle's staging copy (plus its manifest), or `out` itself (locked meanwhile; made
+    if missing and removed again if the export fails while it is still empty)."""
+    from twin_kit import destination_lock, make_parents, remove_empty
+
     if out is None:
         with updating_bundle(bundle_root) as (tmp, manifest):
             yield tmp, manifest
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        yield out, None
+        return
+    made = make_parents(out / "x")
+    ok = False
+    try:
+        with destination_lock(out):
+            yield out, None
+        ok = True
+    finally:
+        if not ok:
+            remove_empty(made)
 
 
 def _replace_dir(built: Path, dest: Path) -> None:
     """Move a finished temporary directory onto `dest` (an existing one is removed after the rename)."""
-    old = None
-    if dest.exists() or dest.is_symlink():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        os.replace(dest, old)
-    os.replace(built, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+    from twin_kit import replace_path
+
+    replace_path(built, dest)
 
 
 def _readable(path: Path) -> Path:
@@ -113,6 +133,12 @@ def export_bundle(bundle_path: str | Path, formats: set[str], out: str | Path | 
         raise InputError(f"{b.root}: no collision mesh (collision.*) to export as GLB")
     if ("colmap" in formats or "nerfstudio" in formats) and not b.cameras:
         raise InputError(f"{b.root}: no cameras.json, cannot export COLMAP or nerfstudio cameras")
+    if out_dir is not None:
+        check_export_target(b.root, out_dir)
+        existing = BundlePaths(out_dir).colmap_root
+        if "colmap" in formats and (existing.exists() or existing.is_symlink()) and not (
+                existing.is_dir() and BundlePaths(out_dir).colmap.parent.is_dir()):
+            raise InputError(f"{existing}: exists and is not a COLMAP export; refusing to replace it")
 
     with _target(b.root, out_dir) as (dst, manifest):
         at, final = BundlePaths(dst), BundlePaths(final_root)
@@ -159,13 +185,9 @@ def _export_colmap(b: Bundle, g, dst: Path) -> Path:
     pts, cols = _points(b, g)
     cams = [dataclasses.replace(c, name=Path(c.image).name if c.image else c.name) for c in b.cameras]
     at = BundlePaths(dst)
-    tmp = Path(tempfile.mkdtemp(prefix=".colmap.tmp-", dir=dst))
-    try:
+    with staging_dir(at.colmap_root) as tmp:
         write_colmap(tmp.joinpath(*at.colmap.relative_to(at.colmap_root).parts), cams, pts, cols)  # tmp/sparse/0
         _replace_dir(_readable(tmp), at.colmap_root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return at.colmap_root
 
 
@@ -174,11 +196,5 @@ def _export_nerfstudio(b: Bundle, dst: Path, final_root: Path) -> None:
     from spatial import write_transforms
 
     paths = [os.path.relpath(b.root / (c.image or c.name), final_root) for c in b.cameras]
-    fd, tmp = tempfile.mkstemp(prefix=".transforms.", suffix=".json", dir=dst)
-    os.close(fd)
-    try:
+    with atomic_output(BundlePaths(dst).transforms) as tmp:
         write_transforms(tmp, b.cameras, paths)
-        os.replace(_readable(Path(tmp)), _fresh_file(BundlePaths(dst).transforms))
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -54,32 +54,32 @@ def write_video(frames: Iterable[np.ndarray], out: Path, fps: float = 30.0) -> i
     """Encode (H,W,3) uint8 frames to H.264 mp4 (yuv420p, even sizes), written atomically; returns frame count."""
     import av
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    from twin_kit import atomic_output
+
+    if not (np.isfinite(fps) and fps > 0):
+        raise InputError(f"video frame rate must be positive, got {fps}")
     n = 0
-    container = av.open(str(tmp), mode="w")
-    try:
-        stream = None
-        for f in frames:
-            f = np.ascontiguousarray(f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2])
-            if stream is None:
-                stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-                stream.width, stream.height = f.shape[1], f.shape[0]
-                stream.pix_fmt = "yuv420p"
-                stream.options = {"crf": "18", "preset": "veryfast"}
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                container.mux(packet)
-            n += 1
-        if stream is not None:
-            for packet in stream.encode():
-                container.mux(packet)
-    finally:
-        container.close()
-    if n == 0:
-        tmp.unlink(missing_ok=True)
-        raise InputError("camera path produced no frames")
-    tmp.replace(out)
+    with atomic_output(Path(out)) as tmp:
+        container = av.open(str(tmp), mode="w")
+        try:
+            stream = None
+            for f in frames:
+                f = np.ascontiguousarray(f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2])
+                if stream is None:
+                    stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+                    stream.width, stream.height = f.shape[1], f.shape[0]
+                    stream.pix_fmt = "yuv420p"
+                    stream.options = {"crf": "18", "preset": "veryfast"}
+                for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                    container.mux(packet)
+                n += 1
+            if stream is not None:
+                for packet in stream.encode():
+                    container.mux(packet)
+        finally:
+            container.close()
+        if n == 0:
+            raise InputError("camera path produced no frames")
     return n
 
 
@@ -124,11 +124,13 @@ def render_frame_comparison(bundle_root: Path, frame: str, out: Path, resolution
     real = load_image(b.root / cam.image, cam.width, cam.height).numpy()
     score = psnr(torch.from_numpy(rendered).float() / 255, torch.from_numpy(real).float() / 255)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     gap = np.full((cam.height, 4, 3), 255, np.uint8)
     side = np.concatenate([real, gap, rendered], axis=1)
-    if not cv2.imwrite(str(out), np.ascontiguousarray(side[:, :, ::-1])):
-        raise InputError(f"{out}: could not write image (use a .png name)")
+    from twin_kit import atomic_output
+
+    with atomic_output(out) as tmp:
+        if not cv2.imwrite(str(tmp), np.ascontiguousarray(side[:, :, ::-1])):
+            raise InputError(f"{out}: could not write image (use a .png name)")
     return {"frame": cam.name, "psnr": score, "width": cam.width, "height": cam.height, "out": str(out)}
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from twin_kit import opt
+from twin_kit import opt, validate_config
 
 
 @dataclass
@@ -17,13 +17,19 @@ class ViewConfig:
 
     bundle: Path = opt(help="scene bundle directory to show", positional=True)
     host: str = opt("127.0.0.1", "address to bind; 0.0.0.0 shares the viewer on the network")
-    port: int = opt(8080, "port to serve on; a port in use is an error (exit 2), never silently changed")
+    port: int = opt(8080, "port to serve on; a port in use is an error (exit 2), never silently changed",
+                    low=1, high=65535)
     max_gaussians: int = opt(300_000, "display budget: above it only the most visible Gaussians are sent "
-                                      "to the browser (the page says so)")
-    max_points: int = opt(1_000_000, "display budget for the fused point cloud (random subsample above it)")
-    max_frustums: int = opt(300, "at most this many capture cameras are drawn (evenly spaced)")
+                                      "to the browser (the page says so)", low=1)
+    max_points: int = opt(1_000_000, "display budget for the fused point cloud (random subsample above it)",
+                         low=0)
+    max_frustums: int = opt(300, "at most this many capture cameras are drawn (evenly spaced)", low=0)
     thumbnails: bool = opt(True, "show each capture camera's image on its frustum")
-    seconds: float | None = opt(None, "stop after this many seconds (default: serve until Ctrl-C)")
+    seconds: float | None = opt(None, "stop after this many seconds (default: serve until Ctrl-C; 0 = check "
+                                      "the bundle and port, then stop)", low=0)
+
+    def __post_init__(self):
+        validate_config(self)
 
 
 def run_view(cfg: ViewConfig, json_out: bool = False) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from scenes import ViewConfig
+from sim.physics.world import SOLVERS
 from twin_kit import Verb, opt
 
 
@@ -14,13 +15,15 @@ class SimViewConfig(ViewConfig):
     sim: bool = opt(False, "also simulate a robot in the scene (Newton) and show it moving; needs the bundle's "
                            "collision mesh and a metric scale or --scale")
     robot: str = opt("franka", "with --sim: robot (franka, so100, so101, ur5e, g1, g1_hands, aloha)")
-    scale: float | None = opt(None, "with --sim: metres per scene unit (required when the scale is arbitrary)")
-    solver: str | None = opt(None, "with --sim: physics solver, as for `twin sim` (default: its default)")
+    scale: float | None = opt(None, "with --sim: metres per scene unit (required when the scale is arbitrary)",
+                              low=0, low_open=True)
+    solver: str | None = opt(None, "with --sim: physics solver, as for `twin sim` (default: its default)",
+                             choices=SOLVERS)
 
 
 def run_view(cfg: SimViewConfig, json_out: bool = False) -> int:
     if cfg.sim:
-        from sim.live.session import run_view_sim
+        from sim.live.viewer import run_view_sim
 
         return run_view_sim(cfg, json_out)
     from scenes import run_view as run_static_view

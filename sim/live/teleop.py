@@ -1,6 +1,7 @@
 """`twin sim --teleop`: drive the end effector from the browser viewer, then film the session to mp4.
 
-The session runs `sim.live_view` in teleop mode, keeping world 0's body poses at the video frame rate; when
+The session (`sim.live.session`, drawn by `sim.live.viewer`) runs in teleop mode, keeping world 0's body poses
+at the video frame rate; when
 it ends (Stop & save, Ctrl-C or `--teleop-seconds`) those poses are replayed through the same camera and
 splat compositing as the scripted `twin sim` run.
 """
@@ -18,20 +19,23 @@ from twin_kit import InputError
 def run_teleop(cfg, json_out: bool = False) -> int:
     """Serve the viewer with the robot in teleop mode; on exit write `cfg.out` from the recorded session."""
     from scenes import ViewerOptions, write_video
-    from sim.live.session import LiveSimConfig, start_sim_viewer
+    from sim.live.session import SessionConfig
+    from sim.live.viewer import ViewConfig, start_sim_viewer, stop_sim_viewer
     from twin_kit import emit_json, info, warn
 
     if not Path(cfg.scene).is_dir():
         raise InputError(f"{cfg.scene}: --teleop needs a scene bundle directory (the viewer shows bundles)")
     if cfg.worlds != 1:
         raise InputError("--teleop drives one world; drop --worlds")
-    if not cfg.fps > 0:
-        raise InputError(f"--fps must be positive, got {cfg.fps}")
+    from spatial import read_bundle
+
+    read_bundle(cfg.scene)  # a damaged bundle is refused before the viewer starts
     t0 = time.perf_counter()
-    live_cfg = LiveSimConfig(teleop=True, record_fps=cfg.fps, save_button=True)
-    v, live = start_sim_viewer(cfg.scene, ViewerOptions(host=cfg.host, port=cfg.port), robot=cfg.robot,
-                               scale=cfg.scale, robot_pose=cfg.robot_pose, cfg=live_cfg, solver=cfg.solver,
-                               device=cfg.device)
+    v, view = start_sim_viewer(cfg.scene, ViewerOptions(host=cfg.host, port=cfg.port), robot=cfg.robot,
+                               scale=cfg.scale, robot_pose=cfg.robot_pose,
+                               cfg=SessionConfig(teleop=True, record_fps=cfg.fps), view=ViewConfig(save_button=True),
+                               solver=cfg.solver, device=cfg.device)
+    live = view.session
     info(f"teleop: {v.url} — buttons or keys I/K J/L U/O move the end effector; 'Stop & save' or Ctrl-C ends "
          f"and writes {cfg.out}")
     start_pos = live.snapshot.ee_pos.copy()
@@ -42,9 +46,8 @@ def run_teleop(cfg, json_out: bool = False) -> int:
     except KeyboardInterrupt:
         info("interrupted: saving the session")
     finally:
-        live.stop()
         with contextlib.redirect_stdout(sys.stderr):  # viser's goodbye line must not precede the JSON
-            v.stop()
+            stop_sim_viewer(v, view)
     if live.error is not None:
         raise live.error
     snap = live.snapshot
@@ -58,7 +61,10 @@ def run_teleop(cfg, json_out: bool = False) -> int:
     if cfg.image:
         from PIL import Image
 
-        Image.fromarray(frames[len(frames) // 2]).save(cfg.image)
+        from twin_kit import atomic_output
+
+        with atomic_output(cfg.image) as tmp:
+            Image.fromarray(frames[len(frames) // 2]).save(tmp)
     moved = snap.ee_pos - start_pos
     res = {"out": str(out), "frames": n, "fps": cfg.fps, "robot": cfg.robot, "teleop": True,
            "sim_time": snap.sim_time, "speed": snap.speed, "ee_start": start_pos.tolist(),

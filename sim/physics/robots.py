@@ -116,15 +116,20 @@ def model_path(spec: RobotSpec) -> Path:
     return p
 
 
-def urdf_text(spec: RobotSpec) -> str:
-    """The robot's URDF with package:// URIs made absolute and visual elements dropped.
-
-    Twin renders robots from their collision meshes, so visuals (COLLADA files needing pycollada) are
-    not loaded; the gazebo plugin blocks are dropped with them.
-    """
-    path = model_path(spec)
+def urdf_source(spec: RobotSpec) -> str:
+    """The robot's URDF with package:// URIs made absolute (visual and collision elements as shipped)."""
     share = example_robot_data_root()
-    root = ET.fromstring(path.read_text().replace("package://", str(share) + "/"))
+    return model_path(spec).read_text().replace("package://", str(share) + "/")
+
+
+def urdf_text(spec: RobotSpec) -> str:
+    """The URDF that physics imports: `urdf_source` without visual elements and gazebo plugin blocks.
+
+    Newton imports the collision shapes only; the visual meshes (COLLADA files read through pycollada, STL)
+    are decimated and added as visual-only shapes by `sim.physics.visuals`, so what the viewer and sensors
+    draw never changes what collides.
+    """
+    root = ET.fromstring(urdf_source(spec))
     for link in root.findall("link"):
         for v in link.findall("visual"):
             link.remove(v)
@@ -149,7 +154,7 @@ class RobotLayout:
     camera_offset: np.ndarray = field(default_factory=lambda: np.array([0, 0, 0, 0, 0, 0, 1.0]))
 
 
-def _rpy_quat(rpy) -> np.ndarray:
+def rpy_quat(rpy) -> np.ndarray:
     """Quaternion xyzw of URDF roll-pitch-yaw (R = Rz(yaw) Ry(pitch) Rx(roll))."""
     r, p, y = (0.5 * float(a) for a in rpy)
     cr, sr, cp, sp, cy, sy = np.cos(r), np.sin(r), np.cos(p), np.sin(p), np.cos(y), np.sin(y)
@@ -175,6 +180,6 @@ def fixed_link_offset(urdf: str, link: str) -> tuple[str | None, np.ndarray]:
         o = j.find("origin")
         xyz = np.array([float(v) for v in (o.get("xyz", "0 0 0") if o is not None else "0 0 0").split()])
         rpy = [float(v) for v in (o.get("rpy", "0 0 0") if o is not None else "0 0 0").split()]
-        pose = tmul(np.concatenate([xyz, _rpy_quat(rpy)]), pose)
+        pose = tmul(np.concatenate([xyz, rpy_quat(rpy)]), pose)
         cur = j.find("parent").get("link")
     return cur, pose

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -50,6 +51,8 @@ class WorldConfig:
     iterations: int = opt(4, "solver iterations (XPBD)")
     check_collisions: bool = opt(True, "refuse robot poses that penetrate the scan")
     up_axis: str = opt("auto", "up axis of a plain mesh file: auto, y or z")
+    visuals: bool = opt(True, "give the robot its visual meshes (what viewers and sensors draw; physics collides "
+                              "with the collision shapes either way)")
     objects: list[BoxObject] = field(default_factory=list)
 
 
@@ -102,11 +105,12 @@ def _new_builder(mujoco: bool):
     return b
 
 
-def _robot_builder(spec: RobotSpec, base_pos, yaw: float, mujoco: bool = False):
+def _robot_builder(spec: RobotSpec, base_pos, yaw: float, mujoco: bool = False, visuals: bool = True):
     """A ModelBuilder holding one robot with PD position drives at its home pose.
 
     For the MuJoCo solvers the robot's links get gravity compensation (as a real arm's controller does),
-    so joint position targets are tracked without sag.
+    so joint position targets are tracked without sag. `visuals`: also the visual meshes, as visual-only
+    shapes that renderers draw instead of the collision shapes (see sim.physics.visuals); physics is the same.
     """
     import newton
     import warp as wp
@@ -114,10 +118,15 @@ def _robot_builder(spec: RobotSpec, base_pos, yaw: float, mujoco: bool = False):
     b = _new_builder(mujoco)
     xf = wp.transform(wp.vec3(*base_pos), wp.quat(*yaw_quat(yaw)))
     if spec.source == "aloha":
-        b.add_mjcf(mjcf_source(spec), xform=xf, floating=False, hide_visuals=True, enable_self_collisions=False)
+        b.add_mjcf(mjcf_source(spec), xform=xf, floating=False, hide_visuals=not visuals,
+                   enable_self_collisions=False)
     else:
         b.add_urdf(urdf_text(spec), xform=xf, floating=spec.floating, hide_visuals=True,
                    enable_self_collisions=False, collapse_fixed_joints=True)
+    if visuals:
+        from sim.physics.visuals import add_robot_visuals
+
+        add_robot_visuals(b, spec, np.array([*base_pos, *yaw_quat(yaw)]))
     for i, mass in enumerate(b.body_mass):  # a massless link left over would be static for XPBD
         if mass <= 0.0:
             b.body_mass[i], b.body_inv_mass[i] = 0.01, 100.0
@@ -174,13 +183,22 @@ def _layout(spec: RobotSpec, b, start_d: int) -> RobotLayout:
                        lower=list(b.joint_limit_lower[start_d:]), upper=list(b.joint_limit_upper[start_d:]))
 
 
+def _colliders(b) -> SimpleNamespace:
+    """The builder's colliding shapes, as `placement` reads them: visual-only shapes take up no space."""
+    from newton import ShapeFlags
+
+    keep = [s for s in range(b.shape_count) if b.shape_flags[s] & int(ShapeFlags.COLLIDE_SHAPES)]
+    return SimpleNamespace(**{k: [getattr(b, k)[s] for s in keep]
+                              for k in ("shape_source", "shape_body", "shape_scale", "shape_transform")})
+
+
 def _clear_pose(spec: RobotSpec, scene: SceneMesh):
     """A collision-free default base pose on the support surface (robot home pose, facing the centre)."""
     import newton
 
     from sim.physics.placement import find_clear_pose, robot_points
 
-    rb, _, _ = _robot_builder(spec, (0.0, 0.0, spec.base_height), 0.0)
+    rb, _, _ = _robot_builder(spec, (0.0, 0.0, spec.base_height), 0.0, visuals=False)
     m = rb.finalize(device="cpu")
     st = m.state()
     newton.eval_fk(m, m.joint_q, m.joint_qd, st)
@@ -261,7 +279,7 @@ def build_world(cfg: WorldConfig) -> World:
     one = _new_builder(mujoco)
     layout, start_c, start_d = None, 0, 0
     if spec is not None:
-        rb, start_c, start_d = _robot_builder(spec, base_pos, yaw, mujoco)
+        rb, start_c, start_d = _robot_builder(spec, base_pos, yaw, mujoco, cfg.visuals)
         layout = _layout(spec, rb, start_d)
         one.add_builder(rb)
     objects = []
@@ -287,7 +305,7 @@ def build_world(cfg: WorldConfig) -> World:
     if spec is not None and scene is not None and cfg.check_collisions:
         from sim.physics.placement import check_clear
 
-        check_clear(scene, one, state.body_q.numpy()[:bodies_per_world], spec.name, base_pos)
+        check_clear(scene, _colliders(one), state.body_q.numpy()[:bodies_per_world], spec.name, base_pos)
 
     solver = None
     if model.joint_count == 0:

@@ -36,11 +36,13 @@ class Tracer:
         from newton.sensors import SensorCamera
 
         self.model, self.normals, self.threads = model, normals, max(1, int(threads))
-        self.sensor = SensorCamera(model, load_textures=False)
+        # textures: the robots' visual meshes carry their colours as a small palette texture (one shape per link)
+        self.sensor = SensorCamera(model, load_textures=True)
         self.sensor.create_default_light()
         self._bufs: dict[tuple, tuple] = {}
         self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
-        self.configs = {g: SensorCamera.RenderConfig(enable_global_world=g) for g in (True, False)}
+        self.configs = {g: SensorCamera.RenderConfig(enable_global_world=g, enable_textures=True)
+                        for g in (True, False)}
 
     def _buffers(self, n: int, w: int, h: int):
         key = (n, w, h)

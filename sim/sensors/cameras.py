@@ -14,7 +14,6 @@ A mounted camera moves with the link, so it traces and splats the whole view eve
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -223,7 +222,6 @@ class Sensors:
         return out
 
 
-@contextmanager
 def _crop(f: SensorFrame, y0: int, y1: int, x0: int, x1: int) -> SensorFrame:
     return SensorFrame(*(None if t is None else t[:, y0:y1, x0:x1] for t in (f.rgb, f.depth, f.seg, f.normal)))
 

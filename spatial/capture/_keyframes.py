@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from spatial.capture.frames import Frame, FramesConfig, FrameSet, working_size
-from twin_kit import InputError
+from spatial.capture.frames import MIN_FRAMES, Frame, FramesConfig, FrameSet, working_size
+from twin_kit import InputError, warn
 
 _LK = dict(winSize=(21, 21), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
 
@@ -62,10 +62,24 @@ class _Tracks:
         return max(flow / (cfg.parallax * diag), (1.0 - frac) / max(1e-6, 1.0 - cfg.min_tracked))
 
 
-def _decode(path: Path, max_side: int, progress=None):
-    """(index, seconds, RGB at working resolution) for every frame, decoded with FFmpeg's threads."""
+def declared_frames(stream) -> int | None:
+    """Frames the container says the video stream holds: its frame count, else duration x frame rate."""
+    if stream.frames:
+        return int(stream.frames)
+    if stream.duration and stream.time_base and stream.average_rate:
+        return int(round(float(stream.duration * stream.time_base) * float(stream.average_rate)))
+    return None
+
+
+def _decode(path: Path, max_side: int, progress=None, stats: dict | None = None):
+    """(index, seconds, RGB at working resolution) for every frame, decoded with FFmpeg's threads.
+
+    `stats` receives "decoded" (frames read), "declared" (what the container announced) and "error" (why
+    decoding stopped, when it failed after the first frame: the frames before the damage are kept).
+    """
     import av
 
+    stats = {} if stats is None else stats
     try:
         container = av.open(str(path))
     except Exception as e:
@@ -75,7 +89,8 @@ def _decode(path: Path, max_side: int, progress=None):
             raise InputError(f"{path}: no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        task = progress.add_task("reading video", total=stream.frames or None, status="") \
+        stats.update(decoded=0, declared=declared_frames(stream), error=None)
+        task = progress.add_task("reading video", total=stats["declared"] or None, status="") \
             if progress is not None else None
         try:
             for i, fr in enumerate(container.decode(stream)):
@@ -86,11 +101,21 @@ def _decode(path: Path, max_side: int, progress=None):
                 rgb = fr.to_ndarray(width=sw, height=sh, format="rgb24", interpolation="AREA")
                 if rot:
                     rgb = np.ascontiguousarray(np.rot90(rgb, rot))
+                stats["decoded"] = i + 1
                 yield i, (float(fr.time) if fr.time is not None else None), rgb, (w, h)
                 if task is not None:
                     progress.advance(task)
         except av.error.FFmpegError as e:
-            raise InputError(f"{path}: video decoding failed ({e})".replace("\n", " ")) from None
+            if not stats["decoded"]:
+                raise InputError(f"{path}: video decoding failed at its first frame ({e}); the file looks "
+                                 "truncated or damaged".replace("\n", " ")) from None
+            stats["error"] = str(e).replace("\n", " ")
+
+
+def _stopped_early(stats: dict) -> bool:
+    """Decoding ended well before the frame count the container declared (B-frame and edit-list slack aside)."""
+    declared = stats.get("declared")
+    return bool(stats.get("error")) or (declared is not None and stats["decoded"] < declared - max(2, 0.02 * declared))
 
 
 def _grey(rgb: np.ndarray, side: int) -> np.ndarray:
@@ -147,17 +172,37 @@ def select_keyframes(frames, cfg: FramesConfig) -> list[_Candidate]:
 
 
 def load_video(path: Path, cfg: FramesConfig, progress=None) -> FrameSet:
-    """Keyframes of a video at working resolution; InputError when the camera never moves."""
+    """Keyframes of a video at working resolution; InputError when the camera never moves.
+
+    A video whose decoding stops before the end the container announces (a truncated or damaged file) keeps
+    the frames before that point, with a one-line warning and a note in the FrameSet; it is refused when
+    fewer than MIN_FRAMES keyframes remain.
+    """
     sizes: dict[int, tuple[int, int]] = {}
+    stats: dict = {}
 
     def frames():
-        for i, ts, rgb, size in _decode(path, cfg.max_side, progress):
+        for i, ts, rgb, size in _decode(path, cfg.max_side, progress, stats):
             sizes[i] = size
             yield i, ts, rgb
 
     keys = select_keyframes(frames(), cfg)
     if not sizes:
         raise InputError(f"{path}: the video has no decodable frames")
+    notes = []
+    truncated = _stopped_early(stats)
+    if truncated:
+        why = f" ({stats['error']})" if stats.get("error") else ""
+        declared = f" of the {stats['declared']} it declares" if stats.get("declared") else ""
+        k = stats["decoded"]
+        head = (f"decoding stopped after {k} frame{'s' if k != 1 else ''}{declared}{why}: the file looks truncated "
+                "or damaged")
+        if len(keys) < MIN_FRAMES:
+            raise InputError(f"{path}: {head}, and the {len(keys)} keyframe{'s' if len(keys) != 1 else ''} before "
+                             f"that point are too few (need {MIN_FRAMES})")
+        note = f"{path.name}: {head}; only the frames before that point are used"
+        warn(note)
+        notes.append(note)
     if len(keys) < 2:
         raise InputError(f"{path}: no camera motion found over {len(sizes)} frames (the features never move); "
                          "walk around the scene while filming")
@@ -165,4 +210,6 @@ def load_video(path: Path, cfg: FramesConfig, progress=None) -> FrameSet:
         keep = np.unique(np.linspace(0, len(keys) - 1, cfg.max_keyframes).round().astype(int))
         keys = [keys[k] for k in keep]
     return FrameSet(frames=[Frame(name=f"frame_{k.index:06d}.png", image=k.rgb, original_size=sizes[k.index],
-                                  timestamp=k.timestamp) for k in keys], source="video")
+                                  timestamp=k.timestamp) for k in keys], source="video", notes=notes,
+                    decoding={"frames_decoded": stats["decoded"], "frames_declared": stats["declared"],
+                              "truncated": truncated})

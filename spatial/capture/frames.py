@@ -43,6 +43,7 @@ class Frame:
     original_size: tuple[int, int]  # (width, height) as stored, after EXIF orientation
     timestamp: float | None = None  # seconds: video presentation time, photo EXIF DateTimeOriginal
     focal_px: float | None = None  # EXIF focal length in pixels at working resolution
+    device: str | None = None  # EXIF make and model, so that photos of different cameras get their own intrinsics
 
     @property
     def size(self) -> tuple[int, int]:
@@ -56,6 +57,8 @@ class FrameSet:
     frames: list[Frame]
     skipped: list[tuple[str, str]] = field(default_factory=list)
     source: str = "photos"  # "photos" or "video"
+    notes: list[str] = field(default_factory=list)  # what a user should know about the input (warned once)
+    decoding: dict = field(default_factory=dict)  # video: frames decoded / declared by the container, truncated
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -153,8 +156,9 @@ def read_photo(path: Path, max_side: int) -> Frame:
             im = im.transpose(_TRANSPOSE[orientation])
         rgb = np.asarray(im, dtype=np.uint8).copy()
     focal = exif_focal_px(exif, (ow, oh))
+    device = " ".join(str(exif.get(k, "")).strip("\x00 ") for k in (0x010F, 0x0110)).strip() or None
     return Frame(name=path.name, image=rgb, original_size=(ow, oh), timestamp=_exif_time(exif),
-                 focal_px=focal * (tw / ow) if focal else None)
+                 focal_px=focal * (tw / ow) if focal else None, device=device)
 
 
 def exif_focal_px(exif, size: tuple[int, int]) -> float | None:

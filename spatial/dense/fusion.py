@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from spatial.cameras import Camera
-from twin_kit import InputError, opt
+from twin_kit import InputError, opt, warn
 
 
 @dataclass
@@ -29,6 +29,7 @@ class FusionConfig:
     min_component_rel: float = opt(0.05, "drop connected components with fewer triangles than this fraction "
                                           "of the largest")
     target_triangles: int = opt(200_000, "quadric decimation target triangle count (0 = keep all)")
+    min_view_pixels: int = opt(50, "a view with fewer valid depth pixels is left out of the TSDF (with a warning)")
 
 
 @dataclass
@@ -137,7 +138,9 @@ def tsdf_mesh(depths: Sequence, images: Sequence[np.ndarray], cameras: Sequence[
     """Coloured triangle mesh (trimesh.Trimesh) by TSDF fusion of depth maps in an Open3D VoxelBlockGrid.
 
     voxel_size defaults to cfg.mesh_voxel_rel of the scene extent and trunc to cfg.trunc_voxels voxels.
-    Small connected components are dropped and the mesh is decimated to cfg.target_triangles.
+    Small connected components are dropped and the mesh is decimated to cfg.target_triangles. Views without
+    usable depth (fewer than cfg.min_view_pixels valid pixels, or none that touch a voxel block) are skipped
+    with a warning and listed in the mesh's metadata["skipped_views"]; InputError when no view is left.
     """
     import open3d as o3d
     import open3d.core as o3c
@@ -162,16 +165,29 @@ def tsdf_mesh(depths: Sequence, images: Sequence[np.ndarray], cameras: Sequence[
         attr_channels=((1), (1), (3)), voxel_size=float(voxel_size), block_resolution=8, block_count=50_000,
         device=dev)
     mult = float(trunc / voxel_size)
-    for v, m in zip(views, masks):
+    skipped = []
+    for i, (v, m) in enumerate(zip(views, masks)):
         d = np.where(m, v.depth, 0.0).astype(np.float32)
-        if not d.any():
+        if int(np.count_nonzero(d)) < cfg.min_view_pixels:
+            skipped.append(v.camera.name or f"view {i}")
             continue
         depth = o3d.t.geometry.Image(o3c.Tensor(d, device=dev))
         color = o3d.t.geometry.Image(o3c.Tensor(v.image.astype(np.float32) / 255.0, device=dev))
         K = o3c.Tensor(v.camera.K, dtype=o3c.float64)
         E = o3c.Tensor(v.camera.world_to_cam, dtype=o3c.float64)
-        coords = vbg.compute_unique_block_coordinates(depth, K, E, 1.0, dmax, mult)
+        try:
+            coords = vbg.compute_unique_block_coordinates(depth, K, E, 1.0, dmax, mult)
+        except RuntimeError as e:  # Open3D samples every few pixels: scattered depth may touch no voxel block
+            if "no block is touched" not in str(e).lower():
+                raise
+            skipped.append(v.camera.name or f"view {i}")
+            continue
         vbg.integrate(coords, depth, color, K, K, E, 1.0, dmax, mult)
+    if skipped:
+        warn(f"TSDF fusion skipped {len(skipped)} of {len(views)} views without usable depth: "
+             + ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""))
+    if len(skipped) == len(views):
+        raise InputError("no valid depth to fuse (no view has usable depth)")
     mesh = vbg.extract_triangle_mesh(weight_threshold=float(cfg.min_weight)).to_legacy()
     if len(mesh.triangles) == 0:
         raise InputError("TSDF fusion produced an empty mesh (depths do not overlap or are all invalid)")
@@ -180,8 +196,10 @@ def tsdf_mesh(depths: Sequence, images: Sequence[np.ndarray], cameras: Sequence[
         mesh = mesh.simplify_quadric_decimation(int(cfg.target_triangles))
         mesh.remove_unreferenced_vertices()
     colors = np.clip(np.asarray(mesh.vertex_colors) * 255 + 0.5, 0, 255).astype(np.uint8)
-    return trimesh.Trimesh(vertices=np.asarray(mesh.vertices), faces=np.asarray(mesh.triangles),
-                           vertex_colors=colors, process=False)
+    out = trimesh.Trimesh(vertices=np.asarray(mesh.vertices), faces=np.asarray(mesh.triangles),
+                          vertex_colors=colors, process=False)
+    out.metadata["skipped_views"] = skipped  # views without usable depth, left out of the fusion
+    return out
 
 
 def _drop_small_components(mesh, min_rel: float):

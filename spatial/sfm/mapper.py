@@ -6,6 +6,7 @@ small photo sets match exhaustively. Frames that fail are reported with the stag
 """
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 from spatial.cameras import Camera
 from spatial.capture.frames import FrameSet
 from spatial.interop.colmap_io import camera_from_pycolmap
+from spatial.sfm._intrinsics import camera_groups, implausible_cameras
 from twin_kit import InputError, opt, warn
 
 
@@ -39,6 +41,17 @@ class SfmConfig:
     num_threads: int = opt(2, "CPU threads for COLMAP")
     verbose: bool = opt(False, "show COLMAP's own log lines")
     seed: int = opt(0, "random seed for COLMAP's RANSAC and mappers")
+    peak_threshold: float = opt(0.0067, "SIFT peak threshold (lower finds more features in low contrast)")
+    guided_matching: bool = opt(False, "re-match each verified pair guided by its epipolar geometry (more inliers "
+                                       "on wide baselines, slower)")
+    retry_max_images: int = opt(40, "sets up to this size are re-mapped (incremental, more features, "
+                                    "exhaustive matching) while any frame is missing; larger ones only when "
+                                    "fewer than min_registered register")
+    min_focal_ratio: float = opt(0.3, "a registered camera whose focal length is below this times its image's "
+                                      "long side is implausible: its frame is dropped with a warning")
+    max_focal_ratio: float = opt(5.0, "... or above this times the long side")
+    max_focal_spread: float = opt(3.0, "... or this many times away from the other cameras' focal length (unless "
+                                       "its EXIF focal agrees)")
 
 
 @dataclass
@@ -56,6 +69,9 @@ class SfmResult:
     mapper: str = "global"
     matching: str = "sequential"
     timings: dict[str, float] = field(default_factory=dict)
+    dropped: dict[str, str] = field(default_factory=dict)  # frame name -> why its camera was not believable
+    attempt: str = ""  # the mapping attempt that won (see run_sfm)
+    attempts: list[dict] = field(default_factory=list)  # every attempt: {"attempt", "registered"}
 
     def sparse_depths(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(uv (K, 2) OpenCV pixels, depth (K,)) of the sparse points seen by camera `name`."""
@@ -67,8 +83,26 @@ class SfmResult:
         return uv, z
 
 
+@dataclass
+class _Attempt:
+    """One mapping of one feature database, kept until the best attempt is chosen."""
+
+    label: str
+    mapper: str
+    db_path: Path
+    matching: str
+    rec: object  # the largest pycolmap.Reconstruction, or None
+    good: int = 0  # registered frames with believable cameras
+
+
 def run_sfm(frames: FrameSet, work_dir: Path, cfg: SfmConfig | None = None, progress=None) -> SfmResult:
-    """Cameras and sparse points for the frames; InputError when too few of them can be registered."""
+    """Cameras and sparse points for the frames; InputError when too few of them can be registered.
+
+    When the configured mapping registers too few frames (see _too_few), it is retried on the same matches
+    with the incremental mapper (relaxed initialisation, which wide-baseline photo sets need), then with
+    more SIFT features, exhaustive matching and both mappers; the attempt with most believable cameras wins
+    and SfmResult.attempt / .attempts say which it was.
+    """
     import time
 
     import pycolmap
@@ -83,7 +117,6 @@ def run_sfm(frames: FrameSet, work_dir: Path, cfg: SfmConfig | None = None, prog
     img_dir, db_path = work / "images", work / "database.db"
     shutil.rmtree(img_dir, ignore_errors=True)
     img_dir.mkdir(parents=True, exist_ok=True)
-    db_path.unlink(missing_ok=True)
     names = [f"{i:05d}.png" for i in range(n)]
     pycolmap.set_random_seed(cfg.seed)
     task = progress.add_task("cameras", total=4, status="features") if progress is not None else None
@@ -95,6 +128,10 @@ def run_sfm(frames: FrameSet, work_dir: Path, cfg: SfmConfig | None = None, prog
             progress.update(task, advance=1, status=status)
         return time.perf_counter()
 
+    no_motion = (f"no camera motion: the {n} images show the scene from the same place (identical or nearly "
+                 "identical views); move around the scene between photos")
+    if _identical_views(frames):
+        raise InputError(no_motion)
     t = time.perf_counter()
     for name, f in zip(names, frames.frames):
         cv2.imwrite(str(img_dir / name), cv2.cvtColor(f.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
@@ -104,26 +141,109 @@ def run_sfm(frames: FrameSet, work_dir: Path, cfg: SfmConfig | None = None, prog
     matching = _choose_matching(frames, cfg)
     _match(db_path, work, names, matching, cfg)
     t = stage("mapping", t, "matching")
+    if _features_never_move(db_path, frames):
+        raise InputError(no_motion)
 
-    feats, verified = _db_stats(db_path, names)
     need = max(3, int(np.ceil(cfg.min_registered * n)))
-    rec = _largest(_map(db_path, img_dir, work / "sparse", cfg.mapper, cfg))
-    mapper = cfg.mapper
-    if cfg.mapper == "global" and (rec is None or rec.num_reg_images() < need) and max(verified.values()) > 0:
-        warn(f"global mapping registered {rec.num_reg_images() if rec else 0} of {n} frames; "
-             "trying the incremental mapper")
-        rec2 = _largest(_map(db_path, img_dir, work / "sparse_incremental", "incremental", cfg))
-        if rec2 is not None and (rec is None or rec2.num_reg_images() > rec.num_reg_images()):
-            rec, mapper = rec2, "incremental"
+    attempts: list[_Attempt] = []
+
+    def attempt(label: str, mapper: str, db: Path, how: str, relax: int) -> None:
+        rec = _largest(_map(db, img_dir, work / f"sparse_{len(attempts)}", mapper, cfg, relax))
+        attempts.append(_Attempt(label, mapper, db, how, rec, _believable(rec, frames, names, cfg)))
+
+    attempt(cfg.mapper, cfg.mapper, db_path, matching, 0)
+    if _too_few(attempts, n, need, cfg) and _any_verified(db_path, names):
+        _retry(attempts, attempt, frames, work, img_dir, names, matching, n, need, cfg)
+    best = max(attempts, key=lambda a: a.good)  # the first of equals: retries must do strictly better
     t = stage("done", t, "mapping")
-    res = _result(rec, frames, names, feats, verified, mapper, cfg, matching)
+    feats, verified = _db_stats(best.db_path, names)
+    res = _result(best.rec, frames, names, feats, verified, best.mapper, cfg, best.matching)
     res.timings = timings
+    res.attempt = best.label
+    res.attempts = [{"attempt": a.label, "registered": a.good} for a in attempts]
     if len(res.cameras) < need:
         raise InputError(f"images do not overlap enough: {len(res.cameras)} of {n} frames could be registered "
                          f"(need overlapping views of a textured scene)")
     if task is not None:
         progress.update(task, advance=1)
     return res
+
+
+def _too_few(attempts: list[_Attempt], n: int, need: int, cfg: SfmConfig) -> bool:
+    """Worth another attempt: below the refusal line, or (small photo sets, cheap to redo) any frame missing."""
+    got = max(a.good for a in attempts)
+    return got < need or (got < n and n <= cfg.retry_max_images)
+
+
+def _retry(attempts, attempt, frames: FrameSet, work: Path, img_dir: Path, names: list[str], matching: str,
+           n: int, need: int, cfg: SfmConfig) -> None:
+    """Retries in order of cost (one warning line), stopping as soon as enough frames are registered."""
+    how = "exhaustive" if n <= cfg.retry_max_images else matching
+    warn(f"{attempts[0].label} mapping registered {attempts[0].good} of {n} frames; retrying with the incremental "
+         f"mapper, then with more features and guided {how} matching")
+    db_path = attempts[0].db_path
+    for label, relax in (("incremental", 0), ("incremental (relaxed initialisation)", 1)):
+        if label == attempts[0].label:
+            continue
+        attempt(label, "incremental", db_path, matching, relax)
+        if not _too_few(attempts, n, need, cfg):
+            return
+    more = dataclasses.replace(cfg, max_features=2 * cfg.max_features, first_octave=-1,
+                               peak_threshold=cfg.peak_threshold / 2, guided_matching=True)
+    db2 = work / "database_more.db"
+    _extract(db2, img_dir, names, frames, more)
+    _match(db2, work, names, how, more)
+    for mapper, relax in (("global", 0), ("incremental", 1), ("incremental", 2)):
+        kind = mapper + (" (relaxed initialisation)" if relax == 1 else " (most relaxed)" if relax else "")
+        attempt(f"{kind}, more features, guided {how} matching", mapper, db2, how, relax)
+        if not _too_few(attempts, n, need, cfg):
+            return
+
+
+def _believable(rec, frames: FrameSet, names: list[str], cfg: SfmConfig) -> int:
+    """Registered frames of a reconstruction whose cameras pass the plausibility checks."""
+    if rec is None:
+        return 0
+    idx = {nm: k for k, nm in enumerate(names)}
+    cams, fr = [], []
+    for im in rec.images.values():
+        if im.has_pose and im.name in idx:
+            cams.append(camera_from_pycolmap(im.camera, im.cam_from_world(), im.name))
+            fr.append(frames.frames[idx[im.name]])
+    return len(cams) - len(implausible_cameras(cams, fr, cfg.min_focal_ratio, cfg.max_focal_ratio,
+                                               cfg.max_focal_spread))
+
+
+def _any_verified(db_path: Path, names: list[str]) -> bool:
+    return max(_db_stats(db_path, names)[1].values()) > 0
+
+
+def _identical_views(frames: FrameSet) -> bool:
+    """Every frame looks the same as the next (32x32 grey thumbnails within re-encoding noise)."""
+    thumbs = [cv2.resize(cv2.cvtColor(f.image, cv2.COLOR_RGB2GRAY), (32, 32), interpolation=cv2.INTER_AREA)
+              .astype(np.float32) for f in frames.frames]
+    return max(float(np.mean(np.abs(a - b))) for a, b in zip(thumbs, thumbs[1:])) < 2.0
+
+
+def _features_never_move(db_path: Path, frames: FrameSet) -> bool:
+    """No verified pair's matched features move by more than 0.5 % of the image diagonal (zero baseline)."""
+    import pycolmap
+
+    db = pycolmap.Database.open(db_path)
+    try:
+        kps = {im.image_id: np.asarray(db.read_keypoints(im.image_id))[:, :2] for im in db.read_all_images()}
+        pair_ids, geoms = db.read_two_view_geometries()
+        flows = []
+        for pid, g in zip(pair_ids, geoms):
+            a, b = pycolmap.pair_id_to_image_pair(pid)
+            m = np.asarray(g.inlier_matches)
+            if len(m) < 15 or a not in kps or b not in kps:
+                continue
+            flows.append(float(np.median(np.linalg.norm(kps[a][m[:, 0]] - kps[b][m[:, 1]], axis=1))))
+    finally:
+        db.close()
+    diag = float(np.hypot(*frames.frames[0].size))
+    return bool(flows) and max(flows) < 0.005 * diag
 
 
 def _choose_matching(frames: FrameSet, cfg: SfmConfig) -> str:
@@ -135,22 +255,30 @@ def _choose_matching(frames: FrameSet, cfg: SfmConfig) -> str:
 
 
 def _extract(db_path: Path, img_dir: Path, names: list[str], frames: FrameSet, cfg: SfmConfig) -> None:
-    """SIFT into the database, one shared camera for one device, focal priors from EXIF."""
+    """SIFT into the database: one camera per camera group (see camera_groups), focal priors from EXIF.
+
+    Images enter the database group by group in name order before extraction, so image ids never depend on
+    which extraction thread finishes first (COLMAP's parallel reader would otherwise number them by race,
+    and matching and mapping results follow the ids).
+    """
     import pycolmap
 
     sizes = {f.size for f in frames.frames}
-    focals = {round(f.focal_px, 1) if f.focal_px else None for f in frames.frames}
-    single = len(sizes) == 1 and len(focals) == 1
     ro = pycolmap.ImageReaderOptions()
     ro.camera_model = cfg.camera_model
+    db_path.unlink(missing_ok=True)
+    pycolmap.Database.open(db_path).close()
+    groups = camera_groups(frames)
+    for g in groups:
+        pycolmap.import_images(db_path, img_dir, pycolmap.CameraMode.SINGLE, [names[i] for i in g], ro)
     eo = pycolmap.FeatureExtractionOptions()
     eo.num_threads = cfg.num_threads
     eo.sift.max_num_features = cfg.max_features
+    eo.sift.peak_threshold = cfg.peak_threshold
     eo.sift.first_octave = cfg.first_octave if cfg.first_octave is not None else (
         -1 if max(max(s) for s in sizes) <= 640 else 0)
-    mode = pycolmap.CameraMode.SINGLE if single else pycolmap.CameraMode.PER_IMAGE
-    pycolmap.extract_features(db_path, img_dir, image_names=names, camera_mode=mode, reader_options=ro,
-                              extraction_options=eo, device=pycolmap.Device.cpu)
+    pycolmap.extract_features(db_path, img_dir, image_names=names, camera_mode=pycolmap.CameraMode.PER_IMAGE,
+                              reader_options=ro, extraction_options=eo, device=pycolmap.Device.cpu)
     if not any(f.focal_px for f in frames.frames):
         return
     db = pycolmap.Database.open(db_path)
@@ -177,6 +305,7 @@ def _match(db_path: Path, work: Path, names: list[str], matching: str, cfg: SfmC
 
     mo = pycolmap.FeatureMatchingOptions()
     mo.num_threads = cfg.num_threads
+    mo.guided_matching = cfg.guided_matching
     vo = pycolmap.TwoViewGeometryOptions()
     vo.ransac.random_seed = cfg.seed
     if matching == "exhaustive":
@@ -257,7 +386,9 @@ def _largest(recs: list):
     return max(recs, key=lambda r: r.num_reg_images()) if recs else None
 
 
-def _map(db_path: Path, img_dir: Path, out: Path, mapper: str, cfg: SfmConfig) -> list:
+def _map(db_path: Path, img_dir: Path, out: Path, mapper: str, cfg: SfmConfig, relax: int = 0) -> list:
+    """Reconstructions by COLMAP's global or incremental mapper; `relax` 1 or 2 lowers the incremental
+    mapper's bar for its first pair and for adding views (wide baselines give few, strong matches)."""
     import pycolmap
 
     shutil.rmtree(out, ignore_errors=True)
@@ -275,6 +406,15 @@ def _map(db_path: Path, img_dir: Path, out: Path, mapper: str, cfg: SfmConfig) -
         o = pycolmap.IncrementalPipelineOptions()
         o.num_threads = cfg.num_threads
         o.random_seed = cfg.seed
+        o.min_model_size = 3  # the largest model is kept anyway; COLMAP's 10 discards small photo sets whole
+        m = o.mapper
+        if relax >= 1:
+            m.init_min_num_inliers, m.init_min_tri_angle = 30, 6.0
+            m.abs_pose_min_num_inliers, m.abs_pose_min_inlier_ratio = 15, 0.15
+        if relax >= 2:
+            m.init_min_num_inliers, m.init_min_tri_angle = 15, 3.0
+            m.abs_pose_min_num_inliers, m.abs_pose_min_inlier_ratio = 10, 0.1
+            o.min_num_matches = 10
         recs = pycolmap.incremental_mapping(db_path, img_dir, out, o)
     return list(recs.values())
 
@@ -303,8 +443,15 @@ def _result(rec, frames: FrameSet, names: list[str], feats: dict, verified: dict
             idxs.append(k)
             seen = [row[int(p.point3D_id)] for p in im.points2D if p.has_point3D()]
             visible[f.name] = np.unique(np.asarray(seen, np.int64))
-    unreg = {}
-    got = set(idxs)
+    dropped = implausible_cameras(cams, [frames.frames[k] for k in idxs], cfg.min_focal_ratio, cfg.max_focal_ratio,
+                                  cfg.max_focal_spread)
+    for name, why in dropped.items():
+        warn(f"dropping {name}: {why}")
+    keep = [i for i, c in enumerate(cams) if c.name not in dropped]
+    cams, idxs = [cams[i] for i in keep], [idxs[i] for i in keep]
+    visible = {c.name: visible[c.name] for c in cams}
+    unreg = dict(dropped)
+    got = set(idxs) | {k for k, f in enumerate(frames.frames) if f.name in dropped}
     for k, nm in enumerate(names):
         if k in got:
             continue
@@ -316,4 +463,4 @@ def _result(rec, frames: FrameSet, names: list[str], feats: dict, verified: dict
         else:
             unreg[fname] = f"not registered by the {mapper} mapper ({verified[nm]} verified partner frames)"
     return SfmResult(cameras=cams, frame_indices=idxs, points=pts, colors=cols, point_ids=pids, visible=visible,
-                     reconstruction=rec, unregistered=unreg, mapper=mapper, matching=matching)
+                     reconstruction=rec, unregistered=unreg, mapper=mapper, matching=matching, dropped=dropped)

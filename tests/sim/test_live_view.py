@@ -14,7 +14,7 @@ from support.small_bundle import make_bundle
 
 
 def wait_sim(live, seconds: float, timeout: float = 60.0) -> None:
-    """Wait until the physics thread has simulated `seconds` more (it may run slower than real time)."""
+    """Wait until the session's physics thread has simulated `seconds` more (it may run slower than real time)."""
     t_end = live.snapshot.sim_time + seconds
     t0 = time.monotonic()
     while live.snapshot.sim_time < t_end:
@@ -35,18 +35,19 @@ def wait_until(live, cond, max_sim: float, timeout: float = 60.0) -> bool:
     return True
 
 
-def robot_bbox(v, live, width: int, height: int) -> tuple[int, int, int, int]:
-    """Pixel box (x0, y0, x1, y1) covering every robot link vertex, seen from the connected client's camera."""
+def robot_bbox(v, view, width: int, height: int) -> tuple[int, int, int, int]:
+    """Pixel box (x0, y0, x1, y1) covering every drawn robot vertex, seen from the connected client's camera."""
     from scenes import keyframe_from_client
-    from sim.live.session import link_meshes
+    from sim.live.viewer import link_meshes
     from twin_kit.rotations import qrot
 
     kf = keyframe_from_client(next(iter(v.server.get_clients().values())))
     w2c = np.asarray(kf["world_to_camera"])
     f = height / 2 / np.tan(kf["fov_y"] / 2)
+    live = view.session
     bq = np.concatenate([live.snapshot.body_q, [[0, 0, 0, 0, 0, 0, 1.0]]])  # body -1: fixed to the world
     pts = np.concatenate([qrot(bq[m.body, 3:], m.vertices.astype(np.float64)) + bq[m.body, :3]
-                          for m in link_meshes(live.world)]) / live.mpu
+                          for m in link_meshes(live.world)]) / view.mpu
     x = pts @ w2c[:3, :3].T + w2c[:3, 3]
     assert (x[:, 2] > 0).all(), "robot should be in front of the client camera"
     u = f * x[:, 0] / x[:, 2] + width / 2
@@ -57,32 +58,36 @@ def robot_bbox(v, live, width: int, height: int) -> tuple[int, int, int, int]:
 def test_view_sim_moves_robot_and_teleop_drives_it(tmp_path):
     from scenes.viewer.server import ViewerOptions
     from scenes.viewer.snapshot import canvas_image, chromium_page, wait_for_scene
-    from sim.live.session import LiveSimConfig, start_sim_viewer
+    from sim.live.session import SessionConfig
+    from sim.live.viewer import ViewConfig, start_sim_viewer, stop_sim_viewer
     from sim.sensors.filming import film_poses
 
     bundle = make_bundle(tmp_path / "small")
-    cfg = LiveSimConfig(record_fps=10, save_button=True)  # as `twin sim --teleop` runs it
-    v, live = start_sim_viewer(bundle, ViewerOptions(port=free_port(), thumbnails=False), cfg=cfg, announce=False)
+    # as `twin sim --teleop` runs it: poses recorded for the video, a "Stop & save" button
+    v, view = start_sim_viewer(bundle, ViewerOptions(port=free_port(), thumbnails=False),
+                               cfg=SessionConfig(record_fps=10), view=ViewConfig(save_button=True), announce=False)
+    live = view.session
     try:
-        assert live.mode == "scripted" and len(live.handles["links"]) >= 8  # franka: 7 links + hand + fingers
-        # Server side: the link handles follow the physics thread (scripted path: up to 12 cm sideways/up).
-        a = live.link_positions()
+        assert live.mode == "scripted" and len(view.handles["links"]) >= 8  # franka: 7 links + hand + fingers
+        # Server side: the link frames follow the session's snapshots (scripted path: up to 12 cm sideways/up).
+        a = view.link_positions()
         wait_sim(live, 0.25)
-        b = live.link_positions()
+        time.sleep(2.0 / view.cfg.ui_hz)  # the drawing thread's next frame
+        b = view.link_positions()
         assert np.abs(b - a).max() > 0.01, "robot link handles did not move"
         W, H = 640, 480
         with chromium_page(v.url, W, H) as page:
             live.set_playing(False)
             time.sleep(0.3)
             wait_for_scene(page, timeout=60)
-            box0 = robot_bbox(v, live, W, H)
+            box0 = robot_bbox(v, view, W, H)
             shot0 = canvas_image(page, hide_overlays=True).astype(np.int16)
             live.set_playing(True)
             wait_sim(live, 0.3)
             live.set_playing(False)
             time.sleep(1.5)
             shot1 = canvas_image(page, hide_overlays=True).astype(np.int16)
-            box1 = robot_bbox(v, live, W, H)
+            box1 = robot_bbox(v, view, W, H)
             changed = np.abs(shot1 - shot0).max(axis=2) > 30
             assert changed.mean() > 0.002, "the browser shows no robot motion"
             x0, y0 = min(box0[0], box1[0]) - 4, min(box0[1], box1[1]) - 4
@@ -101,7 +106,7 @@ def test_view_sim_moves_robot_and_teleop_drives_it(tmp_path):
                 t0 = time.monotonic()
                 while live.nudges == n and time.monotonic() - t0 < 10:
                     time.sleep(0.05)
-            assert live.mode == "teleop" and live.gui["mode"].value == "Teleop"
+            assert live.mode == "teleop" and view.gui["mode"].value == "Teleop"
             np.testing.assert_allclose(live.goal - e0, [0.04, 0.0, 0.06], atol=0.005)
             live.set_playing(True)
             wait_until(live, lambda: np.abs(live.snapshot.ee_pos - e0 - [0.04, 0, 0.06]).max() < 0.01, 2.0)
@@ -122,8 +127,7 @@ def test_view_sim_moves_robot_and_teleop_drives_it(tmp_path):
         wait_sim(live, 0.05)
         assert np.linalg.norm(live.snapshot.ee_pos - live.home_pos) < 0.03
     finally:
-        live.stop()
-        v.stop()
+        stop_sim_viewer(v, view)
     assert live.error is None
     # The session as `twin sim --teleop` films it: the arm moves in the recorded frames.
     n = len(live.recording)

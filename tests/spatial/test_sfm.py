@@ -2,19 +2,17 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from support.data import BIRD
 
 from spatial.capture.frames import FramesConfig, load_frames
 from spatial.evaluation.metrics import evaluate_poses
 from spatial.interop.reference import read_reference
 from spatial.sfm.mapper import SfmConfig, run_sfm
 from twin_kit.errors import InputError
-
-BIRD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bird"  # ../shared beside the clone
 
 
 @pytest.fixture(scope="module")
