@@ -10,5 +10,8 @@ _API = {
     "DatasetWriter": "datasets.writer",
     **dict.fromkeys(["read_dataset", "LeRobotDatasetView", "EpisodeInfo"], "datasets.reader"),
     "VideoEncoding": "datasets.video",
+    **dict.fromkeys(["Style", "VANILLA", "STYLE_FAMILIES", "sample_style", "restyle", "restyle_labelled",
+                     "Restyled", "SEG_DISTRACTOR", "CosmosConfig", "load_cosmos", "restyle_cosmos", "style_prompt",
+                     "style_grid"], "restyle"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _API)

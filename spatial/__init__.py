@@ -12,7 +12,9 @@ __version__ = "0.1.0"
 _API = {
     **dict.fromkeys(["Bundle", "BundleError", "BundlePaths", "read_bundle", "staged_bundle", "updating_bundle",
                      "new_manifest", "finalize_manifest", "write_cameras", "read_cameras", "atomic_write_bytes",
-                     "read_points", "write_points", "read_collision_mesh", "read_depth", "write_depth"], "bundle"),
+                     "read_points", "write_points", "read_collision_mesh", "read_depth", "write_depth",
+                     "CollisionPieces", "read_collision_pieces", "write_collision_pieces"], "bundle"),
+    **dict.fromkeys(["ConvexConfig", "convex_components", "decompose", "stored_convex_pieces"], "dense.convex"),
     **dict.fromkeys(["Camera", "look_at"], "cameras"),
     **dict.fromkeys(["FramesConfig", "load_frames"], "capture.frames"),
     **dict.fromkeys(["SfmConfig", "run_sfm"], "sfm.mapper"),

@@ -32,6 +32,8 @@ TRANSFORMS = "transforms.json"
 USD_STAGE = "scene.usda"
 USDZ = "scene.usdz"
 COLLISION_GLB = COLLISION_STEM + ".glb"
+COLLISION_PIECES = COLLISION_STEM + "_pieces.npz"  # convex pieces of the collision mesh (computed once, reused)
+PIECES_VERSION = 1  # layout of COLLISION_PIECES; another version is recomputed, not read
 DYNAMIC = "dynamic"
 CAMERA_PATHS = "paths"  # keyframed camera paths saved from the viewer
 SPLAT_CHECKPOINTS = "splat_checkpoints"  # beside the bundle, named <bundle>.splat_checkpoints
@@ -94,6 +96,11 @@ class BundlePaths:
     @property
     def collision_glb(self) -> Path:
         return self.root / COLLISION_GLB
+
+    @property
+    def collision_pieces(self) -> Path:
+        """Convex pieces of the collision mesh, for engines that collide convex shapes only (see CollisionPieces)."""
+        return self.root / COLLISION_PIECES
 
     @property
     def colmap(self) -> Path:
@@ -462,3 +469,60 @@ def read_depth(path: str | os.PathLike) -> dict:
         raise BundleError(f"{path}: no depth map") from None
     except Exception as e:  # noqa: BLE001 - zip/pickle errors on damaged files
         raise BundleError(f"{path}: damaged depth map ({type(e).__name__}: {e})") from None
+
+
+@dataclass
+class CollisionPieces:
+    """Convex pieces of a collision mesh, in the mesh's own units and frame, and what they were made from.
+
+    `mesh_sha256` (of the mesh's vertices and faces as read) and `params` name the mesh and the settings they
+    belong to, so a reader tells current pieces from stale ones by comparing both.
+    """
+
+    pieces: list                # one (k, 3) float64 array of hull vertices per piece
+    mesh_sha256: str
+    params: dict                # the decomposition's settings (method, threshold, ...)
+    method_version: str = ""    # e.g. CoACD's version: recorded, not compared (pieces stay valid across versions)
+    seconds: float = 0.0        # what computing them took
+    version: int = PIECES_VERSION
+
+
+def write_collision_pieces(path: str | os.PathLike, cp: CollisionPieces) -> None:
+    """Store convex pieces as one .npz (all vertices, per-piece counts, a JSON header), written atomically."""
+    import io
+
+    import numpy as np
+
+    arrays = [np.asarray(p, np.float64).reshape(-1, 3) for p in cp.pieces]
+    meta = {"version": cp.version, "mesh_sha256": cp.mesh_sha256, "params": cp.params,
+            "method_version": cp.method_version, "seconds": round(float(cp.seconds), 3)}
+    buf = io.BytesIO()
+    np.savez_compressed(buf, vertices=np.concatenate(arrays) if arrays else np.zeros((0, 3)),
+                        counts=np.array([len(a) for a in arrays], np.int64),
+                        meta=np.array(json.dumps(meta, default=_json_default)))
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def read_collision_pieces(path: str | os.PathLike) -> CollisionPieces:
+    """Convex pieces stored by write_collision_pieces; BundleError if missing, damaged or of another layout."""
+    import numpy as np
+
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            verts, counts, meta = d["vertices"], d["counts"], json.loads(str(d["meta"]))
+    except FileNotFoundError:
+        raise BundleError(f"{path}: no convex pieces") from None
+    except Exception as e:  # noqa: BLE001 - zip, key and JSON errors on damaged files
+        raise BundleError(f"{path}: damaged convex pieces ({type(e).__name__}: {e})") from None
+    version = meta.get("version") if isinstance(meta, dict) else None
+    if version != PIECES_VERSION:
+        raise BundleError(f"{path}: convex pieces of layout version {version!r} (this Twin reads {PIECES_VERSION})")
+    counts = np.asarray(counts, np.int64).ravel()
+    if (verts.ndim != 2 or verts.shape[1] != 3 or counts.sum() != len(verts) or (counts < 4).any()
+            or not np.isfinite(verts).all()):
+        raise BundleError(f"{path}: damaged convex pieces (vertex counts do not add up, or non-finite vertices)")
+    pieces = np.split(verts.astype(np.float64), np.cumsum(counts)[:-1]) if len(counts) else []
+    return CollisionPieces(pieces=pieces, mesh_sha256=str(meta.get("mesh_sha256", "")),
+                           params=dict(meta.get("params") or {}), method_version=str(meta.get("method_version", "")),
+                           seconds=float(meta.get("seconds", 0.0)), version=PIECES_VERSION)

@@ -32,8 +32,8 @@ SEG_COLOURS = torch.tensor([  # none, scene (background), robot, object, distrac
 class CosmosConfig:
     """Cosmos-Transfer 2.5 restyling: where the weights are and how to run the pipeline."""
 
-    cosmos_weights: str = opt(None, "local folder of a diffusers-format Cosmos-Transfer2.5 pipeline "
-                              "(model_index.json and its components); never downloaded")
+    cosmos_weights: str | None = opt(None, "local folder of a diffusers-format Cosmos-Transfer2.5 pipeline "
+                                     "(model_index.json and its components); never downloaded")
     cosmos_controlnet: str | None = opt(None, "local folder of the ControlNet to condition on (depth, seg, edge "
                                         "or blur); None = the pipeline folder's own controlnet")
     control: str = opt("auto", "Twin map fed to the ControlNet; auto = the control type named in the ControlNet "
@@ -269,8 +269,12 @@ def restyle_cosmos(pipe, rgb: torch.Tensor, maps: dict, style: Style | None = No
     if rgb.dim() != 4 or rgb.shape[-1] != 3:
         raise InputError(f"restyle_cosmos: rgb must be (T, H, W, 3), got {tuple(rgb.shape)}")
     T, H, W, _ = rgb.shape
-    if cfg.overlap >= cfg.frames_per_clip:
-        raise InputError(f"overlap ({cfg.overlap}) must be smaller than frames_per_clip ({cfg.frames_per_clip})")
+    chunk = min(cfg.frames_per_clip, max(T, 5))  # a short episode is one clip of its own length
+    if cfg.overlap >= chunk:
+        raise InputError(f"overlap ({cfg.overlap}) must be smaller than the clip ({chunk} frames)")
+    if (prompt_embeds is not None and negative_prompt_embeds is None and cfg.guidance > 1
+            and getattr(pipe, "text_encoder", None) is None):
+        raise InputError("guidance > 1 without a text encoder needs negative_prompt_embeds too")
     _without_torchvision()
     ctrl = control_video(rgb, maps, control_kind(cfg))
     h = cfg.height
@@ -280,7 +284,7 @@ def restyle_cosmos(pipe, rgb: torch.Tensor, maps: dict, style: Style | None = No
     device = pipe.device
     seed = style.seed if cfg.seed is None else cfg.seed
     kw = dict(controls=video, controls_conditioning_scale=cfg.control_scale, height=h, width=w, num_frames=T,
-              num_frames_per_chunk=min(cfg.frames_per_clip, max(T, 5)), num_ar_conditional_frames=cfg.overlap,
+              num_frames_per_chunk=chunk, num_ar_conditional_frames=cfg.overlap,
               num_inference_steps=cfg.steps, guidance_scale=cfg.guidance, output_type="pt",
               generator=torch.Generator(device=device).manual_seed(seed))
     if prompt_embeds is None:

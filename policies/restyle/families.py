@@ -174,8 +174,8 @@ FAMILIES: dict[str, Family] = {
     "background": Family(Background, {
         "hue_deg": _bands([(-30.0, 30.0)], [(-180.0, -70.0), (70.0, 180.0)]),
         "saturation": _bands([(0.75, 1.25)], [(0.0, 0.4), (1.6, 2.0)]),
-        "exposure_ev": _bands([(-0.4, 0.4)], [(-1.0, -0.7), (0.7, 1.0)]),
-        "contrast": _bands([(0.85, 1.15)], [(0.5, 0.7), (1.3, 1.5)]),
+        "exposure_ev": _bands([(-0.4, 0.4)], [(-0.9, -0.6), (0.6, 0.9)]),
+        "contrast": _bands([(0.85, 1.15)], [(0.55, 0.7), (1.3, 1.45)]),
     }),
     "table_texture": Family(TableTexture, {
         "kind": Param(TEXTURE_KINDS, TEXTURE_KINDS, "name", shared=True),

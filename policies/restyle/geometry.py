@@ -54,8 +54,12 @@ def facing_camera(n: torch.Tensor, P: torch.Tensor, centres: torch.Tensor) -> to
     return torch.where(flip, -n, n)
 
 
+TABLE_TOL_M = 0.02   # a table pixel's world z is within this of the support plane ...
+TABLE_MIN_UP = 0.9   # ... and its normal's z at least this (25 degrees from vertical)
+
+
 def table_mask(P: torch.Tensor, n: torch.Tensor, scene: torch.Tensor, support_height: float,
-               tol: float = 0.02, min_up: float = 0.9) -> torch.Tensor:
+               tol: float = TABLE_TOL_M, min_up: float = TABLE_MIN_UP) -> torch.Tensor:
     """(T, H, W) scene pixels on the support plane: world z within `tol` of it and the normal pointing up."""
     z = torch.nan_to_num(P[..., 2], nan=float("inf"), posinf=float("inf"), neginf=float("inf"))
     return scene & ((z - support_height).abs() <= tol) & (n[..., 2] >= min_up)

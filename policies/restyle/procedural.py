@@ -21,7 +21,15 @@ import torch
 
 from policies.restyle.distractors import Placed, intersect, place, screen_box, shadow_candidates
 from policies.restyle.families import OBJECT_PALETTES, SURFACE_PALETTES, TABLE_PALETTES, Style, SurfaceTexture
-from policies.restyle.geometry import camera_rays, facing_camera, normals_from_points, table_mask, world_points
+from policies.restyle.geometry import (
+    TABLE_MIN_UP,
+    TABLE_TOL_M,
+    camera_rays,
+    facing_camera,
+    normals_from_points,
+    table_mask,
+    world_points,
+)
 from policies.restyle.shading import (
     LUMA,
     REFERENCE_LIGHT,
@@ -32,6 +40,7 @@ from policies.restyle.shading import (
     light_direction,
     light_rgb,
     noise_bank,
+    shoulder_,
     up_cos,
     vignette,
 )
@@ -71,6 +80,8 @@ def _check(rgb: torch.Tensor, maps: dict, style: Style):
     """The inputs as tensors of agreeing shapes (one-line errors otherwise)."""
     if not isinstance(rgb, torch.Tensor) or rgb.dim() != 4 or rgb.shape[-1] != 3:
         raise InputError(f"restyle: rgb must be a (T, H, W, 3) tensor, got {getattr(rgb, 'shape', type(rgb))}")
+    if not rgb.is_floating_point():
+        raise InputError(f"restyle: rgb must be float in [0, 1], got {rgb.dtype}")
     T, H, W, _ = rgb.shape
     for k in ("depth", "seg", "K"):
         if maps.get(k) is None:
@@ -175,8 +186,9 @@ def _prepare(rgb, depth, seg, normal, K, w2c, sh, style: Style) -> _Call:
     tt = style.table_texture
     if tt is not None:  # built here, once, rather than by several chunk threads at the same time
         call.pyramid = table_pyramid(tt.kind, *_palette(TABLE_PALETTES, tt.palette), round(tt.scale_m, 6), style.seed)
-    for salt in (11, 13):
-        noise_cube(style.seed + salt)
+    for tex, salt in ((style.robot_texture, 11), (style.object_texture, 13)):
+        if tex is not None and tex.speckle > 0:
+            noise_cube(style.seed + salt)
     cam = style.camera
     if cam is not None:
         if cam.noise_std > 0:
@@ -286,7 +298,9 @@ def _chunk(rgb, depth, seg, normal, w2c, style: Style, call: _Call, first: int):
     light = style.light_intensity
     shade_light = light or REFERENCE_LIGHT
     speckle = any(x is not None and x.speckle > 0 for x in (style.robot_texture, style.object_texture))
-    need_geo = style.table_texture is not None or call.placed is not None or light is not None or speckle
+    table_apart = call.support_height is not None and style.background is not None  # the grade skips the table
+    need_geo = (style.table_texture is not None or call.placed is not None or light is not None or speckle
+                or table_apart)
     d0 = depth[..., 0]
     finite = torch.isfinite(d0)
     label = seg
@@ -303,7 +317,7 @@ def _chunk(rgb, depth, seg, normal, w2c, style: Style, call: _Call, first: int):
         if call.support_height is not None:
             z = centres[:, None, None, 2] + d0 * dirs[..., 2]
             nz = n[..., 2] if sign is None else n[..., 2] * sign
-            table = (seg == SEG_SCENE) & ((z - call.support_height).abs() <= 0.02) & (nz >= 0.9)
+            table = (seg == SEG_SCENE) & ((z - call.support_height).abs() <= TABLE_TOL_M) & (nz >= TABLE_MIN_UP)
             label = torch.where(table, _TABLE, seg)
         if light is not None or call.placed is not None:
             cos = n @ light_direction(shade_light)
@@ -314,7 +328,7 @@ def _chunk(rgb, depth, seg, normal, w2c, style: Style, call: _Call, first: int):
     if style.background is not None:
         A, b = grade_affine(style.background.hue_deg, style.background.saturation,
                             style.background.exposure_ev, style.background.contrast)
-        alb = torch.addmm(b, flat_in, A)
+        alb = shoulder_(torch.addmm(b, flat_in, A))
     else:
         alb = flat_in.clone()
     lab = label.reshape(-1)
@@ -369,6 +383,8 @@ def _chunk(rgb, depth, seg, normal, w2c, style: Style, call: _Call, first: int):
         factor = call.vignette.expand(T, H, W) if factor is None else factor * call.vignette
     if factor is not None:
         alb = alb * factor[..., None]
+        if light is not None and light.gain > 1:
+            shoulder_(alb)  # a brighter light rolls highlights off rather than clipping them
     alb = alb * call.colour
     cam = style.camera
     if cam is not None and cam.blur_px >= 0.3:

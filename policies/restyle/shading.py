@@ -88,10 +88,17 @@ def grade_affine(hue_deg: float, saturation: float, exposure_ev: float, contrast
     return A, torch.full((3,), pivot * (1 - contrast))
 
 
+def shoulder_(x: torch.Tensor, knee: float = 0.8) -> torch.Tensor:
+    """In place: values above `knee` rolled off smoothly towards 1 (a camera's tone curve), so a brightened
+    grade keeps its highlights rather than clipping them white. Identity below the knee."""
+    over = (x - knee).clamp_min_(0.0)
+    return x.sub_(over).add_(over.div_(over.mul(1 / (1 - knee)).add_(1)))  # knee + o / (1 + o / (1 - knee))
+
+
 def grade(rgb: torch.Tensor, hue_deg: float, saturation: float, exposure_ev: float, contrast: float) -> torch.Tensor:
-    """(..., 3) colour-graded rgb (see `grade_affine`)."""
+    """(..., 3) colour-graded rgb (see `grade_affine`), highlights rolled off (`shoulder_`)."""
     A, b = grade_affine(hue_deg, saturation, exposure_ev, contrast)
-    return torch.addmm(b, rgb.reshape(-1, 3), A).view(rgb.shape)
+    return shoulder_(torch.addmm(b, rgb.reshape(-1, 3), A)).view(rgb.shape)
 
 
 def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -2,11 +2,13 @@
 
 Newton builds the world (robot, scene, replicas) and converts one world to MuJoCo (`SolverMuJoCo` with
 `use_mujoco_cpu=True`, multi-point contacts on); the scan's triangle mesh is replaced by convex pieces, since
-MuJoCo collides with a mesh's convex hull only. `mujoco.batch.Batch` keeps one MjData per world and steps them
-all in C (`threads` sets its pool). After each environment step joint coordinates (Newton's conventions,
-float32) and body poses / COM twists (from MuJoCo's own kinematics) are written into Newton's State, so
-controllers, sensors and the environment read it as with any other solver. Writes to `state.joint_q/qd` made
-between steps (resets, user edits) are detected and pushed into the MjData of the worlds they touch.
+MuJoCo collides with a mesh's convex hull only: the scene's own (`SceneMesh.convex_pieces`: convex parts kept,
+CoACD for the rest, stored in the bundle) or, without them, a prism under every non-convex triangle.
+`mujoco.batch.Batch` keeps one MjData per world and steps them all in C (`threads` sets its pool). After each
+environment step joint coordinates (Newton's conventions, float32) and body poses / COM twists (from MuJoCo's
+own kinematics) are written into Newton's State, so controllers, sensors and the environment read it as with
+any other solver. Writes to `state.joint_q/qd` made between steps (resets, user edits) are detected and pushed
+into the MjData of the worlds they touch.
 """
 from __future__ import annotations
 
@@ -26,53 +28,11 @@ AUTO_MAX_PIECES = 2000  # solver "auto" on the CPU takes mujoco_cpu up to this m
 
 # ---------------------------------------------------------------- scene as convex pieces
 
-def _components(faces: np.ndarray, n_vertices: int) -> np.ndarray:
-    """Connected component label of every face (faces sharing a vertex are connected)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    a, b = faces[:, [0, 1, 2]].ravel(), faces[:, [1, 2, 0]].ravel()
-    g = coo_matrix((np.ones(len(a)), (a, b)), shape=(n_vertices, n_vertices))
-    _, label = connected_components(g, directed=False)
-    return label[faces[:, 0]]
-
-
-def _convex_hull_if_convex(v: np.ndarray, f: np.ndarray, rtol: float = 0.01) -> np.ndarray | None:
-    """Hull vertices of a component whose surface is its own convex hull (same area, solid), else None.
-
-    A closed surface enclosing a convex body has at least that body's area, so equal areas mean the
-    component is convex (open or doubled surfaces fail the test and fall back to prisms)."""
-    from scipy.spatial import ConvexHull, QhullError
-
-    if len(np.unique(f)) < 4:
-        return None
-    pts = v[np.unique(f)].astype(np.float64)
-    try:
-        hull = ConvexHull(pts)
-    except (QhullError, ValueError):
-        return None
-    tri = v[f].astype(np.float64)
-    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum()
-    if hull.volume <= 0 or abs(area - hull.area) > rtol * hull.area:
-        return None
-    return pts[hull.vertices]
-
-
-def _split(v: np.ndarray, f: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-    """Hull vertices of the convex connected components, and the faces of all the others."""
-    label = _components(f, len(v))
-    order = np.argsort(label, kind="stable")
-    groups = np.split(f[order], np.nonzero(np.diff(label[order]))[0] + 1)
-    hulls, loose = [], []
-    for fc in groups:
-        hull = _convex_hull_if_convex(v, fc) if len(fc) >= 4 else None   # a closed solid has >= 4 faces
-        (loose if hull is None else hulls).append(fc if hull is None else hull)
-    return hulls, (np.concatenate(loose) if loose else np.zeros((0, 3), np.int64))
-
-
 def scene_piece_count(vertices: np.ndarray, faces: np.ndarray) -> int:
     """How many convex pieces `scene_pieces` makes of a mesh (its cost in MuJoCo's collision detection)."""
-    hulls, loose = _split(np.asarray(vertices, dtype=np.float64), np.asarray(faces, dtype=np.int64).reshape(-1, 3))
+    from spatial import convex_components
+
+    hulls, loose = convex_components(vertices, faces)
     return len(hulls) + len(loose)
 
 
@@ -81,8 +41,10 @@ def scene_pieces(vertices: np.ndarray, faces: np.ndarray, depth: float = PRISM_D
 
     Convex connected components (a box desk, a hull) are one piece each; every other triangle becomes a
     prism reaching `depth` metres below its face (against its normal), thick enough not to be tunnelled."""
+    from spatial import convex_components
+
     v = np.asarray(vertices, dtype=np.float64)
-    hulls, loose = _split(v, np.asarray(faces, dtype=np.int64).reshape(-1, 3))
+    hulls, loose = convex_components(v, faces)
     tri = v[loose]
     n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     norm = np.linalg.norm(n, axis=1)
@@ -109,13 +71,14 @@ def _newton_conversion(model, multiccd: bool):
 
 
 def world_mjcf(model, scene_vertices: np.ndarray | None, scene_faces: np.ndarray | None, timestep: float,
-               multiccd: bool = True):
+               multiccd: bool = True, pieces: list[np.ndarray] | None = None):
     """(MJCF text, Newton's converter) of one world: Newton's conversion with the scan as convex pieces.
 
-    Only the scan's mesh geom (the Newton shape labelled `SCENE_LABEL`) is replaced, keeping its contact
-    parameters; robot (a fixed base link lives on the world body too), objects, joints, actuators and options
-    stay as Newton exports them, and the timestep is the physics step. The text is edited as XML, not
-    re-serialised through MjSpec, which takes seconds for detailed robot meshes."""
+    `pieces`: the scan's convex pieces (hull vertices, metres), e.g. `SceneMesh.convex_pieces()`; None makes
+    them with `scene_pieces` (prisms). Only the scan's mesh geom (the Newton shape labelled `SCENE_LABEL`) is
+    replaced, keeping its contact parameters; robot (a fixed base link lives on the world body too), objects,
+    joints, actuators and options stay as Newton exports them, and the timestep is the physics step. The text
+    is edited as XML, not re-serialised through MjSpec, which takes seconds for detailed robot meshes."""
     import xml.etree.ElementTree as ET
 
     import mujoco
@@ -128,7 +91,7 @@ def world_mjcf(model, scene_vertices: np.ndarray | None, scene_faces: np.ndarray
              and model.shape_label[shape_of[g]] == SCENE_LABEL and m0.geom_type[g] == mujoco.mjtGeom.mjGEOM_MESH}
     world = root.find("worldbody")
     geoms = [g for g in world.findall("geom") if g.get("name") in names]
-    if geoms and scene_vertices is not None:
+    if geoms and (scene_vertices is not None or pieces is not None):
         asset = root.find("asset")
         contact = {k: v for k, v in geoms[0].attrib.items() if k not in ("name", "mesh", "pos", "quat")}
         for g in geoms:
@@ -136,7 +99,9 @@ def world_mjcf(model, scene_vertices: np.ndarray | None, scene_faces: np.ndarray
             mesh = asset.find(f"mesh[@name='{g.get('mesh')}']")
             if mesh is not None:
                 asset.remove(mesh)
-        for i, piece in enumerate(scene_pieces(scene_vertices, scene_faces)):
+        if pieces is None:
+            pieces = scene_pieces(scene_vertices, scene_faces)
+        for i, piece in enumerate(pieces):
             name = f"scene_piece_{i}"
             ET.SubElement(asset, "mesh", name=name, vertex=" ".join(map(repr, piece.astype(float).ravel().tolist())))
             ET.SubElement(world, "geom", {**contact, "name": name, "mesh": name})
@@ -192,13 +157,15 @@ class MujocoBatch:
 
 
 def build_batch(model, n: int, scene_vertices=None, scene_faces=None, timestep: float = 0.005,
-                threads: int = 1) -> MujocoBatch:
-    """Convert one world of `model` to MuJoCo and make a batch of `n` worlds stepping it on `threads` threads."""
+                threads: int = 1, pieces: list[np.ndarray] | None = None) -> MujocoBatch:
+    """Convert one world of `model` to MuJoCo and make a batch of `n` worlds stepping it on `threads` threads.
+
+    `pieces`: the scan's convex pieces (see world_mjcf), else prisms are made from its triangles."""
     import mujoco
     import newton
     from mujoco.batch import Batch
 
-    xml, conv = world_mjcf(model, scene_vertices, scene_faces, timestep)
+    xml, conv = world_mjcf(model, scene_vertices, scene_faces, timestep, pieces=pieces)
     m = mujoco.MjModel.from_xml_string(xml)
     if (m.nq, m.nv, m.nu, m.nbody) != (conv.mj_model.nq, conv.mj_model.nv, conv.mj_model.nu, conv.mj_model.nbody):
         raise RuntimeError("MJCF round trip changed the MuJoCo model's coordinates")

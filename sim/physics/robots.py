@@ -30,6 +30,7 @@ class RobotSpec:
     base_height: float = 0.0         # base origin above the support surface at the home pose
     arm_dofs: int = 0                # leading dofs the end-effector IK may move (0 = all)
     gains: tuple[float, float] = (400.0, 40.0)  # joint PD stiffness, damping for position targets
+    locked: tuple[str, ...] = ()     # joint-name prefixes made fixed joints at angle 0 (merged into their parent)
     note: str = ""
 
 
@@ -45,6 +46,12 @@ ROBOTS: dict[str, RobotSpec] = {s.name: s for s in [
               note="UR5 kinematics from example-robot-data (it ships no UR5e)"),
     RobotSpec("g1", "erd", "g1_description/urdf/g1_29dof_rev_1_0.urdf", "right_rubber_hand", "head_link",
               (), floating=True, base_height=0.793, gains=(200.0, 10.0)),
+    RobotSpec("g1_upper", "erd", "g1_description/urdf/g1_29dof_rev_1_0.urdf", "right_rubber_hand", "head_link",
+              (0.0,) * 7, base_height=0.793, arm_dofs=7, gains=(200.0, 10.0),
+              locked=("left_hip", "left_knee", "left_ankle", "right_hip", "right_knee", "right_ankle", "waist",
+                      "left_shoulder", "left_elbow", "left_wrist"),
+              note="G1 upper body on a fixed pelvis at standing height: legs, waist and left arm locked "
+                   "straight, the right arm's 7 joints driven"),
     RobotSpec("g1_hands", "erd", "g1_description/urdf/g1_29dof_with_hand_rev_1_0.urdf", "right_hand_palm_link",
               "head_link", (), floating=True, base_height=0.793, gains=(200.0, 10.0)),
     RobotSpec("aloha", "aloha", "aloha/aloha.xml", "gripper_link", "gripper_link",
@@ -117,9 +124,25 @@ def model_path(spec: RobotSpec) -> Path:
 
 
 def urdf_source(spec: RobotSpec) -> str:
-    """The robot's URDF with package:// URIs made absolute (visual and collision elements as shipped)."""
+    """The robot's URDF with package:// URIs made absolute (visual and collision elements as shipped) and
+    the spec's `locked` joints made fixed."""
     share = example_robot_data_root()
-    return model_path(spec).read_text().replace("package://", str(share) + "/")
+    text = model_path(spec).read_text().replace("package://", str(share) + "/")
+    return _lock_joints(text, spec.locked) if spec.locked else text
+
+
+def _lock_joints(urdf: str, prefixes: tuple[str, ...]) -> str:
+    """The URDF with every moving joint whose name starts with one of `prefixes` made fixed at angle 0."""
+    root = ET.fromstring(urdf)
+    for j in root.findall("joint"):
+        if j.get("type") != "fixed" and j.get("name", "").startswith(prefixes):
+            j.set("type", "fixed")
+            for tag in ("axis", "limit", "dynamics", "mimic", "safety_controller", "calibration"):
+                for e in j.findall(tag):
+                    j.remove(e)
+    for t in root.findall("transmission"):  # transmissions of locked joints name joints that no longer move
+        root.remove(t)
+    return ET.tostring(root, encoding="unicode")
 
 
 def urdf_text(spec: RobotSpec) -> str:

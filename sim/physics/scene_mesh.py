@@ -3,10 +3,12 @@
 A bundle gives `collision.*` in scene units plus its manifest's scale (metric or arbitrary) and detected
 support plane; a plain GLB / OBJ / PLY / STL / USD file is taken as metres (GLB and USD convert their own
 up axis to +Z). The support surface the robot stands on comes from the manifest or is estimated here.
+The mesh's convex pieces (what MuJoCo's C core collides with) are made on first use: read from the bundle,
+else computed with CoACD once and stored in it (a plain file's go to the user cache; see spatial's convex).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +29,30 @@ class SceneMesh:
     support_center: np.ndarray        # (2,) xy on the support surface where a robot goes by default
     source: str
     metres_per_unit: float = 1.0
+    bundle: Path | None = None        # the bundle the mesh came from: where its convex pieces are stored
+    file_mesh: tuple | None = field(default=None, repr=False)   # (vertices, faces) as read, before scaling
+    pieces: list | None = field(default=None, repr=False)      # convex pieces in metres (see convex_pieces)
+    pieces_origin: str | None = None  # "stored", "convex" (exact hulls of convex parts) or "computed"
 
     def trimesh(self):
         import trimesh
 
         return trimesh.Trimesh(self.vertices, self.faces, process=False)
+
+    def convex_pieces(self) -> list[np.ndarray]:
+        """Convex pieces (hull vertex arrays, metres) whose union is the scene, made once per mesh and reused.
+
+        Read from the bundle (or the user cache for a mesh without a bundle) when current; else the mesh is
+        decomposed (convex parts kept exactly, CoACD for the rest) and the result stored for the next run."""
+        if self.pieces is None:
+            from spatial import stored_convex_pieces
+
+            v, f = self.file_mesh if self.file_mesh is not None else (self.vertices, self.faces)
+            scale = self.metres_per_unit if self.file_mesh is not None else 1.0
+            label = f"{self.bundle}'s collision mesh" if self.bundle is not None else Path(self.source).name
+            pieces, self.pieces_origin = stored_convex_pieces(v, f, bundle=self.bundle, label=label)
+            self.pieces = [np.asarray(p, np.float64) * scale for p in pieces]
+        return self.pieces
 
 
 def _load_usd(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -141,10 +162,11 @@ def load_scene(source: str | Path, scale: float | None = None, up_axis: str = "a
     """The scene mesh of a bundle directory or a mesh file, in metres with its support surface.
 
     A bundle whose scale is arbitrary needs `scale` (metres per scene unit); a metric bundle uses 1 unless
-    `scale` overrides it. A mesh file is taken as metres unless `scale` says otherwise.
+    `scale` overrides it. A mesh file is taken as metres unless `scale` says otherwise. Convex pieces are
+    stored in scene units (a bundle's, for any `scale`) and made on the first `convex_pieces()` call.
     """
     source = Path(source)
-    plane = None
+    plane = bundle = None
     if source.is_dir():
         from spatial import read_bundle
 
@@ -156,6 +178,7 @@ def load_scene(source: str | Path, scale: float | None = None, up_axis: str = "a
             scale = 1.0
         v, f = load_mesh_file(path, up_axis="z" if up_axis == "auto" else up_axis)
         plane = b.manifest.get("support_plane")
+        bundle = b.root
     elif source.exists():
         v, f = load_mesh_file(source, up_axis)
         scale = 1.0 if scale is None else scale
@@ -163,6 +186,7 @@ def load_scene(source: str | Path, scale: float | None = None, up_axis: str = "a
         raise InputError(f"{source}: no such scene bundle or mesh file")
     if not (scale > 0 and np.isfinite(scale)):
         raise InputError(f"--scale must be a positive number of metres per scene unit, got {scale}")
+    file_mesh = (v, f)
     v = v * float(scale)
     if not np.isfinite(v).all():
         raise InputError(f"{source}: collision mesh has non-finite vertices")
@@ -177,4 +201,4 @@ def load_scene(source: str | Path, scale: float | None = None, up_axis: str = "a
             center = c
     return SceneMesh(vertices=v.astype(np.float32), faces=f.astype(np.int32), support_height=height,
                      support_center=np.asarray(center, dtype=np.float64), source=str(source),
-                     metres_per_unit=float(scale))
+                     metres_per_unit=float(scale), bundle=bundle, file_mesh=file_mesh)

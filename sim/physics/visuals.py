@@ -3,8 +3,10 @@
 Each `<visual>` of a URDF link is read with trimesh (COLLADA through pycollada, STL, OBJ; primitives built),
 split by the colour its file gives every triangle (else the URDF material's, else a light grey), decimated
 once to `FILE_TRIANGLES` and cached on disk (`cache_dir()`), since the shipped meshes hold 60k-460k triangles
-per robot. `add_visual_shapes` puts the parts on the finalized-to-be builder as visual-only shapes (VISIBLE,
-no collision, no mass), so Newton's SensorCamera traces them and every solver ignores them.
+per robot. `add_visual_shapes` puts each link's parts on the robot's ModelBuilder as one visual-only shape
+(VISIBLE, no collision, no mass; several colours become a palette texture), so Newton's SensorCamera traces
+it and every solver ignores it; `show_visuals_only` hides the collision shapes from renderers. The viewer
+reads the same shapes back (`mesh_parts`), so it draws exactly what the sensors trace.
 """
 from __future__ import annotations
 
@@ -271,13 +273,15 @@ def link_mesh(parts: list[VisualPart]):
 
 
 def mesh_parts(mesh, color=DEFAULT_COLOR) -> list[VisualPart]:
-    """A Newton mesh split back into its colours (a `link_mesh` palette; else one part of `color`)."""
+    """A Newton mesh split back into its colours (a `link_mesh` palette; else one part of the mesh's colour,
+    or `color` when it has none)."""
     v = np.asarray(mesh.vertices, np.float32)
     f = np.asarray(mesh.indices, np.int32).reshape(-1, 3)
     n = np.asarray(mesh.normals, np.float32) if mesh.normals is not None else np.zeros_like(v)
     tex, uvs = getattr(mesh, "texture", None), getattr(mesh, "uvs", None)
     if not isinstance(tex, np.ndarray) or uvs is None:
-        return [VisualPart(v, f, n, tuple(float(c) for c in color))]
+        own = getattr(mesh, "color", None)
+        return [VisualPart(v, f, n, tuple(float(c) for c in (color if own is None else own)))]
     k = tex.shape[1] // PALETTE_TEXELS
     index = np.clip((np.asarray(uvs)[:, 0] * k).astype(int), 0, k - 1)
     out = []

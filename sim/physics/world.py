@@ -21,11 +21,29 @@ DEFAULT_SOLVER = {"cpu": "mujoco_cpu", "cuda": "mujoco_warp"}  # measured: bench
 
 @dataclass
 class BoxObject:
-    """A dynamic box task object: half extents (m), initial centre position (m), mass (kg)."""
+    """A free-body task object made of boxes (a cube, a bin of five plates, a target-zone sheet).
+
+    `half` and `pos` alone give one box centred on the body origin (the original form). `parts` instead lists
+    (half extents, centre) pairs in the body frame, e.g. an asset whose origin is the centre of its bottom face.
+    Mass is spread uniformly over the boxes. `collide=False` makes a visual-only object that nothing touches;
+    on the MuJoCo solvers it is gravity compensated, so it stays where a reset puts it (Newton's other solvers
+    let it fall). `friction` is (sliding, torsional, rolling); None keeps the builder's default material.
+    """
 
     half: tuple[float, float, float] = (0.025, 0.025, 0.025)
     pos: tuple[float, float, float] = (0.0, 0.0, 0.5)
     mass: float = 0.1
+    parts: tuple[tuple[tuple[float, float, float], tuple[float, float, float]], ...] = ()
+    yaw: float = 0.0
+    friction: tuple[float, float, float] | None = None
+    color: tuple[float, float, float] | None = None
+    opacity: float | None = None
+    collide: bool = True
+    name: str = "object"
+
+    def boxes(self) -> tuple[tuple[tuple[float, float, float], tuple[float, float, float]], ...]:
+        """(half extents, centre in the body frame) of every box."""
+        return self.parts or ((tuple(self.half), (0.0, 0.0, 0.0)),)
 
 
 @dataclass
@@ -205,6 +223,30 @@ def _clear_pose(spec: RobotSpec, scene: SceneMesh):
     return find_clear_pose(scene, robot_points(rb, st.body_q.numpy()))
 
 
+def _add_object(b, ob: BoxObject, mujoco: bool) -> int:
+    """Add task object `ob` to builder `b` as a free body (label "object/<name>"); returns its body index."""
+    import newton
+    import warp as wp
+
+    boxes = ob.boxes()
+    vol = sum(8.0 * h[0] * h[1] * h[2] for h, _ in boxes)
+    if not (ob.mass > 0 and vol > 0):
+        raise InputError(f"object {ob.name!r}: mass and box sizes must be positive")
+    body = b.add_body(xform=wp.transform(wp.vec3(*ob.pos), wp.quat(*yaw_quat(ob.yaw))), label=f"object/{ob.name}")
+    kw = {}
+    if ob.friction is not None:
+        kw = dict(zip(("mu", "mu_torsional", "mu_rolling"), map(float, ob.friction)))
+    cfg = newton.ModelBuilder.ShapeConfig(density=ob.mass / vol, has_shape_collision=ob.collide,
+                                          has_particle_collision=ob.collide, **kw)
+    for i, (h, c) in enumerate(boxes):
+        b.add_shape_box(body, xform=wp.transform(wp.vec3(*c), wp.quat_identity()), hx=h[0], hy=h[1], hz=h[2],
+                        cfg=cfg, color=ob.color, opacity=ob.opacity, label=f"object/{ob.name}/{i}")
+    if mujoco and not ob.collide:
+        attr = b.custom_attributes["mujoco:gravcomp"]
+        attr.values = {**(attr.values or {}), body: 1.0}
+    return body
+
+
 def resolve_solver(name: str, device: str, scene: SceneMesh | None = None) -> str:
     """The solver `auto` stands for on `device` (and `scene`); other names pass through.
 
@@ -249,7 +291,6 @@ def make_solver(model, name: str, iterations: int = 4):
 def build_world(cfg: WorldConfig) -> World:
     """Load the scene and robot, place the robot, replicate `cfg.worlds` times and finalize on `cfg.device`."""
     import newton
-    import warp as wp
 
     if cfg.worlds < 1:
         raise InputError(f"--worlds must be at least 1, got {cfg.worlds}")
@@ -282,13 +323,7 @@ def build_world(cfg: WorldConfig) -> World:
         rb, start_c, start_d = _robot_builder(spec, base_pos, yaw, mujoco, cfg.visuals)
         layout = _layout(spec, rb, start_d)
         one.add_builder(rb)
-    objects = []
-    for ob in cfg.objects:
-        body = one.add_body(xform=wp.transform(wp.vec3(*ob.pos), wp.quat_identity()), label="object")
-        vol = 8.0 * ob.half[0] * ob.half[1] * ob.half[2]
-        shape_cfg = newton.ModelBuilder.ShapeConfig(density=ob.mass / vol)
-        one.add_shape_box(body, hx=ob.half[0], hy=ob.half[1], hz=ob.half[2], cfg=shape_cfg)
-        objects.append(body)
+    objects = [_add_object(one, ob, mujoco) for ob in cfg.objects]
 
     builder = _new_builder(mujoco)
     builder.replicate(one, cfg.worlds)

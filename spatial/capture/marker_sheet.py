@@ -35,12 +35,13 @@ class MarkerConfig:
     """Options of `twin capture marker`."""
 
     out: Path = opt(help="file to write: .pdf (vector, for printing) or .png (raster at --dpi)", metavar="FILE")
-    size: float = opt(0.15, "side of the marker's black square in metres, printed at actual size")
-    marker_id: int = opt(0, "marker id in the dictionary", flag="--id")
+    size: float = opt(0.15, "side of the marker's black square in metres, printed at actual size", low=0.0,
+                      low_open=True)
+    marker_id: int = opt(0, "marker id in the dictionary", flag="--id", low=0)
     dictionary: Literal["DICT_4X4_50", "DICT_5X5_100", "DICT_6X6_250", "DICT_APRILTAG_36h11"] = opt(
         "DICT_4X4_50", "marker dictionary (one that `twin reconstruct --marker-size` detects)")
     paper: Literal["a4", "letter"] = opt("a4", "paper size")
-    dpi: int = opt(300, "pixels per inch of a .png page (ignored for .pdf)")
+    dpi: int = opt(300, "pixels per inch of a .png page (ignored for .pdf)", low=50, high=2400)
 
 
 @dataclass

@@ -28,15 +28,18 @@ def focal_ratio(cam: Camera) -> float:
     return float(np.sqrt(cam.fx * cam.fy)) / max(cam.width, cam.height)
 
 
-def implausible_cameras(cams: list[Camera], frames: list[Frame], lo: float, hi: float, spread: float
-                        ) -> dict[str, str]:
-    """Camera name -> why it is not believable: focal ratio outside [lo, hi], or more than `spread` times away
-    from the median of the other cameras (unless the frame's EXIF focal agrees with the estimate)."""
+def implausible_cameras(cams: list[Camera], frames: list[Frame], observations: list[int], lo: float, hi: float,
+                        spread: float, min_points: int) -> dict[str, str]:
+    """Camera name -> why it is not believable: its pose rests on fewer than `min_points` sparse points, its
+    focal ratio is outside [lo, hi], or more than `spread` times away from the median of the other cameras
+    (unless the frame's EXIF focal agrees with the estimate)."""
     bad: dict[str, str] = {}
     ratios = np.array([focal_ratio(c) for c in cams])
     for k, (c, f) in enumerate(zip(cams, frames)):
         r = ratios[k]
-        if not np.isfinite(r) or r < lo or r > hi:
+        if observations[k] < min_points:
+            bad[c.name] = f"implausible camera: its pose rests on {observations[k]} sparse points"
+        elif not np.isfinite(r) or r < lo or r > hi:
             bad[c.name] = (f"implausible camera: focal length {c.fx:.0f} px is {r:.2f}x the image's long side "
                            f"(lenses give {lo:g}x to {hi:g}x)")
     for k, (c, f) in enumerate(zip(cams, frames)):

@@ -38,7 +38,9 @@ class SfmConfig:
     camera_model: Literal["SIMPLE_RADIAL", "SIMPLE_PINHOLE"] = opt("SIMPLE_RADIAL", "COLMAP camera model")
     min_features: int = opt(30, "a frame with fewer SIFT features is reported as 'too few features'")
     min_registered: float = opt(0.3, "fewer registered frames than this fraction is an error (images do not overlap)")
-    num_threads: int = opt(2, "CPU threads for COLMAP")
+    num_threads: int = opt(2, "CPU threads for COLMAP's feature extraction and matching")
+    deterministic: bool = opt(True, "map on one thread: COLMAP's threaded bundle adjustment sums in thread order, "
+                                    "so two runs differ in the last digits (measured: no slower at 92 photos)")
     verbose: bool = opt(False, "show COLMAP's own log lines")
     seed: int = opt(0, "random seed for COLMAP's RANSAC and mappers")
     peak_threshold: float = opt(0.0067, "SIFT peak threshold (lower finds more features in low contrast)")
@@ -52,6 +54,7 @@ class SfmConfig:
     max_focal_ratio: float = opt(5.0, "... or above this times the long side")
     max_focal_spread: float = opt(3.0, "... or this many times away from the other cameras' focal length (unless "
                                        "its EXIF focal agrees)")
+    min_camera_points: int = opt(6, "... or when its pose rests on fewer sparse points than this")
 
 
 @dataclass
@@ -205,13 +208,18 @@ def _believable(rec, frames: FrameSet, names: list[str], cfg: SfmConfig) -> int:
     if rec is None:
         return 0
     idx = {nm: k for k, nm in enumerate(names)}
-    cams, fr = [], []
+    cams, fr, obs = [], [], []
     for im in rec.images.values():
         if im.has_pose and im.name in idx:
             cams.append(camera_from_pycolmap(im.camera, im.cam_from_world(), im.name))
             fr.append(frames.frames[idx[im.name]])
-    return len(cams) - len(implausible_cameras(cams, fr, cfg.min_focal_ratio, cfg.max_focal_ratio,
-                                               cfg.max_focal_spread))
+            obs.append(im.num_points3D)
+    return len(cams) - len(_implausible(cams, fr, obs, cfg))
+
+
+def _implausible(cams, frames: list, observations: list[int], cfg: SfmConfig) -> dict[str, str]:
+    return implausible_cameras(cams, frames, observations, cfg.min_focal_ratio, cfg.max_focal_ratio,
+                               cfg.max_focal_spread, cfg.min_camera_points)
 
 
 def _any_verified(db_path: Path, names: list[str]) -> bool:
@@ -393,18 +401,19 @@ def _map(db_path: Path, img_dir: Path, out: Path, mapper: str, cfg: SfmConfig, r
 
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
+    threads = 1 if cfg.deterministic else cfg.num_threads
     if mapper == "global":
         o = pycolmap.GlobalPipelineOptions()
-        o.num_threads = cfg.num_threads
+        o.num_threads = threads
         o.random_seed = cfg.seed
-        o.mapper.num_threads = cfg.num_threads
+        o.mapper.num_threads = threads
         o.mapper.random_seed = cfg.seed
         o.mapper.global_positioning.use_gpu = False
         o.mapper.bundle_adjustment.ceres.use_gpu = False
         recs = pycolmap.global_mapping(db_path, img_dir, out, o)
     else:
         o = pycolmap.IncrementalPipelineOptions()
-        o.num_threads = cfg.num_threads
+        o.num_threads = threads
         o.random_seed = cfg.seed
         o.min_model_size = 3  # the largest model is kept anyway; COLMAP's 10 discards small photo sets whole
         m = o.mapper
@@ -443,8 +452,7 @@ def _result(rec, frames: FrameSet, names: list[str], feats: dict, verified: dict
             idxs.append(k)
             seen = [row[int(p.point3D_id)] for p in im.points2D if p.has_point3D()]
             visible[f.name] = np.unique(np.asarray(seen, np.int64))
-    dropped = implausible_cameras(cams, [frames.frames[k] for k in idxs], cfg.min_focal_ratio, cfg.max_focal_ratio,
-                                  cfg.max_focal_spread)
+    dropped = _implausible(cams, [frames.frames[k] for k in idxs], [len(visible[c.name]) for c in cams], cfg)
     for name, why in dropped.items():
         warn(f"dropping {name}: {why}")
     keep = [i for i, c in enumerate(cams) if c.name not in dropped]

@@ -14,10 +14,17 @@ import pytest
 import torch
 from support.restyle_scene import TABLE_Z, episode, intrinsics, look_at
 
-from policies.restyle.cosmos import (CosmosConfig, _nearest_resize, control_kind, control_video, load_cosmos,
-                                     restyle_cosmos, style_prompt)
+from policies.restyle.cosmos import (
+    CosmosConfig,
+    _nearest_resize,
+    control_kind,
+    control_video,
+    load_cosmos,
+    restyle_cosmos,
+    style_prompt,
+)
 from policies.restyle.families import sample_style
-from twin_kit import InputError
+from twin_kit import InputError, torch_threads
 
 TEXT_DIM = 32
 
@@ -44,14 +51,26 @@ class PassThroughChecker(torch.nn.Module):
         return frames
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny model's tensors are small: torch's thread pool costs more than it saves (10x on a busy CPU)."""
+    with torch_threads(1):
+        yield
+
+
 @pytest.fixture(scope="module")
 def pipe():
     """A tiny randomly initialised Cosmos2_5_TransferPipeline (built offline in a fraction of a second)."""
     from policies.restyle.cosmos import _without_torchvision
 
     _without_torchvision()
-    from diffusers import (AutoencoderKLWan, Cosmos2_5_TransferPipeline, CosmosControlNetModel,
-                           CosmosTransformer3DModel, UniPCMultistepScheduler)
+    from diffusers import (
+        AutoencoderKLWan,
+        Cosmos2_5_TransferPipeline,
+        CosmosControlNetModel,
+        CosmosTransformer3DModel,
+        UniPCMultistepScheduler,
+    )
 
     torch.manual_seed(0)
     common = dict(num_attention_heads=2, attention_head_dim=16, mlp_ratio=2, text_embed_dim=TEXT_DIM,

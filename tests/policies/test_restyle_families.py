@@ -79,4 +79,4 @@ def test_json_round_trip_and_stable_id():
         Style.from_json('{"lighting": 1}')
 
 
-PINNED_TRAIN_ID = "train-000000000000"
+PINNED_TRAIN_ID = "train-ad43b6dd39d4"

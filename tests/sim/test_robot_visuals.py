@@ -162,3 +162,42 @@ def test_visual_shapes_do_not_change_physics(tmp_path):
         np.testing.assert_allclose(base_vis, base_plain, atol=0)  # ...placement ignores them...
         assert np.abs(q_vis - q_plain).max() <= 1e-6, solver  # ...and the trajectory is the same
         assert np.abs(q_vis[-1] - q_vis[0]).max() > 0.01  # (the arm did move)
+
+
+@pytest.mark.parametrize("name", ["so100", "so101", "ur5e", "g1", "aloha"])
+def test_other_robots_draw_their_visual_meshes(name):
+    """Every link with a visual mesh in its URDF gets one drawn, non-colliding shape with the files' or the URDF
+    materials' colours, and renderers stop seeing its colliders; ALOHA's MJCF geoms are drawn as they are."""
+    import newton
+
+    from sim.live.viewer import link_meshes
+    from sim.physics.robots import ROBOTS, urdf_source
+    from sim.physics.visuals import FILE_TRIANGLES, VISUAL_LABEL
+    from sim.physics.world import WorldConfig, build_world
+    from twin_kit import quiet_warp
+
+    quiet_warp()
+    w = build_world(WorldConfig(scene=None, robot=name, solver="mujoco_cpu"))
+    m = w.model
+    flags, labels, bodies = m.shape_flags.numpy(), list(m.shape_label), m.shape_body.numpy()
+    vis, col = int(newton.ShapeFlags.VISIBLE), int(newton.ShapeFlags.COLLIDE_SHAPES)
+    world0 = m.shape_world.numpy() == 0  # (not the floor)
+    drawn = [s for s in range(m.shape_count) if flags[s] & vis and world0[s]]
+    colliders_drawn = [s for s in drawn if flags[s] & col]
+    lms = link_meshes(w)
+    assert sum(len(lm.faces) for lm in lms) > 1000
+    if name == "aloha":  # its MJCF geoms are both: every moving link is drawn from them
+        assert {int(bodies[s]) for s in colliders_drawn} >= set(range(1, 7))  # shoulder .. wrist
+        return
+    visual = [s for s in drawn if str(labels[s]).startswith(VISUAL_LABEL + "/")]
+    links = {lk.get("name") for lk in ET.fromstring(urdf_source(ROBOTS[name])).findall("link")
+             if lk.find("visual/geometry/mesh") is not None}
+    assert {str(labels[s]).split("/")[1] for s in visual} == links
+    assert not any(flags[s] & col for s in visual)
+    assert not {int(bodies[s]) for s in colliders_drawn} & {int(bodies[s]) for s in visual}
+    n_tris = sum(len(m.shape_source[s].indices) // 3 for s in visual)
+    assert n_tris <= 1.05 * FILE_TRIANGLES * sum(len(lk.findall("visual")) for lk in
+                                                 ET.fromstring(urdf_source(ROBOTS[name])).findall("link"))
+    colors = {lm.color for lm in lms}
+    expected = {"so100": (255, 209, 31), "so101": (255, 209, 31), "g1": (51, 51, 51)}.get(name)
+    assert len(colors) >= 2 and (expected is None or expected in colors), colors

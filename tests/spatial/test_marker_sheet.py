@@ -174,14 +174,14 @@ def test_rewrite_replaces_atomically(tmp_path):
 # ---------------------------------------------------------------------------------------------- bad options
 
 @pytest.mark.parametrize("args, words", [
-    (["--size", "0"], "--size must be a positive"),
-    (["--size", "-0.1"], "--size must be a positive"),
+    (["--size", "0"], "--size must be a finite number > 0"),
+    (["--size", "-0.1"], "--size must be a finite number > 0"),
     (["--size", "nan"], "--size must be a"),
     (["--size", "0.2"], "does not fit on A4 paper"),
     (["--size", "0.17", "--paper", "letter"], "at most 0.162 m"),
     (["--id", "50"], "--id must be in 0..49 for DICT_4X4_50"),
-    (["--id", "-1"], "--id must be in 0..49"),
-    (["--dpi", "20"], "--dpi must be in 50..2400"),
+    (["--id", "-1"], "--id must be an integer >= 0"),
+    (["--dpi", "20"], "--dpi must be an integer in [50, 2400]"),
     (["--size", "0.01", "--dpi", "50"], "raise --dpi or --size"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, capsys, args, words):

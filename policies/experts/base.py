@@ -1,0 +1,79 @@
+"""`Expert`: a privileged scripted controller over all worlds of a `TaskEnv`: one small state machine per
+world (a phase index and its timer), a task-specific `plan` giving each world's current waypoint, a
+rate-limited tool command toward it, and IK to joint position targets (the env's action space).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from policies.experts.motion import gripper_targets, ik_action, rotvec_error, slerp_toward
+from sim import ee_pose
+
+PHASE_TIMEOUT = 3.0   # s: a move that has not arrived by then gives up and the next phase starts
+TURN_SPEED = 2.0      # rad/s: tool orientation command rate
+
+
+@dataclass
+class Waypoint:
+    """Every world's current target: tool pose, gripper, and when the phase is over."""
+
+    pos: np.ndarray                   # (N, 3)
+    quat: np.ndarray | None           # (N, 4) xyzw, or None: position only
+    closed: np.ndarray | None         # (N,) gripper closed; None: gripper held at its home targets
+    wait: np.ndarray                  # (N,) s: dwell before the next phase (0: when arrived)
+    tol: np.ndarray                   # (N,) m: arrival tolerance of the measured tool position
+    speed: np.ndarray | None = None   # (N,) m/s tool speed (None: the robot's)
+
+
+class Expert:
+    """Scripted expert for one TaskEnv; `act()` returns joint targets (N, action_dim) for `env.step`."""
+
+    def __init__(self, env, plan: Callable[[Expert, object], Waypoint], final_phase: int):
+        self.env, self.plan, self.final = env, plan, final_phase
+        self.profile = env.profile
+        self.n = env.n
+        self.phase = np.zeros(self.n, dtype=np.int64)
+        self.t = np.zeros(self.n)
+        self.anchor = np.zeros((self.n, 3))           # tool position when the current phase began
+        self.cmd = np.zeros((self.n, 3))
+        self.cmd_q = np.tile([0.0, 0.0, 0.0, 1.0], (self.n, 1))
+        self.memory: dict[str, np.ndarray] = {}       # per-world values a plan keeps between phases
+        s = env.world.robot_coord_start
+        self.home = env.world.home_targets.reshape(self.n, -1)[:, s:s + env.world.robot.coord_count].copy()
+        self.reset()
+
+    def reset(self, mask=None) -> None:
+        """Start the masked worlds' state machines over (call after `env.reset` of the same worlds)."""
+        m = np.ones(self.n, dtype=bool) if mask is None else np.asarray(mask, dtype=bool).reshape(self.n)
+        p, q = ee_pose(self.env.world)
+        self.phase[m], self.t[m] = 0, 0.0
+        self.anchor[m], self.cmd[m], self.cmd_q[m] = p[m], p[m], q[m]
+
+    def act(self) -> np.ndarray:
+        """Joint position targets (N, robot coords) for this control step; advances the state machines."""
+        env, dt = self.env, self.env.dt
+        s = env.state()
+        wp = self.plan(self, s)
+        speed = self.profile.speed if wp.speed is None else wp.speed
+        d = wp.pos - self.cmd
+        dist = np.linalg.norm(d, axis=1, keepdims=True)
+        step = np.broadcast_to(np.asarray(speed, dtype=np.float64) * dt, (self.n,))[:, None]
+        self.cmd = self.cmd + d * np.minimum(1.0, step / np.maximum(dist, 1e-12))
+        arrived = (dist[:, 0] <= step[:, 0]) & (np.linalg.norm(s.ee_pos - wp.pos, axis=1) < wp.tol)
+        if wp.quat is not None:
+            self.cmd_q = slerp_toward(self.cmd_q, wp.quat, TURN_SPEED * dt)
+            arrived &= np.linalg.norm(rotvec_error(wp.quat, s.ee_quat), axis=1) < 0.1
+        self.t += dt
+        done = np.where(wp.wait > 0, self.t >= wp.wait, arrived | (self.t >= PHASE_TIMEOUT))
+        done &= self.phase < self.final
+        self.phase[done] += 1
+        self.t[done] = 0.0
+        self.anchor[done] = s.ee_pos[done]
+        if wp.closed is None:
+            grip = self.home[:, list(self.profile.gripper)] if self.profile.gripper else None
+        else:
+            grip = gripper_targets(self.profile, wp.closed)
+        return ik_action(env.world, self.profile, self.cmd, None if wp.quat is None else self.cmd_q, grip)

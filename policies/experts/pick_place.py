@@ -1,0 +1,58 @@
+"""Pick-and-place expert: top-down grasp of the cube, lift over whatever lies between, lower into the bin,
+release, retreat up.
+
+Phases per world: 0 above the cube, 1 down to the grasp, 2 close, 3 lift, 4 over the bin, 5 down into it,
+6 open, 7 up and away, 8 hold. The tool's yaw is the cube's face direction nearest the arm's own azimuth
+(no wrist wind-up); the transport height clears the highest scan surface along the way (the workspace's
+height map) and the bin's rim.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from policies.experts.base import Expert, Waypoint
+from policies.experts.motion import grasp_yaw, quat_yaw, tool_quat
+from policies.tasks.resets import max_height
+from twin_kit import qrot
+
+ABOVE = 0.10        # m: approach height of the tool above its grasp point
+CLEAR = 0.05        # m: cube bottom above obstacles and the bin rim while carrying
+CLOSE_S, OPEN_S = 0.5, 0.4
+
+
+def plan(ex: Expert, s) -> Waypoint:
+    env, prof, n = ex.env, ex.profile, ex.n
+    cube, bin_ = env.objects
+    h = cube.height
+    c = s.object_pos[:, 0] + qrot(s.object_quat[:, 0], np.array([0.0, 0.0, 0.5 * h]))     # cube centre
+    b = s.object_pos[:, 1]
+    azimuth = np.arctan2(c[:, 1] - env.base[1], c[:, 0] - env.base[0])
+    if "yaw" not in ex.memory:
+        ex.memory["yaw"] = np.zeros(n)
+        ex.memory["carry_z"] = np.zeros(n)
+    fresh = ex.phase == 0
+    ex.memory["yaw"][fresh] = grasp_yaw(quat_yaw(s.object_quat[fresh, 0]), azimuth[fresh])
+    for i in np.flatnonzero(fresh):
+        top = max(max_height(env.workspace, c[i, :2], b[i, :2], cube.radius), s.object_pos[i, 1, 2] + bin_.height)
+        ex.memory["carry_z"][i] = top + CLEAR + h
+    q = tool_quat(prof.tool_down, ex.memory["yaw"])
+    off = qrot(q, np.broadcast_to(np.asarray(prof.grasp_offset), (n, 3)))   # tool -> cube centre, world
+    grasp = c - off
+    carry = ex.memory["carry_z"][:, None]
+    over_bin = np.concatenate([b[:, :2] - off[:, :2], carry], 1)
+    drop = over_bin.copy()
+    drop[:, 2] = b[:, 2] + 0.004 + 0.5 * h + 0.025 - off[:, 2]        # cube 2.5 cm above the bin's floor
+    lift = np.concatenate([ex.anchor[:, :2], carry], 1)
+    targets = [grasp + [0, 0, ABOVE], grasp, grasp, lift, over_bin, drop, drop, drop + [0, 0, ABOVE + 0.05],
+               drop + [0, 0, ABOVE + 0.05]]
+    ph = np.minimum(ex.phase, len(targets) - 1)
+    pos = np.choose(ph[:, None], targets) if n else np.zeros((0, 3))
+    closed = (ph >= 2) & (ph <= 5)
+    wait = np.select([ph == 2, ph == 6], [CLOSE_S, OPEN_S], 0.0)
+    tol = np.where((ph == 1) | (ph == 5), prof.reach_tol * 0.6, prof.reach_tol * 2)
+    slow = np.where((ph == 1) | (ph == 5), 0.5 * prof.speed, prof.speed)
+    return Waypoint(pos=pos, quat=q, closed=closed, wait=wait, tol=tol, speed=slow)
+
+
+def pick_place_expert(env) -> Expert:
+    return Expert(env, plan, final_phase=8)

@@ -1,0 +1,187 @@
+"""Reset distribution: where task objects and reach targets may go around the robot, sampled per world.
+
+`Workspace` is built once per environment from the scan and the robot's home pose: a 1 cm height map of the
+scan's topmost surface around the base (ray cast down), from which a cell is free when the surface there is
+the support plane (within `FLAT_TOL`) and no part of the robot stands over it. An object of footprint radius r
+may go where every cell within r + `GAP` is free: it then rests on the support, clear of the scan (nothing of
+the scan rises inside its footprint, nothing hangs over it) and of the robot. Objects are kept apart by the
+sum of their radii plus `GAP`. Reach targets must be `TARGET_CLEARANCE` from the scan's surface.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from twin_kit import InputError
+
+CELL = 0.01              # m: height-map resolution
+FLAT_TOL = 0.006         # m: a cell is on the support when its top surface is this close to the support height
+GAP = 0.02               # m: clearance between objects, and between an object and anything blocked
+TARGET_CLEARANCE = 0.06  # m: reach targets keep this far from the scan's surface
+ROBOT_LOW = 0.25         # m: robot parts lower than this above the support block the cells under them
+LIFT = 0.001             # m: objects start this far above the highest surface under their footprint
+
+
+@dataclass
+class Workspace:
+    """Free support cells around one robot base, and the scan near it for target clearance checks."""
+
+    base: np.ndarray            # (4,) base x, y, z (support height) and yaw
+    support_z: float
+    origin: np.ndarray          # (2,) xy of cell (0, 0)
+    height: np.ndarray          # (H, W) top surface height (nan: no surface; the floor when there is no scan)
+    clearance: np.ndarray       # (H, W) distance (m) from each cell to the nearest blocked cell
+    ring: tuple[float, float]
+    sector: float               # radians either side of forward
+    surface: object | None      # cKDTree of points on the scan near the base (None: no scan)
+
+    def cell_xy(self, ij: np.ndarray) -> np.ndarray:
+        return self.origin + ij[..., ::-1] * CELL
+
+    def to_world(self, local: np.ndarray) -> np.ndarray:
+        """Base-frame points (..., 3) to world points (x forward, z up from the support)."""
+        c, s = np.cos(self.base[3]), np.sin(self.base[3])
+        x, y, z = local[..., 0], local[..., 1], local[..., 2]
+        return np.stack([self.base[0] + c * x - s * y, self.base[1] + s * x + c * y, self.support_z + z], -1)
+
+    def spots(self, radius: float) -> np.ndarray:
+        """(K, 2) cell indices in the ring and sector where an object of footprint `radius` fits."""
+        ii, jj = np.nonzero(self.clearance >= radius + GAP)
+        xy = self.origin + np.stack([jj, ii], 1) * CELL
+        d = xy - self.base[:2]
+        r = np.hypot(d[:, 0], d[:, 1])
+        ang = np.angle(np.exp(1j * (np.arctan2(d[:, 1], d[:, 0]) - self.base[3])))
+        ok = (r >= self.ring[0]) & (r <= self.ring[1]) & (np.abs(ang) <= self.sector)
+        return np.stack([ii[ok], jj[ok]], 1)
+
+    def rest_height(self, xy: np.ndarray, radius: float) -> np.ndarray:
+        """z at which an object of footprint `radius` centred at each xy (K, 2) rests: the highest surface."""
+        r = int(np.ceil(radius / CELL))
+        ij = np.round((xy - self.origin) / CELL).astype(int)[:, ::-1]
+        out = np.empty(len(xy))
+        for k, (i, j) in enumerate(ij):
+            patch = self.height[max(i - r, 0):i + r + 1, max(j - r, 0):j + r + 1]
+            out[k] = np.nanmax(patch) if np.isfinite(patch).any() else self.support_z
+        return out + LIFT
+
+    def target_clear(self, p: np.ndarray) -> np.ndarray:
+        """Whether points (K, 3) keep TARGET_CLEARANCE from the scan."""
+        if self.surface is None:
+            return p[:, 2] - self.support_z >= TARGET_CLEARANCE
+        d, _ = self.surface.query(p)
+        return d >= TARGET_CLEARANCE
+
+
+def _heights(scene, xy: np.ndarray) -> np.ndarray:
+    """Topmost scan surface height at each xy (nan where the scan has none)."""
+    import trimesh
+
+    mesh = trimesh.Trimesh(scene.vertices, scene.faces, process=False)
+    top = float(scene.vertices[:, 2].max()) + 1.0
+    o = np.column_stack([xy, np.full(len(xy), top)])
+    loc, idx, _ = mesh.ray.intersects_location(o, np.tile([0.0, 0.0, -1.0], (len(o), 1)), multiple_hits=False)
+    h = np.full(len(xy), np.nan)
+    h[idx] = loc[:, 2]
+    return h
+
+
+def _surface_tree(scene, centre: np.ndarray, radius: float):
+    """KD-tree of points ~5 mm apart on the scan's triangles within `radius` of `centre`."""
+    import trimesh
+    from scipy.spatial import cKDTree
+
+    tri = scene.vertices[scene.faces]
+    near = np.linalg.norm(tri.mean(1) - centre, axis=1) < radius
+    if not near.any():
+        return None
+    sub = trimesh.Trimesh(scene.vertices, scene.faces[near], process=False)
+    n = int(np.clip(sub.area / 0.005 ** 2, 1000, 500_000))
+    pts, _ = trimesh.sample.sample_surface(sub, n, seed=0)
+    return cKDTree(np.concatenate([pts, sub.vertices]))
+
+
+def build_workspace(scene, base: np.ndarray, robot_points: np.ndarray, ring: tuple[float, float],
+                    sector_deg: float, reach: float = 1.2) -> Workspace:
+    """The workspace of a robot whose base stands at `base` (x, y, support z, yaw) in `scene` (None: floor).
+
+    `robot_points` are points on the robot's collision shapes at its home pose (world frame)."""
+    from scipy.ndimage import distance_transform_edt
+
+    r = ring[1] + 0.25
+    n = int(np.ceil(2 * r / CELL)) + 1
+    origin = base[:2] - r
+    jj, ii = np.meshgrid(np.arange(n), np.arange(n))
+    xy = origin + np.stack([jj.ravel(), ii.ravel()], 1) * CELL
+    sz = float(base[2])
+    h = np.full(n * n, sz) if scene is None else _heights(scene, xy)
+    h = h.reshape(n, n)
+    free = np.abs(h - sz) <= FLAT_TOL
+    low = robot_points[robot_points[:, 2] < sz + ROBOT_LOW]
+    if len(low):
+        ij = np.round((low[:, :2] - origin) / CELL).astype(int)
+        ok = ((ij >= 0) & (ij < n)).all(1)
+        free[ij[ok, 1], ij[ok, 0]] = False
+    clearance = distance_transform_edt(free) * CELL - 0.5 * CELL
+    tree = None if scene is None else _surface_tree(scene, np.array([*base[:2], sz]), reach + 0.5)
+    return Workspace(base=np.asarray(base, float), support_z=sz, origin=origin, height=h, clearance=clearance,
+                     ring=ring, sector=np.radians(sector_deg), surface=tree)
+
+
+def sample_objects(ws: Workspace, rng: np.random.Generator, radii: list[float],
+                   pair_dist: tuple[float, float] | None = None, tries: int = 200) -> np.ndarray:
+    """(len(radii), 4) object poses x, y, z, yaw: on free support cells, apart by their radii plus GAP.
+
+    `pair_dist` bounds the distance between the first two objects (e.g. a cube and the zone it is pushed to)."""
+    cand = [ws.spots(r) for r in radii]
+    for k, c in enumerate(cand):
+        if not len(c):
+            raise InputError(f"no room for a {2 * radii[k]:.2f} m object on the support surface within "
+                             f"{ws.ring[1]:.2f} m of the robot; choose another --robot-pose or widen --ring")
+    for _ in range(tries):
+        xy = []
+        for k, c in enumerate(cand):
+            p = ws.cell_xy(c[rng.integers(len(c))]) + rng.uniform(-0.3, 0.3, 2) * CELL
+            far = all(np.linalg.norm(p - q) >= radii[k] + radii[i] + GAP for i, q in enumerate(xy))
+            if k == 1 and pair_dist is not None:
+                far = far and pair_dist[0] <= np.linalg.norm(p - xy[0]) <= pair_dist[1]
+            if not far:
+                break
+            xy.append(p)
+        if len(xy) == len(radii):
+            xy = np.array(xy)
+            z = np.array([ws.rest_height(xy[k:k + 1], radii[k])[0] for k in range(len(radii))])
+            yaw = rng.uniform(-np.pi, np.pi, len(radii))
+            return np.column_stack([xy, z, yaw])
+    raise InputError("could not place the task objects apart from each other within reach of the robot; "
+                     "choose another --robot-pose or widen --ring")
+
+
+def sample_target(ws: Workspace, rng: np.random.Generator, box: tuple[tuple[float, float], ...],
+                  tries: int = 200) -> np.ndarray:
+    """A reach target (3,) in the base-frame `box`, clear of the scan."""
+    lo, hi = np.array([b[0] for b in box]), np.array([b[1] for b in box])
+    p = ws.to_world(rng.uniform(lo, hi, (tries, 3)))
+    ok = ws.target_clear(p)
+    if not ok.any():
+        raise InputError("no reach target clear of the scan in front of the robot; choose another --robot-pose")
+    return p[np.argmax(ok)]
+
+
+def segment_clearance(ws: Workspace, a: np.ndarray, b: np.ndarray) -> float:
+    """Smallest clearance (m) of the free-cell map along the segment a -> b (xy)."""
+    k = int(np.ceil(np.linalg.norm(b - a) / (0.5 * CELL))) + 1
+    pts = a + np.linspace(0.0, 1.0, k)[:, None] * (b - a)
+    ij = np.round((pts - ws.origin) / CELL).astype(int)
+    n = ws.clearance.shape[0]
+    if ((ij < 0) | (ij >= n)).any():
+        return 0.0
+    return float(ws.clearance[ij[:, 1], ij[:, 0]].min())
+
+
+def max_height(ws: Workspace, a: np.ndarray, b: np.ndarray, radius: float) -> float:
+    """Highest scan surface (or support) within `radius` of the segment a -> b (xy)."""
+    k = int(np.ceil(np.linalg.norm(b - a) / CELL)) + 1
+    pts = a + np.linspace(0.0, 1.0, k)[:, None] * (b - a)
+    h = ws.rest_height(pts, radius) - LIFT
+    return float(np.max(h))
