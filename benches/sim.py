@@ -2,6 +2,7 @@
 
     python benches/sim.py --json --steps 20       # bird scene built from the reference COLMAP model
     python benches/sim.py --scene twins/bird --scale 0.004 --json
+    python benches/sim.py --worlds 64 --solvers mujoco_cpu --json   # quicker; the scan run still happens
 
 One environment step is 10 ms of simulated time (2 physics steps of 5 ms) for every world, Twin and peer
 alike. Twin's runs: mujoco_cpu (MuJoCo's C core stepping all worlds in one batch, Newton's State synced after
@@ -14,12 +15,23 @@ Sensor images/s: 16 worlds' fixed cameras at 128x128, one image = RGB + depth + 
 composited with the scene's splats when it has splats.ply. The default bird scene gets untrained splats (one
 opaque Gaussian per coloured COLMAP point) so that the composite path is measured; the in-run peer is the same
 sensors tracing everything every frame without splats (`sensor_full_trace_images_per_s`).
+Scan run (`scan_*` keys; `--no-scan` skips it): the bird capture's own reconstruction, a 179k-triangle
+non-convex TSDF mesh, at `--scan-scale` metres per unit (0.0566: the figurine ~10 cm tall, as above). The
+bundle is built once if missing, by `twin reconstruct <shared data>/bird/images --out <cache>/bench/bird`
+(~8 min on 2 cores; <cache> is $TWIN_CACHE, else $XDG_CACHE_HOME/twin, else ~/.cache/twin; `--scan` picks
+another bundle). Its convex pieces are decomposed by CoACD on the first run and stored in the bundle (later
+runs read them; `scan_pieces_origin` says which, `scan_decompose_seconds` what computing them took). The
+Franka runs on mujoco_cpu against the scan's pieces at the largest world count, the peer is `mujoco.rollout`
+on the same MJCF (`scan_ratio_vs_mujoco`), and with mujoco_warp among `--solvers` that solver runs the same
+scene on its triangle-mesh contacts (`scan_warp_env_steps_per_s`): what `--solver auto` took before.
 The last stdout line is one JSON object.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +45,13 @@ from spatial import BundlePaths
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 BIRD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bird"  # ../shared beside the clone
+SCAN_SCALE = 0.0566  # metres per unit of the bird reconstruction: its figurine (~1.8 units) 10 cm tall
+
+
+def cache_root() -> Path:
+    """$TWIN_CACHE, else $XDG_CACHE_HOME/twin, else ~/.cache/twin: outside the repository tree."""
+    return Path(os.environ.get("TWIN_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or
+                                                      Path.home() / ".cache") / "twin")
 
 
 def make_bird_scene(dest: Path, colmap: Path = BIRD, bird_height_m: float = 0.10, splats: bool = True) -> float:
@@ -143,6 +162,51 @@ def peer_rate(mjcf: Path, worlds: int, steps: int, substeps: int = 2, frame_dt: 
             "finite": bool(np.isfinite(state).all()), "nu": int(m.nu), "ngeom": int(m.ngeom)}
 
 
+def ensure_scan(dest: Path) -> Path:
+    """The bird capture's reconstruction at `dest`, built by `twin reconstruct` when missing (minutes)."""
+    from spatial import read_bundle
+
+    if not dest.exists():
+        cmd = [sys.executable, "-m", "twin_cli", "reconstruct", str(BIRD / "images"), "--out", str(dest), "--quiet",
+               "--json"]
+        print(f"building the scan bundle once: {' '.join(cmd[2:])}", file=sys.stderr)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    read_bundle(dest)
+    return dest
+
+
+def scan_runs(scan: Path, scale: float, worlds: int, steps: int, threads: int, mjcf: Path, warp: bool) -> dict:
+    """The Franka on the reconstructed scan: mujoco_cpu on its convex pieces vs `rollout` on the same MJCF, and
+    (`warp`) mujoco_warp on its triangles; `scan_*` keys."""
+    from sim import load_scene, resolve_solver
+    from spatial import read_collision_pieces
+
+    t0 = time.perf_counter()
+    scene = load_scene(scan, scale)
+    pieces = scene.convex_pieces()            # decomposed and stored on the first run, read back later
+    ready = time.perf_counter() - t0
+    path = BundlePaths(scan).collision_pieces
+    stored = read_collision_pieces(path) if path.exists() and scene.pieces_origin != "convex" else None
+    out = {"scan": str(scan), "scan_scale": scale, "scan_triangles": len(scene.faces), "scan_pieces": len(pieces),
+           "scan_pieces_origin": scene.pieces_origin, "scan_pieces_seconds": ready,
+           "scan_decompose_seconds": stored.seconds if stored else 0.0,
+           "scan_piece_vertices": int(sum(len(p) for p in pieces)),
+           "scan_solver_auto": resolve_solver("auto", "cpu", scene), "scan_worlds": worlds}
+    r, w = twin_rate(str(scan), scale, "mujoco_cpu", worlds, steps, threads)
+    mjcf.write_text(w.solver.mjcf)
+    peer = peer_rate(mjcf, worlds, steps, threads=threads)
+    print(json.dumps({"scan": r, "peer": peer}), file=sys.stderr)
+    out.update(scan_env_steps_per_s=r["env_steps_per_s"], scan_finite=r["finite"],
+               scan_peer_env_steps_per_s=peer["env_steps_per_s"],
+               scan_ratio_vs_mujoco=r["env_steps_per_s"] / peer["env_steps_per_s"])
+    if warp:
+        rw, _ = twin_rate(str(scan), scale, "mujoco_warp", worlds, max(2, steps // 10), threads)
+        print(json.dumps({"scan": rw}), file=sys.stderr)
+        out.update(scan_warp_env_steps_per_s=rw["env_steps_per_s"],
+                   scan_speedup_vs_warp=r["env_steps_per_s"] / rw["env_steps_per_s"])
+    return out
+
+
 def write_point_splats(path: Path, xyz: np.ndarray, rgb: np.ndarray) -> None:
     """Untrained splats: one opaque isotropic Gaussian per coloured point (3DGS's initialisation)."""
     from scenes import gaussians_from_points, write_splats_ply
@@ -184,6 +248,10 @@ def main(argv=None) -> int:
     ap.add_argument("--solvers", nargs="+", default=["mujoco_cpu", "mujoco_warp"])
     ap.add_argument("--steps", type=int, default=20, help="timed env steps per run")
     ap.add_argument("--threads", type=int, default=1, help="threads of mujoco_cpu and of the peer")
+    ap.add_argument("--scan", type=Path, help="reconstructed bundle for the scan run (default: the bird capture's, "
+                    "built once into the cache)")
+    ap.add_argument("--scan-scale", type=float, default=SCAN_SCALE, help="metres per unit of --scan")
+    ap.add_argument("--no-scan", action="store_true", help="skip the scan run")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     from twin_kit import quiet_warp
@@ -236,11 +304,15 @@ def main(argv=None) -> int:
     twin = best["env_steps_per_s"]
     peer = max((r["env_steps_per_s"] for r in runs if r.get("engine") == "mujoco" and r["worlds"] == big),
                default=float("nan"))
+    scan = {}
+    if not args.no_scan:
+        scan = scan_runs(ensure_scan(args.scan or cache_root() / "bench" / "bird"), args.scan_scale, big,
+                         args.steps * 10, args.threads, tmp / "franka_scan.xml", "mujoco_warp" in args.solvers)
     out = {"bench": "sim", "robot": "franka", "scene": scene, "scale": scale, "worlds": big,
            "twin_solver": best["solver"], "threads": args.threads,
            "twin_env_steps_per_s": twin, "peer_env_steps_per_s": peer, "ratio_vs_mujoco": twin / peer,
            **(sensor or {"sensor_images_per_s": None}), "sensor": "16 worlds, 128x128, rgb+depth+seg",
-           "runs": runs}
+           **scan, "runs": runs}
     print(json.dumps(out))
     return 0
 

@@ -323,7 +323,7 @@ def _depth_subset(n: int, k: int) -> list[int]:
 def _dense_depth(rec: Reconstruction, cfg, prog):
     from spatial.dense.mvs import DepthConfig, estimate_depths
 
-    ids = _depth_subset(len(rec.cameras), cfg.depth_frames)
+    ids = _depth_subset(len(rec.cameras), max(2, cfg.depth_frames))  # plane sweep needs a second view
     task = prog.add_task("dense depth", total=len(ids), status="")
 
     def tick(done, total):
@@ -391,13 +391,13 @@ def _write_geometry(root: Path, rec: Reconstruction, ids, depths, pts, cols, cfg
     write_points(paths.points, pts, cols)
     if not dense_ok:
         return int(len(pts)), 0
+    failure = ""
     try:
         mesh = tsdf_mesh([d.depth for d in depths], [rec.images[i] for i in ids], [d.camera for d in depths],
                          cfg=FusionConfig(target_triangles=cfg.mesh_triangles),
                          confidences=[d.confidence for d in depths])
     except InputError as e:  # the depth that made points.ply does not close into a surface
-        _note(rec, f"TSDF fusion failed ({e}); the bundle has no collision mesh from depth")
-        mesh = None
+        mesh, failure = None, f" ({e})"
     skipped = mesh.metadata.get("skipped_views", []) if mesh is not None else []
     if skipped:  # tsdf_mesh warned already
         rec.report.setdefault("notes", []).append(
@@ -413,7 +413,7 @@ def _write_geometry(root: Path, rec: Reconstruction, ids, depths, pts, cols, cfg
     if n_tris:
         mesh.export(paths.collision)
     else:
-        _note(rec, "the TSDF fusion produced no surface; the bundle has no collision mesh")
+        _note(rec, f"the TSDF fusion produced no surface{failure}; the bundle has no collision mesh")
     return int(len(pts)), n_tris
 
 

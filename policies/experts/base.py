@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from policies.experts.motion import gripper_targets, ik_action, rotvec_error, slerp_toward
+from policies.experts.motion import ROT_WEIGHT, gripper_targets, ik_action, rotvec_error, slerp_toward
 from sim import ee_pose
 
 PHASE_TIMEOUT = 3.0   # s: a move that has not arrived by then gives up and the next phase starts
@@ -26,6 +26,9 @@ class Waypoint:
     wait: np.ndarray                  # (N,) s: dwell before the next phase (0: when arrived)
     tol: np.ndarray                   # (N,) m: arrival tolerance of the measured tool position
     speed: np.ndarray | None = None   # (N,) m/s tool speed (None: the robot's)
+    jump: np.ndarray | None = None    # (N,) phase to go to now instead of the usual advance (-1: none)
+    rot_weight: np.ndarray | None = None  # (N,) IK orientation weight (None: motion.ROT_WEIGHT); below it the
+                                          # orientation is a preference and arrival ignores it
 
 
 class Expert:
@@ -63,17 +66,23 @@ class Expert:
         step = np.broadcast_to(np.asarray(speed, dtype=np.float64) * dt, (self.n,))[:, None]
         self.cmd = self.cmd + d * np.minimum(1.0, step / np.maximum(dist, 1e-12))
         arrived = (dist[:, 0] <= step[:, 0]) & (np.linalg.norm(s.ee_pos - wp.pos, axis=1) < wp.tol)
+        wr = np.full(self.n, ROT_WEIGHT) if wp.rot_weight is None else wp.rot_weight
         if wp.quat is not None:
             self.cmd_q = slerp_toward(self.cmd_q, wp.quat, TURN_SPEED * dt)
-            arrived &= np.linalg.norm(rotvec_error(wp.quat, s.ee_quat), axis=1) < 0.1
+            aligned = np.linalg.norm(rotvec_error(wp.quat, s.ee_quat), axis=1) < 0.1
+            arrived &= aligned | (wr < ROT_WEIGHT)
         self.t += dt
         done = np.where(wp.wait > 0, self.t >= wp.wait, arrived | (self.t >= PHASE_TIMEOUT))
         done &= self.phase < self.final
         self.phase[done] += 1
+        if wp.jump is not None:
+            jump = wp.jump >= 0
+            self.phase[jump] = wp.jump[jump]
+            done |= jump
         self.t[done] = 0.0
         self.anchor[done] = s.ee_pos[done]
         if wp.closed is None:
             grip = self.home[:, list(self.profile.gripper)] if self.profile.gripper else None
         else:
             grip = gripper_targets(self.profile, wp.closed)
-        return ik_action(env.world, self.profile, self.cmd, None if wp.quat is None else self.cmd_q, grip)
+        return ik_action(env.world, self.profile, self.cmd, None if wp.quat is None else self.cmd_q, grip, wr)

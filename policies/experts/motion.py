@@ -68,25 +68,27 @@ def move_toward(cmd: np.ndarray, goal: np.ndarray, max_dist: float | np.ndarray)
 
 
 def ik_action(world, profile, pos: np.ndarray, quat: np.ndarray | None, grip: np.ndarray | None,
-              iters: int = 1) -> np.ndarray:
+              rot_weight: np.ndarray | float = ROT_WEIGHT) -> np.ndarray:
     """Joint position targets (N, robot coords) that move the tool toward pos (N, 3) / quat (N, 4) or None.
 
     Arm joints come from damped least squares on the tool error, from the measured joint positions; the
     gripper coordinates are set to `grip` (N, len(profile.gripper)) when given, else held at their positions.
-    The Jacobian is evaluated at the current state, so `iters` > 1 only rescales the step."""
+    `rot_weight` (m per rad, per world) trades orientation error against position error: a 5-joint arm lowers
+    it to keep its position where it cannot also point straight down."""
     arm = world.robot.spec.arm_dofs or world.robot.dof_count
     q = get_joint_positions(world)
     p, r = ee_pose(world)
     J = jacobian(world)[:, :, :arm]
     err = pos - p
     if quat is not None:
-        e = np.concatenate([err, ROT_WEIGHT * rotvec_error(quat, r)], 1)
-        J = np.concatenate([J[:, :3], ROT_WEIGHT * J[:, 3:]], 1)
+        wr = np.broadcast_to(np.asarray(rot_weight, dtype=np.float64), (len(p),))[:, None]
+        e = np.concatenate([err, wr * rotvec_error(quat, r)], 1)
+        J = np.concatenate([J[:, :3], wr[:, :, None] * J[:, 3:]], 1)
     else:
         e, J = err, J[:, :3]
     k = J.shape[1]
     A = J @ J.transpose(0, 2, 1) + DAMPING ** 2 * np.eye(k)[None]
-    dq = (J.transpose(0, 2, 1) @ np.linalg.solve(A, e[..., None]))[..., 0] * iters
+    dq = (J.transpose(0, 2, 1) @ np.linalg.solve(A, e[..., None]))[..., 0]
     n = np.linalg.norm(dq, axis=1, keepdims=True)
     dq = dq * np.minimum(1.0, MAX_JOINT_STEP / np.maximum(n, 1e-12))
     q[:, :arm] += dq

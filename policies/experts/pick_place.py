@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from policies.experts.base import Expert, Waypoint
-from policies.experts.motion import grasp_yaw, quat_yaw, tool_quat
+from policies.experts.motion import ROT_WEIGHT, grasp_yaw, quat_yaw, tool_quat
 from policies.tasks.resets import max_height
 from twin_kit import qrot
 
@@ -43,7 +43,7 @@ def plan(ex: Expert, s) -> Waypoint:
     drop = over_bin.copy()
     drop[:, 2] = b[:, 2] + 0.004 + 0.5 * h + 0.025 - off[:, 2]        # cube 2.5 cm above the bin's floor
     lift = np.concatenate([ex.anchor[:, :2], carry], 1)
-    targets = [grasp + [0, 0, ABOVE], grasp, grasp, lift, over_bin, drop, drop, drop + [0, 0, ABOVE + 0.05],
+    targets = [grasp + [0, 0, ABOVE], grasp, ex.anchor, lift, over_bin, drop, drop, drop + [0, 0, ABOVE + 0.05],
                drop + [0, 0, ABOVE + 0.05]]
     ph = np.minimum(ex.phase, len(targets) - 1)
     pos = np.choose(ph[:, None], targets) if n else np.zeros((0, 3))
@@ -51,7 +51,8 @@ def plan(ex: Expert, s) -> Waypoint:
     wait = np.select([ph == 2, ph == 6], [CLOSE_S, OPEN_S], 0.0)
     tol = np.where((ph == 1) | (ph == 5), prof.reach_tol * 0.6, prof.reach_tol * 2)
     slow = np.where((ph == 1) | (ph == 5), 0.5 * prof.speed, prof.speed)
-    return Waypoint(pos=pos, quat=q, closed=closed, wait=wait, tol=tol, speed=slow)
+    rot_weight = np.where((ph >= 3) & (ph <= 7), prof.carry_rot_weight, ROT_WEIGHT)
+    return Waypoint(pos=pos, quat=q, closed=closed, wait=wait, tol=tol, speed=slow, rot_weight=rot_weight)
 
 
 def pick_place_expert(env) -> Expert:

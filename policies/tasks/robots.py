@@ -28,6 +28,7 @@ class RobotProfile:
     grasp_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)  # object centre in the tool frame when grasped
     speed: float = 0.25                             # expert tool speed (m/s)
     reach_tol: float = 0.01                         # expert waypoint tolerance (m)
+    carry_rot_weight: float = 0.3                   # expert IK orientation weight while carrying (m/rad)
 
 
 PROFILES: dict[str, RobotProfile] = {p.name: p for p in [
@@ -39,11 +40,11 @@ PROFILES: dict[str, RobotProfile] = {p.name: p for p in [
                  speed=0.3),
     # SO-101: the gripper frame sits at the fixed jaw's tip, z out of the jaws, x toward the moving jaw; the
     # jaw opens 1.6 cm at 0 rad and 6.7 cm at 1 rad. A grasped cube sits 2.2 cm toward the moving jaw.
-    RobotProfile("so101", ring=(0.14, 0.26), sector_deg=75.0,
+    RobotProfile("so101", ring=(0.17, 0.27), sector_deg=75.0,
                  reach_box=((0.14, 0.28), (-0.15, 0.15), (0.05, 0.22)),
                  gripper=(5,), gripper_open=(1.0,), gripper_closed=(-0.1,),
-                 tool_down=(0.0, 1.0, 0.0, 0.0), grasp_offset=(-0.022, 0.0, -0.010), speed=0.12,
-                 reach_tol=0.006),
+                 tool_down=(0.0, 1.0, 0.0, 0.0), grasp_offset=(-0.038, 0.0, -0.010), speed=0.12,
+                 reach_tol=0.006, carry_rot_weight=0.03),
     # G1 upper body on a fixed pelvis: the right hand reaches in front of the right shoulder.
     RobotProfile("g1_upper", ring=(0.25, 0.45), sector_deg=60.0,
                  reach_box=((0.22, 0.42), (-0.38, -0.06), (0.80, 1.10)), speed=0.25),

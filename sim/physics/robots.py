@@ -31,6 +31,8 @@ class RobotSpec:
     arm_dofs: int = 0                # leading dofs the end-effector IK may move (0 = all)
     gains: tuple[float, float] = (400.0, 40.0)  # joint PD stiffness, damping for position targets
     locked: tuple[str, ...] = ()     # joint-name prefixes made fixed joints at angle 0 (merged into their parent)
+    slabs: tuple[tuple[str, int, int], ...] = ()  # (collision mesh file name, axis, count): collide with convex
+                                                  # slabs of the mesh, not its hull (sim.physics.collision_slabs)
     note: str = ""
 
 
@@ -40,7 +42,9 @@ ROBOTS: dict[str, RobotSpec] = {s.name: s for s in [
     RobotSpec("so100", "erd", "so_arm_description/urdf/so100.urdf", "jaw", "gripper",
               (0.0, -1.0, 1.0, 0.6, 0.0, 0.0), arm_dofs=5, gains=(60.0, 4.0)),
     RobotSpec("so101", "erd", "so_arm_description/urdf/so101.urdf", "gripper_frame_link", "gripper_link",
-              (0.0, -1.0, 1.0, 0.6, 0.0, 0.0), arm_dofs=5, gains=(60.0, 4.0)),
+              (0.0, -1.0, 1.0, 0.6, 0.0, 0.0), arm_dofs=5, gains=(60.0, 4.0),
+              slabs=(("wrist_roll_follower_so101_v1.stl", 2, 8), ("moving_jaw_so101_v1.stl", 1, 8)),
+              note="the jaws collide as convex slabs: their hulls would fill the space between them"),
     RobotSpec("ur5e", "erd", "ur_description/urdf/ur5_robot.urdf", "tool0", "wrist_3_link",
               (0.0, -1.57, 1.57, -1.57, -1.57, 0.0), arm_dofs=6, gains=(2000.0, 100.0),
               note="UR5 kinematics from example-robot-data (it ships no UR5e)"),
@@ -153,12 +157,33 @@ def urdf_text(spec: RobotSpec) -> str:
     draw never changes what collides.
     """
     root = ET.fromstring(urdf_source(spec))
+    slabs = {name: (axis, count) for name, axis, count in spec.slabs}
     for link in root.findall("link"):
         for v in link.findall("visual"):
             link.remove(v)
+        for c in link.findall("collision"):
+            mesh = c.find("geometry/mesh")
+            if mesh is not None and Path(mesh.get("filename", "")).name in slabs:
+                _split_collision(link, c, *slabs[Path(mesh.get("filename")).name])
     for g in root.findall("gazebo"):
         root.remove(g)
     return ET.tostring(root, encoding="unicode")
+
+
+def _split_collision(link, collision, axis: int, count: int) -> None:
+    """Replace a link's mesh `collision` element by one element per convex slab of the mesh."""
+    import copy
+
+    from sim.physics.collision_slabs import slab_files
+
+    mesh = collision.find("geometry/mesh")
+    files = slab_files(mesh.get("filename"), axis, count)
+    at = list(link).index(collision)
+    link.remove(collision)
+    for k, f in enumerate(files):
+        c = copy.deepcopy(collision)
+        c.find("geometry/mesh").set("filename", str(f))
+        link.insert(at + k, c)
 
 
 @dataclass

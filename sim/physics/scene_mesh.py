@@ -39,18 +39,20 @@ class SceneMesh:
 
         return trimesh.Trimesh(self.vertices, self.faces, process=False)
 
-    def convex_pieces(self) -> list[np.ndarray]:
+    def convex_pieces(self, cfg=None) -> list[np.ndarray]:
         """Convex pieces (hull vertex arrays, metres) whose union is the scene, made once per mesh and reused.
 
-        Read from the bundle (or the user cache for a mesh without a bundle) when current; else the mesh is
-        decomposed (convex parts kept exactly, CoACD for the rest) and the result stored for the next run."""
+        Read from the bundle (or the user cache for a mesh without a bundle) when current for `cfg` (a
+        spatial.ConvexConfig, default settings when None); else the mesh is decomposed (convex parts kept
+        exactly, CoACD for the rest) and the result stored for the next run."""
         if self.pieces is None:
-            from spatial import stored_convex_pieces
+            from spatial import ConvexConfig, stored_convex_pieces
 
             v, f = self.file_mesh if self.file_mesh is not None else (self.vertices, self.faces)
             scale = self.metres_per_unit if self.file_mesh is not None else 1.0
             label = f"{self.bundle}'s collision mesh" if self.bundle is not None else Path(self.source).name
-            pieces, self.pieces_origin = stored_convex_pieces(v, f, bundle=self.bundle, label=label)
+            pieces, self.pieces_origin = stored_convex_pieces(v, f, bundle=self.bundle, cfg=cfg or ConvexConfig(),
+                                                              label=label)
             self.pieces = [np.asarray(p, np.float64) * scale for p in pieces]
         return self.pieces
 

@@ -253,18 +253,18 @@ def resolve_solver(name: str, device: str, scene: SceneMesh | None = None) -> st
     Measured with `benches/sim.py --steps 20` (Franka in the bird scene, 1 thread, shared 2-core machine,
     5 runs): at 64 worlds mujoco_cpu ran 11,000-21,000 env-steps/s, 0.67-0.98x MuJoCo's own `rollout` on
     the same MJCF measured right after it, and 18-36x mujoco_warp on Warp's CPU device (580-660), where the
-    launch cost of many small kernels dominates. MuJoCo collides with convex pieces only, so a scan that is
-    not a few convex parts costs a prism per triangle: with 2,000 pieces the batch still ran ~1,000-2,000
-    env-steps/s at 16 worlds (mujoco_warp: ~270), beyond `AUTO_MAX_PIECES` auto takes mujoco_warp and its
-    triangle-mesh contacts. On CUDA, mujoco_warp runs thousands of worlds in parallel kernels.
+    launch cost of many small kernels dominates. MuJoCo collides with convex pieces only, so a scan is
+    decomposed once into a few (`SceneMesh.convex_pieces`: CoACD, stored in the bundle; this call makes them
+    when the scene lacks them). Only a scene of more than `AUTO_MAX_PIECES` separate convex parts goes to
+    mujoco_warp and its triangle-mesh contacts. On CUDA, mujoco_warp runs thousands of worlds in parallel kernels.
     """
     if name != "auto":
         return name
     choice = DEFAULT_SOLVER["cuda" if str(device).startswith("cuda") else "cpu"]
     if choice == "mujoco_cpu" and scene is not None:
-        from sim.physics.mujoco_batch import AUTO_MAX_PIECES, scene_piece_count
+        from sim.physics.mujoco_batch import AUTO_MAX_PIECES
 
-        if scene_piece_count(scene.vertices, scene.faces) > AUTO_MAX_PIECES:
+        if len(scene.convex_pieces()) > AUTO_MAX_PIECES:
             return "mujoco_warp"
     return choice
 
@@ -349,7 +349,8 @@ def build_world(cfg: WorldConfig) -> World:
         from sim.physics.mujoco_batch import build_batch, push_state
 
         solver = build_batch(model, cfg.worlds, scene.vertices if scene is not None else None,
-                             scene.faces if scene is not None else None, cfg.frame_dt / cfg.substeps, cfg.threads)
+                             scene.faces if scene is not None else None, cfg.frame_dt / cfg.substeps, cfg.threads,
+                             pieces=scene.convex_pieces() if scene is not None else None)
         push_state(solver, state)
     else:
         solver = make_solver(model, cfg.solver, cfg.iterations)

@@ -32,10 +32,11 @@ from spatial.bundle import (
 class ConvexConfig:
     """How the non-convex part of a mesh is split into convex pieces (the CoACD settings Twin sets)."""
 
-    threshold: float = 0.1           # CoACD concavity threshold (mesh size = 1): lower = more, tighter pieces
-    max_faces: int = 40_000          # decimate the non-convex part to this many triangles before CoACD (0 = never)
-    max_hull_vertices: int = 64      # vertices of one piece at most (MuJoCo's collision cost grows with them)
-    preprocess_resolution: int = 50  # CoACD's remeshing grid (an open scan is made a solid first)
+    threshold: float = 0.1            # CoACD concavity threshold (mesh size = 1): lower = more, tighter pieces
+    max_faces: int = 200_000          # decimate the non-convex part to this many triangles first (0 = never)
+    max_hull_vertices: int = 64       # vertices of one piece at most (MuJoCo's collision cost grows with them)
+    preprocess_resolution: int = 100  # CoACD's remeshing grid: an open scan becomes a solid this many voxels
+                                      # across, so a thin desk's top moves up by about half a voxel
     seed: int = 0
 
     def params(self) -> dict:

@@ -12,6 +12,7 @@ import os
 def quiet_colmap() -> None:
     """Keep pycolmap's log lines off stderr (FATAL aside) and its log files in this process's private temp
     folder (removed at exit), unless GLOG_log_dir names another."""
+    import cv2  # noqa: F401 - before pycolmap: the other order aborts cv2's PNG writer (two zlib builds)
     import pycolmap
 
     from twin_kit import private_temp_dir

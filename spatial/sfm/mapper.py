@@ -108,6 +108,9 @@ def run_sfm(frames: FrameSet, work_dir: Path, cfg: SfmConfig | None = None, prog
     """
     import time
 
+    from spatial.sfm.colmap_log import quiet_colmap
+
+    quiet_colmap()  # before pycolmap runs: no glog files in the shared temp folder, no log lines on stderr
     import pycolmap
 
     cfg = cfg or SfmConfig()
