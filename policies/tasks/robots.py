@@ -42,8 +42,8 @@ PROFILES: dict[str, RobotProfile] = {p.name: p for p in [
     # jaw opens 1.6 cm at 0 rad and 6.7 cm at 1 rad. A grasped cube sits 2.2 cm toward the moving jaw.
     RobotProfile("so101", ring=(0.17, 0.27), sector_deg=75.0,
                  reach_box=((0.14, 0.28), (-0.15, 0.15), (0.05, 0.22)),
-                 gripper=(5,), gripper_open=(1.0,), gripper_closed=(-0.1,),
-                 tool_down=(0.0, 1.0, 0.0, 0.0), grasp_offset=(-0.038, 0.0, -0.010), speed=0.12,
+                 gripper=(5,), gripper_open=(1.0,), gripper_closed=(0.05,),
+                 tool_down=(0.0, 1.0, 0.0, 0.0), grasp_offset=(-0.026, 0.0, -0.010), speed=0.12,
                  reach_tol=0.006, carry_rot_weight=0.03),
     # G1 upper body on a fixed pelvis: the right hand reaches in front of the right shoulder.
     RobotProfile("g1_upper", ring=(0.25, 0.45), sector_deg=60.0,
