@@ -1,6 +1,8 @@
 """policies: demonstrations, datasets, policy training, evaluation and deployment.
 
-`datasets/` writes and reads LeRobotDatasets (v3.0; v2.1 read too). Public API below (loaded on first use):
+`tasks/` reach, push and pick_place in any metric scan, batched over parallel worlds (`TaskEnv`); `experts/`
+privileged scripted experts that solve them; `datasets/` writes and reads LeRobotDatasets (v3.0; v2.1 read
+too); `record/` records expert episodes into them (`twin record`). Public API below (loaded on first use):
 other packages, benches and examples import only these names.
 """
 from twin_kit import lazy_exports
@@ -13,5 +15,17 @@ _API = {
     **dict.fromkeys(["Style", "VANILLA", "STYLE_FAMILIES", "sample_style", "restyle", "restyle_labelled",
                      "Restyled", "SEG_DISTRACTOR", "CosmosConfig", "load_cosmos", "restyle_cosmos", "style_prompt",
                      "style_grid"], "restyle"),
+    **dict.fromkeys(["TaskConfig", "TaskState", "TaskDef", "TASK_NAMES"], "tasks.spec"),
+    "TaskEnv": "tasks.env",
+    **dict.fromkeys(["get_task", "task_names", "task_robot_pairs"], "tasks.registry"),
+    **dict.fromkeys(["RobotProfile", "PROFILES", "get_profile", "robot_name"], "tasks.robots"),
+    **dict.fromkeys(["TaskObject", "load_object"], "tasks.objects"),
+    **dict.fromkeys(["Expert", "Waypoint"], "experts.base"),
+    "make_expert": "experts.registry",
+    **dict.fromkeys(["EvalConfig", "evaluate_pair"], "experts.evaluate"),
+    "RecordConfig": "record.config",
+    **dict.fromkeys(["Recorder", "Episode", "Layout", "record_episodes", "joint_names"], "record.rollout"),
+    **dict.fromkeys(["Restyler", "episode_style"], "record.restyling"),
+    **dict.fromkeys(["run_record", "check_record"], "record.run"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _API)

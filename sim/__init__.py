@@ -11,6 +11,7 @@ _API = {
     **dict.fromkeys(["WorldConfig", "World", "BoxObject", "build_world", "step", "body_poses", "resolve_solver",
                      "SOLVERS"], "physics.world"),
     **dict.fromkeys(["ROBOTS", "get_robot", "model_path"], "physics.robots"),
+    "penetrating": "physics.placement",
     **dict.fromkeys(["SceneMesh", "load_scene", "load_mesh_file"], "physics.scene_mesh"),
     **dict.fromkeys(["ee_pose", "jacobian", "ik_targets", "get_joint_targets", "set_joint_targets",
                      "get_joint_positions", "scripted_goal", "default_reach"], "physics.control"),

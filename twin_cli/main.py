@@ -8,7 +8,7 @@ import sys
 
 # Each package's command module defines VERBS with light imports only (configs + lazy runners). A group that
 # fails to import is an error naming the module: a broken install must not hide verbs silently.
-GROUPS = ("spatial.commands", "scenes.commands", "sim.commands")
+GROUPS = ("spatial.commands", "scenes.commands", "sim.commands", "policies.commands")
 
 
 def verbs():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from twin_kit import InputError
+from twin_kit import InputError, deferred_interrupts
 
 TOLERANCE_S = 1e-4  # LeRobot's default tolerance between a query timestamp and a decoded frame
 
@@ -64,7 +64,9 @@ def encode_video(frames: np.ndarray, fps: int, path: Path, enc: VideoEncoding) -
     options = {"g": str(enc.gop), "crf": str(enc.crf)}
     if enc.codec == "libsvtav1":
         options["preset"] = str(enc.preset)
-    with av.open(str(path), "w", format="mp4", options={"movflags": "faststart"}) as out:
+    # Ctrl-C waits for the clip (a second or two): an interrupt inside the encoder can leave SVT-AV1's threads
+    # waiting for an end of stream that never comes, and the process hangs at exit instead of stopping.
+    with deferred_interrupts(), av.open(str(path), "w", format="mp4", options={"movflags": "faststart"}) as out:
         stream = out.add_stream(enc.codec, rate=fps, options=options)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = enc.pix_fmt

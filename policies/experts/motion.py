@@ -98,7 +98,25 @@ def ik_action(world, profile, pos: np.ndarray, quat: np.ndarray | None, grip: np
     return np.clip(q, lo, hi)
 
 
-def gripper_targets(profile, closed: np.ndarray) -> np.ndarray:
-    """(N, gripper coords) open or closed targets per world (`closed` (N,) bool)."""
+def gripper_targets(profile, closed: np.ndarray, measured: np.ndarray | None = None) -> np.ndarray:
+    """(N, gripper coords) open or closed targets per world (`closed` (N,) bool).
+
+    With the profile's `grip_squeeze` and the gripper's `measured` positions, a closing gripper's target
+    stays that far past where it is: it closes freely, then squeezes with a bounded force (a stiff position
+    drive on a small arm would otherwise push the arm off the object). Call it while closing only: held
+    this way, a drive that sinks into the object would keep closing (see `held_grip`)."""
     o, c = np.asarray(profile.gripper_open), np.asarray(profile.gripper_closed)
-    return np.where(np.asarray(closed, bool)[:, None], c[None], o[None])
+    shut = np.broadcast_to(c[None], (len(closed), len(c)))
+    if profile.grip_squeeze > 0 and measured is not None:
+        way, sq = np.sign(c - o)[None], profile.grip_squeeze
+        shut = np.where(way < 0, np.maximum(c, measured - sq), np.minimum(c, measured + sq))
+    return np.where(np.asarray(closed, bool)[:, None], shut, o[None])
+
+
+def held_grip(profile, stalled: np.ndarray) -> np.ndarray:
+    """Gripper targets (N, coords) that hold an object the gripper stalled on at `stalled` positions: the
+    profile's `hold_squeeze` past them (fixed, so the grip cannot ratchet closed), at most the closed targets."""
+    o, c = np.asarray(profile.gripper_open), np.asarray(profile.gripper_closed)
+    way = np.sign(c - o)[None]
+    t = stalled + way * (profile.hold_squeeze or profile.grip_squeeze)
+    return np.where(way < 0, np.maximum(c, t), np.minimum(c, t))

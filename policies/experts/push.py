@@ -33,7 +33,7 @@ def plan(ex: Expert, s) -> Waypoint:
     fresh = ex.phase == 0                                   # approaching: aim along the current line
     azimuth = np.arctan2(cube[:, 1] - env.base[1], cube[:, 0] - env.base[0])
     mem["u"][fresh] = u[fresh]
-    mem["yaw"][fresh] = grasp_yaw(np.arctan2(u[fresh, 1], u[fresh, 0]), azimuth[fresh], np.pi)
+    mem["yaw"][fresh] = grasp_yaw(np.arctan2(u[fresh, 1], u[fresh, 0]) + np.pi / 2, azimuth[fresh], np.pi)
     u0 = mem["u"]
     q = tool_quat(prof.tool_down, mem["yaw"])
 

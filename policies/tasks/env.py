@@ -14,19 +14,21 @@ import torch
 
 from policies.tasks.objects import load_object
 from policies.tasks.registry import get_task
-from policies.tasks.resets import build_workspace
+from policies.tasks.resets import build_workspace, choose_base
 from policies.tasks.robots import get_profile
 from policies.tasks.spec import TaskConfig, TaskState
-from sim import EnvConfig, SimEnv, WorldConfig, body_poses, build_world, ee_pose, get_joint_positions
+from sim import EnvConfig, SimEnv, WorldConfig, body_poses, build_world, ee_pose, get_joint_positions, load_scene
 from twin_kit import InputError, qrot
 
 
 def robot_surface_points(world, per_shape: int = 300) -> np.ndarray:
-    """World points on the robot's colliding mesh shapes in world 0 (vertices, subsampled)."""
+    """World points on the robot's colliding mesh shapes in world 0 (vertices, subsampled), its fixed base
+    link (merged into the world) included."""
     from newton import ShapeFlags
 
     m = world.model
     body = m.shape_body.numpy()
+    in_world0 = m.shape_world.numpy() == 0
     flags = m.shape_flags.numpy()
     xf = m.shape_transform.numpy().astype(np.float64)
     scale = m.shape_scale.numpy().astype(np.float64)
@@ -37,7 +39,10 @@ def robot_surface_points(world, per_shape: int = 300) -> np.ndarray:
     for s in range(len(body)):
         b = int(body[s])
         src = m.shape_source[s]
-        if not 0 <= b < world.bodies_per_world or b in objects or not flags[s] & int(ShapeFlags.COLLIDE_SHAPES):
+        fixed = b < 0 and in_world0[s]                          # a fixed base link, posed in the world frame
+        if not (fixed or 0 <= b < world.bodies_per_world) or b in objects:
+            continue
+        if not flags[s] & int(ShapeFlags.COLLIDE_SHAPES):
             continue
         if src is None or not hasattr(src, "vertices"):
             continue
@@ -45,8 +50,14 @@ def robot_surface_points(world, per_shape: int = 300) -> np.ndarray:
         if len(v) > per_shape:
             v = v[rng.choice(len(v), per_shape, replace=False)]
         v = qrot(xf[s, 3:], v) + xf[s, :3]
-        pts.append(qrot(bq[b, 3:], v) + bq[b, :3])
+        pts.append(v if fixed else qrot(bq[b, 3:], v) + bq[b, :3])
     return np.concatenate(pts) if pts else np.zeros((0, 3))
+
+
+def home_points(robot: str) -> np.ndarray:
+    """Points on `robot`'s collision surface at its home pose, base at the origin facing +x."""
+    w = build_world(WorldConfig(scene=None, robot=robot, worlds=1, solver="featherstone", visuals=False))
+    return robot_surface_points(w) - w.base_xform[:3] + [0.0, 0.0, w.robot.spec.base_height]
 
 
 class TaskEnv:
@@ -58,9 +69,18 @@ class TaskEnv:
         self.task = get_task(cfg.task, self.profile.name)
         self.objects = tuple(load_object(n) for n in self.task.objects)
         parked = [o.placed((0.0, 0.0, -10.0 - k)) for k, o in enumerate(self.objects)]   # reset places them
-        wc = WorldConfig(scene=cfg.bundle, robot=self.profile.name, scale=cfg.scale, robot_pose=cfg.robot_pose,
+        ring = tuple(cfg.ring) if cfg.ring else self.profile.ring
+        sector = self.profile.sector_deg if cfg.sector_deg is None else cfg.sector_deg
+        pose = cfg.robot_pose
+        if pose is None and cfg.bundle is not None:
+            scene = load_scene(cfg.bundle, cfg.scale)
+            radius = max([o.radius for o in self.objects], default=0.03)
+            pose = choose_base(scene, home_points(self.profile.name), ring, sector, self.profile.base_radius,
+                               radius, cfg.support_plane)
+        wc = WorldConfig(scene=cfg.bundle, robot=self.profile.name, scale=cfg.scale, robot_pose=pose,
                          worlds=cfg.worlds, solver=cfg.solver, threads=cfg.threads, frame_dt=cfg.control_dt,
-                         substeps=cfg.substeps, visuals=cfg.visuals, objects=parked)
+                         substeps=cfg.substeps, visuals=cfg.visuals, objects=parked,
+                         grasp_contacts=any(o.sim.collide for o in self.objects), support_plane=cfg.support_plane)
         episode_s = cfg.episode_s or self.task.episode_s
         self.max_steps = int(round(episode_s / cfg.control_dt))
         self.hold_steps = max(1, int(round(cfg.hold_s / cfg.control_dt)))
@@ -72,9 +92,8 @@ class TaskEnv:
         yaw = 2.0 * np.arctan2(w.base_xform[5], w.base_xform[6])
         self.support_z = support_z
         self.base = np.array([w.base_xform[0], w.base_xform[1], support_z, yaw])
-        ring = tuple(cfg.ring) if cfg.ring else self.profile.ring
-        sector = self.profile.sector_deg if cfg.sector_deg is None else cfg.sector_deg
-        self.workspace = build_workspace(w.scene, self.base, robot_surface_points(w), ring, sector)
+        self.workspace = build_workspace(w.scene, self.base, robot_surface_points(w), ring, sector,
+                                         cfg.support_plane)
         self._object_q = self._object_coords()
         self.goal = np.zeros((self.n, 3))
         self.steps = np.zeros(self.n, dtype=np.int64)
@@ -152,12 +171,13 @@ class TaskEnv:
     def step(self, action):
         """Apply joint targets (N, action_dim) and advance one control step.
 
-        Returns obs, reward (N,), done (N,) and info with `success` (N,) (latched) and `steps` (N,)."""
+        Returns obs, reward (N,), done (N,) and info with `success` (N,) (latched) and `steps` (N,), each
+        episode's length so far (it stops counting when the episode is done)."""
         obs, _, _, _, _ = self.sim.step(action)
-        self.steps += 1
+        live = ~self.done
+        self.steps += live                         # a finished episode's length stays what it was
         s = self.state()
         ok = self.task.success(s)
-        live = ~self.done
         self.hold = np.where(ok, self.hold + 1, 0)
         won = live & (self.hold >= self.hold_steps)
         self.success |= won

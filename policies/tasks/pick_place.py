@@ -49,5 +49,5 @@ def reward(s: TaskState) -> np.ndarray:
     return reach + lifted + np.where(lifted | in_bin(s), to_bin, 0.0) + 2.0 * in_bin(s) + success(s)
 
 
-TASK = TaskDef("pick_place", objects=("cube", "bin"), robots=("franka", "so101"), episode_s=12.0,
+TASK = TaskDef("pick_place", objects=("cube", "bin"), robots=("franka", "so101"), episode_s=16.0,
                sample=sample, success=success, reward=reward)

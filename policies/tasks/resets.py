@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim import penetrating
 from twin_kit import InputError
 
 CELL = 0.01              # m: height-map resolution
@@ -21,6 +22,8 @@ GAP = 0.02               # m: clearance between objects, and between an object a
 TARGET_CLEARANCE = 0.06  # m: reach targets keep this far from the scan's surface
 ROBOT_LOW = 0.25         # m: robot parts lower than this above the support block the cells under them
 LIFT = 0.001             # m: objects start this far above the highest surface under their footprint
+ROBOT_TOL = 0.01         # m: robot points may dip this far below the scan's surface (scan noise)
+MAX_CHECKS = 40          # base candidates tested against the scan's surface before giving up
 
 
 @dataclass
@@ -56,14 +59,19 @@ class Workspace:
         return np.stack([ii[ok], jj[ok]], 1)
 
     def rest_height(self, xy: np.ndarray, radius: float) -> np.ndarray:
-        """z at which an object of footprint `radius` centred at each xy (K, 2) rests: the highest surface."""
+        """z at which an object of footprint `radius` centred at each xy (K, 2) rests: the highest surface in
+        the disc of that radius (plus half a cell)."""
         r = int(np.ceil(radius / CELL))
+        di, dj = np.meshgrid(np.arange(-r, r + 1), np.arange(-r, r + 1), indexing="ij")
+        disc = np.hypot(di, dj) * CELL <= radius + 0.5 * CELL
+        di, dj = di[disc], dj[disc]
+        n = self.height.shape[0]
         ij = np.round((xy - self.origin) / CELL).astype(int)[:, ::-1]
-        out = np.empty(len(xy))
-        for k, (i, j) in enumerate(ij):
-            patch = self.height[max(i - r, 0):i + r + 1, max(j - r, 0):j + r + 1]
-            out[k] = np.nanmax(patch) if np.isfinite(patch).any() else self.support_z
-        return out + LIFT
+        ii, jj = ij[:, :1] + di[None], ij[:, 1:] + dj[None]
+        inside = (ii >= 0) & (ii < n) & (jj >= 0) & (jj < n)
+        h = np.where(inside, self.height[np.clip(ii, 0, n - 1), np.clip(jj, 0, n - 1)], np.nan)
+        h = np.where(np.isfinite(h), h, -np.inf).max(1)
+        return np.where(np.isfinite(h), h, self.support_z) + LIFT
 
     def target_clear(self, p: np.ndarray) -> np.ndarray:
         """Whether points (K, 3) keep TARGET_CLEARANCE from the scan."""
@@ -101,24 +109,43 @@ def _surface_tree(scene, centre: np.ndarray, radius: float):
     return cKDTree(np.concatenate([pts, sub.vertices]))
 
 
-def build_workspace(scene, base: np.ndarray, robot_points: np.ndarray, ring: tuple[float, float],
-                    sector_deg: float, reach: float = 1.2) -> Workspace:
-    """The workspace of a robot whose base stands at `base` (x, y, support z, yaw) in `scene` (None: floor).
-
-    `robot_points` are points on the robot's collision shapes at its home pose (world frame)."""
-    from scipy.ndimage import distance_transform_edt
-
-    r = ring[1] + 0.25
-    n = int(np.ceil(2 * r / CELL)) + 1
-    origin = base[:2] - r
+def height_map(scene, centre: np.ndarray, radius: float, support_z: float, plane: bool
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(origin xy, (H, W) heights): the scan's topmost surface on a CELL grid around `centre`. Without a scan,
+    or with `plane` (the support continues beyond the scan), cells the scan does not cover are support."""
+    n = int(np.ceil(2 * radius / CELL)) + 1
+    origin = np.asarray(centre, dtype=np.float64)[:2] - radius
     jj, ii = np.meshgrid(np.arange(n), np.arange(n))
     xy = origin + np.stack([jj.ravel(), ii.ravel()], 1) * CELL
+    h = np.full(n * n, support_z) if scene is None else _heights(scene, xy)
+    if plane:
+        h = np.where(np.isnan(h), support_z, h)
+    return origin, h.reshape(n, n)
+
+
+def build_workspace(scene, base: np.ndarray, robot_points: np.ndarray, ring: tuple[float, float],
+                    sector_deg: float, plane: bool = False, reach: float = 1.2) -> Workspace:
+    """The workspace of a robot whose base stands at `base` (x, y, support z, yaw) in `scene` (None: floor).
+
+    `robot_points` are points on the robot's collision shapes at its home pose (world frame); `plane`: the
+    support continues where the scan has no surface (sim's `support_plane`)."""
+    from scipy.ndimage import distance_transform_edt
+
     sz = float(base[2])
-    h = np.full(n * n, sz) if scene is None else _heights(scene, xy)
-    h = h.reshape(n, n)
+    origin, h = height_map(scene, base[:2], ring[1] + 0.25, sz, plane)
+    n = h.shape[0]
     free = np.abs(h - sz) <= FLAT_TOL
     low = robot_points[robot_points[:, 2] < sz + ROBOT_LOW]
-    if len(low):
+    if len(low) >= 3:                           # the robot's footprint: the hull of its low points
+        from scipy.spatial import Delaunay
+
+        jj, ii = np.meshgrid(np.arange(n), np.arange(n))
+        cells = origin + np.stack([jj.ravel(), ii.ravel()], 1) * CELL
+        try:
+            inside = Delaunay(low[:, :2]).find_simplex(cells) >= 0
+        except Exception:  # noqa: BLE001  (degenerate hull: fall back to the points' own cells)
+            inside = np.zeros(len(cells), bool)
+        free &= ~inside.reshape(n, n)
         ij = np.round((low[:, :2] - origin) / CELL).astype(int)
         ok = ((ij >= 0) & (ij < n)).all(1)
         free[ij[ok, 1], ij[ok, 0]] = False
@@ -185,3 +212,66 @@ def max_height(ws: Workspace, a: np.ndarray, b: np.ndarray, radius: float) -> fl
     pts = a + np.linspace(0.0, 1.0, k)[:, None] * (b - a)
     h = ws.rest_height(pts, radius) - LIFT
     return float(np.max(h))
+
+
+def choose_base(scene, robot_points: np.ndarray, ring: tuple[float, float], sector_deg: float,
+                base_radius: float, object_radius: float, plane: bool, search: float = 1.0
+                ) -> tuple[float, float, float, float]:
+    """A base pose (x, y, z, yaw) on the support, near its centre, with the most room for objects in front.
+
+    Candidates lie on a 5 cm grid within `search` of the support centre where a disc of `base_radius` is free
+    support, facing 8 directions; `robot_points` (the robot's collision surface at its home pose, base at the
+    origin, yaw 0) must all stay above the scan's height map there (so nothing of the robot is inside the scan
+    or under a table top). Each scores the free spots for an object of `object_radius` in its ring and sector;
+    among those within 90 % of the best, the one nearest the centre and facing it most wins."""
+    from scipy.ndimage import distance_transform_edt
+
+    sz, centre = float(scene.support_height), np.asarray(scene.support_center, dtype=np.float64)
+    radius = search + ring[1] + 0.1
+    origin, h = height_map(scene, centre, radius, sz, plane)
+    free = np.abs(h - sz) <= FLAT_TOL
+    clearance = distance_transform_edt(free) * CELL - 0.5 * CELL
+    n = h.shape[0]
+    spot = clearance >= object_radius + GAP
+    step = int(round(0.05 / CELL))
+    ii, jj = np.meshgrid(np.arange(0, n, step), np.arange(0, n, step), indexing="ij")
+    ok = clearance[ii, jj] >= base_radius
+    xy = origin + np.stack([jj[ok], ii[ok]], 1) * CELL
+    near = np.linalg.norm(xy - centre, axis=1) <= search
+    xy, bij = xy[near], np.stack([ii[ok][near], jj[ok][near]], 1)
+    if not len(xy):
+        raise InputError("no free spot for the robot on the scene's support surface near its centre; "
+                         "pass --robot-pose x y z yaw")
+    r = np.arange(ring[0], ring[1] + 1e-9, 2 * CELL)
+    a = np.radians(np.linspace(-sector_deg, sector_deg, 31))
+    R, A = np.meshgrid(r, a)
+    rng = np.random.default_rng(0)
+    pts = robot_points if len(robot_points) <= 400 else robot_points[rng.choice(len(robot_points), 400, False)]
+    top = np.where(np.isnan(h), -np.inf, h)
+    best = None
+    for yaw in np.arange(8) * np.pi / 4:
+        c, s_ = np.cos(yaw), np.sin(yaw)
+        px = xy[:, :1] + c * pts[None, :, 0] - s_ * pts[None, :, 1]
+        py = xy[:, 1:] + s_ * pts[None, :, 0] + c * pts[None, :, 1]
+        pi_ = np.clip(np.round((py - origin[1]) / CELL).astype(int), 0, n - 1)
+        pj_ = np.clip(np.round((px - origin[0]) / CELL).astype(int), 0, n - 1)
+        clear = (sz + pts[None, :, 2] >= top[pi_, pj_] - ROBOT_TOL).all(1)
+        di = np.round(R * np.sin(A + yaw) / CELL).astype(int).ravel()
+        dj = np.round(R * np.cos(A + yaw) / CELL).astype(int).ravel()
+        pi, pj = bij[:, :1] + di[None], bij[:, 1:] + dj[None]
+        inside = (pi >= 0) & (pi < n) & (pj >= 0) & (pj < n)
+        score = np.where(clear, (spot[np.clip(pi, 0, n - 1), np.clip(pj, 0, n - 1)] & inside).mean(1), -1.0)
+        face = np.abs(np.angle(np.exp(1j * (np.arctan2(*(centre - xy).T[::-1]) - yaw))))
+        rows = np.column_stack([score, np.linalg.norm(xy - centre, axis=1) + 0.1 * face / np.pi,
+                                xy, np.full(len(xy), yaw)])
+        best = rows if best is None else np.concatenate([best, rows])
+    if best[:, 0].max() >= 0:
+        good = best[best[:, 0] >= 0.9 * best[:, 0].max()]
+        for x, y, yaw in good[np.argsort(good[:, 1])][:MAX_CHECKS, 2:]:  # sim's own test, as build_world's
+            c, s_ = np.cos(yaw), np.sin(yaw)
+            p = robot_points @ np.array([[c, s_, 0.0], [-s_, c, 0.0], [0.0, 0.0, 1.0]]) + [x, y, sz]
+            bad = penetrating(scene, p)
+            if bad.sum() < max(3, 0.002 * len(bad)):
+                return float(x), float(y), sz, float(yaw)
+    raise InputError("no spot near the support's centre where the robot stands clear of the scan; "
+                     "pass --robot-pose x y z yaw")

@@ -3,8 +3,9 @@ may go, its gripper, and how its tool points down for a top-down grasp.
 
 Workspaces are in the robot's base frame (x forward, z up from the support surface the base stands on):
 objects go on the support within `ring` metres of the base axis and `sector_deg` either side of forward; reach
-targets lie in `reach_box`. Measured with the experts (`python -m policies.experts.evaluate`): the SO-101's
-top-down grasps work 0.14-0.26 m from its base axis, the Franka's 0.35-0.65 m.
+targets lie in `reach_box`. Measured by driving the tool top-down to grid points with the expert IK: the
+SO-101 reaches top-down grasps 0.10-0.28 m from its base axis (below 5 cm; higher its wrist cannot point
+down), the Franka from 0.27 m outward.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class RobotProfile:
     ring: tuple[float, float]                       # object distance from the base axis (m)
     sector_deg: float                               # objects within this angle either side of forward
     reach_box: tuple[tuple[float, float], ...]      # reach targets: x, y, z ranges in the base frame (m)
+    base_radius: float = 0.15                       # free support the base needs around its axis (m)
     gripper: tuple[int, ...] = ()                   # robot coordinates that open and close the gripper
     gripper_open: tuple[float, ...] = ()            # their targets when open / closed
     gripper_closed: tuple[float, ...] = ()
@@ -29,25 +31,33 @@ class RobotProfile:
     speed: float = 0.25                             # expert tool speed (m/s)
     reach_tol: float = 0.01                         # expert waypoint tolerance (m)
     carry_rot_weight: float = 0.3                   # expert IK orientation weight while carrying (m/rad)
+    close_s: float = 0.5                            # expert: seconds to close the gripper on an object
+    approach: float = 0.10                          # expert: tool height above a grasp or drop before descending (m)
+    carry_clear: float = 0.05                       # expert: carried object's bottom above obstacles and rims (m)
+    hold_squeeze: float = 0.0                       # grip_squeeze once the object is held (lifted, carried)
+    grip_squeeze: float = 0.0                       # > 0: a closing gripper's target trails its measured position
+                                                    # by this much (force-limited grip); 0: the closed target
 
 
 PROFILES: dict[str, RobotProfile] = {p.name: p for p in [
     # Franka: the TCP frame points its z axis along the fingers; at the home pose it points down with the
     # fingers closing along world y. Fingers: two prismatic joints, 0.04 m open each.
-    RobotProfile("franka", ring=(0.35, 0.62), sector_deg=70.0,
+    RobotProfile("franka", ring=(0.32, 0.62), sector_deg=70.0,
                  reach_box=((0.30, 0.62), (-0.30, 0.30), (0.10, 0.50)),
                  gripper=(7, 8), gripper_open=(0.04, 0.04), gripper_closed=(0.0, 0.0),
-                 speed=0.3),
+                 grip_squeeze=0.006, hold_squeeze=0.01, close_s=0.6, speed=0.3),
     # SO-101: the gripper frame sits at the fixed jaw's tip, z out of the jaws, x toward the moving jaw; the
     # jaw opens 1.6 cm at 0 rad and 6.7 cm at 1 rad. A grasped cube sits 2.2 cm toward the moving jaw.
-    RobotProfile("so101", ring=(0.17, 0.27), sector_deg=75.0,
+    RobotProfile("so101", ring=(0.17, 0.27), sector_deg=75.0, base_radius=0.08,
                  reach_box=((0.14, 0.28), (-0.15, 0.15), (0.05, 0.22)),
-                 gripper=(5,), gripper_open=(1.0,), gripper_closed=(0.05,),
+                 gripper=(5,), gripper_open=(0.6,), gripper_closed=(0.0,),
                  tool_down=(0.0, 1.0, 0.0, 0.0), grasp_offset=(-0.026, 0.0, -0.010), speed=0.12,
-                 reach_tol=0.006, carry_rot_weight=0.03),
-    # G1 upper body on a fixed pelvis: the right hand reaches in front of the right shoulder.
+                 reach_tol=0.006, carry_rot_weight=0.03, grip_squeeze=0.03, close_s=1.5,
+                 hold_squeeze=0.06, carry_clear=0.02, approach=0.06),
+    # G1 upper body on a fixed pelvis: the right hand reaches in front of the right shoulder (the box is where
+    # position IK from the home pose reached every point of a 6 x 5 x 5 grid exactly).
     RobotProfile("g1_upper", ring=(0.25, 0.45), sector_deg=60.0,
-                 reach_box=((0.22, 0.42), (-0.38, -0.06), (0.80, 1.10)), speed=0.25),
+                 reach_box=((0.18, 0.30), (-0.28, -0.06), (0.88, 1.10)), base_radius=0.22, speed=0.25),
 ]}
 
 ALIASES = {"g1": "g1_upper", "panda": "franka", "so_101": "so101", "so-101": "so101"}

@@ -38,6 +38,8 @@ class TaskConfig:
                                                  "(None: the robot's default)")
     sector_deg: float | None = opt(None, "objects lie within this angle either side of the robot's forward "
                                          "direction (None: the robot's default)", low=0.0, high=180.0)
+    support_plane: bool = opt(True, "the support continues beyond the scan's edges and holes (an invisible "
+                                    "collision plane at its height): objects never fall off a partial scan")
     solver: str = opt("mujoco_cpu", "physics solver (see `twin sim --help`)")
     threads: int = opt(1, "threads stepping the worlds (solver mujoco_cpu; 0 = all cores)", low=0)
     visuals: bool = opt(False, "give the robot its visual meshes (needed by cameras, not by physics)")

@@ -23,6 +23,7 @@ from twin_kit import InputError, qconj, qrot, tinv, tmul
 PRISM_DEPTH = 0.02      # m: depth of the solid under each scene triangle that is not part of a convex piece
 SCENE_LABEL = "scene"  # label of the scan's shape in the Newton model (sim.world.build_world)
 MAX_PRISMS = 20000      # triangles turned into prisms before the scene is refused (compile time, broadphase)
+FLAT_TOL = 0.001        # m: a piece's near-horizontal top that varies less than this is made exactly flat
 AUTO_MAX_PIECES = 2000  # solver "auto" on the CPU takes mujoco_cpu up to this many pieces, else mujoco_warp
 
 
@@ -56,6 +57,49 @@ def scene_pieces(vertices: np.ndarray, faces: np.ndarray, depth: float = PRISM_D
     return hulls + list(np.concatenate([tri, tri - depth * n[:, None]], 1))
 
 
+def _flat_top(p: np.ndarray, tol: float, max_tilt_deg: float = 1.0) -> np.ndarray:
+    """`p` with the vertices of its near-horizontal top facets raised to one height, when they lie within `tol`.
+
+    A scanned desk's top comes out of CoACD as dozens of facets tilted by hundredths of a degree; MuJoCo's
+    multi-point contact clips against one facet, so a box resting there got one contact point and sank. Made
+    exactly flat (moved up by at most `tol`), the top is one face and a resting box gets its four corners."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    try:
+        hull = ConvexHull(p)
+    except (QhullError, ValueError):
+        return p
+    up = hull.equations[:, 2] > np.cos(np.radians(max_tilt_deg))
+    top = np.unique(hull.simplices[up])
+    if len(top) < 3 or np.ptp(p[top, 2]) > tol:
+        return p
+    p = p.copy()
+    p[top, 2] = p[top, 2].max()
+    return p
+
+
+def physical_pieces(pieces: list[np.ndarray], depth: float = PRISM_DEPTH, flat_tol: float = FLAT_TOL
+                    ) -> list[np.ndarray]:
+    """Convex pieces (metres) made ready for MuJoCo: near-flat tops made flat, thin pieces thickened downwards.
+
+    A piece thinner than `depth` (mean vertical chord: volume over footprint area) is swept down to about that:
+    CoACD turns an open scanned desk into a slab one remeshing voxel thick (millimetres), which a falling object
+    crosses in one 5 ms step; sweeping a convex piece straight down keeps it convex and keeps its upper
+    surface, so what lands from above meets the same surface but cannot tunnel through."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    out = []
+    for p in pieces:
+        p = _flat_top(np.asarray(p, dtype=np.float64), flat_tol)
+        try:
+            chord = ConvexHull(p).volume / ConvexHull(p[:, :2]).volume
+        except (QhullError, ValueError, ZeroDivisionError):
+            chord = 0.0                        # flat or degenerate: no volume to speak of
+        sweep = depth - chord
+        out.append(np.concatenate([p, p - [0.0, 0.0, sweep]]) if sweep > 0 else p)
+    return out
+
+
 # ---------------------------------------------------------------- the MuJoCo model of one world
 
 def _newton_conversion(model, multiccd: bool):
@@ -71,14 +115,16 @@ def _newton_conversion(model, multiccd: bool):
 
 
 def world_mjcf(model, scene_vertices: np.ndarray | None, scene_faces: np.ndarray | None, timestep: float,
-               multiccd: bool = True, pieces: list[np.ndarray] | None = None):
+               multiccd: bool = True, pieces: list[np.ndarray] | None = None, options: dict | None = None):
     """(MJCF text, Newton's converter) of one world: Newton's conversion with the scan as convex pieces.
 
-    `pieces`: the scan's convex pieces (hull vertices, metres), e.g. `SceneMesh.convex_pieces()`; None makes
-    them with `scene_pieces` (prisms). Only the scan's mesh geom (the Newton shape labelled `SCENE_LABEL`) is
-    replaced, keeping its contact parameters; robot (a fixed base link lives on the world body too), objects,
-    joints, actuators and options stay as Newton exports them, and the timestep is the physics step. The text
-    is edited as XML, not re-serialised through MjSpec, which takes seconds for detailed robot meshes."""
+    `pieces`: the scan's convex pieces (hull vertices, metres), e.g. `SceneMesh.convex_pieces()`, made ready by
+    `physical_pieces`; None makes them with `scene_pieces` (prisms). Only the scan's mesh geom (the Newton shape
+    labelled `SCENE_LABEL`) is replaced, keeping its contact parameters; robot (a fixed base link lives on the
+    world body too), objects, joints, actuators and options stay as Newton exports them, and the timestep is the
+    physics step. `options`: further MuJoCo <option> attributes (e.g. noslip_iterations, which Newton does not
+    export). The text is edited as XML, not re-serialised through MjSpec, which takes seconds for detailed
+    robot meshes."""
     import xml.etree.ElementTree as ET
 
     import mujoco
@@ -99,8 +145,7 @@ def world_mjcf(model, scene_vertices: np.ndarray | None, scene_faces: np.ndarray
             mesh = asset.find(f"mesh[@name='{g.get('mesh')}']")
             if mesh is not None:
                 asset.remove(mesh)
-        if pieces is None:
-            pieces = scene_pieces(scene_vertices, scene_faces)
+        pieces = scene_pieces(scene_vertices, scene_faces) if pieces is None else physical_pieces(pieces)
         for i, piece in enumerate(pieces):
             name = f"scene_piece_{i}"
             ET.SubElement(asset, "mesh", name=name, vertex=" ".join(map(repr, piece.astype(float).ravel().tolist())))
@@ -109,6 +154,8 @@ def world_mjcf(model, scene_vertices: np.ndarray | None, scene_faces: np.ndarray
     if option is None:
         option = ET.SubElement(root, "option")
     option.set("timestep", repr(float(timestep)))
+    for key, value in (options or {}).items():
+        option.set(key, str(value))
     return ET.tostring(root, encoding="unicode"), conv
 
 
@@ -157,15 +204,17 @@ class MujocoBatch:
 
 
 def build_batch(model, n: int, scene_vertices=None, scene_faces=None, timestep: float = 0.005,
-                threads: int = 1, pieces: list[np.ndarray] | None = None) -> MujocoBatch:
+                threads: int = 1, pieces: list[np.ndarray] | None = None, options: dict | None = None
+                ) -> MujocoBatch:
     """Convert one world of `model` to MuJoCo and make a batch of `n` worlds stepping it on `threads` threads.
 
-    `pieces`: the scan's convex pieces (see world_mjcf), else prisms are made from its triangles."""
+    `pieces`: the scan's convex pieces (see world_mjcf), else prisms are made from its triangles; `options`:
+    extra MuJoCo <option> attributes."""
     import mujoco
     import newton
     from mujoco.batch import Batch
 
-    xml, conv = world_mjcf(model, scene_vertices, scene_faces, timestep, pieces=pieces)
+    xml, conv = world_mjcf(model, scene_vertices, scene_faces, timestep, pieces=pieces, options=options)
     m = mujoco.MjModel.from_xml_string(xml)
     if (m.nq, m.nv, m.nu, m.nbody) != (conv.mj_model.nq, conv.mj_model.nv, conv.mj_model.nu, conv.mj_model.nbody):
         raise RuntimeError("MJCF round trip changed the MuJoCo model's coordinates")

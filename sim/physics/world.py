@@ -16,6 +16,8 @@ from sim.physics.scene_mesh import SceneMesh, load_scene
 from twin_kit import InputError, opt, tmul
 
 SOLVERS = ("auto", "mujoco_cpu", "mujoco_warp", "mujoco_c", "xpbd", "featherstone")
+NOSLIP_ITERATIONS = 4  # grasp_contacts on mujoco_cpu: without it a small gripper's grasp creeps open (measured:
+                       # 5 of 16 SO-101 grasps dropped their cube within 14 s of holding, none with 4 iterations)
 DEFAULT_SOLVER = {"cpu": "mujoco_cpu", "cuda": "mujoco_warp"}  # measured: benches/sim.py, see resolve_solver
 
 
@@ -27,7 +29,9 @@ class BoxObject:
     (half extents, centre) pairs in the body frame, e.g. an asset whose origin is the centre of its bottom face.
     Mass is spread uniformly over the boxes. `collide=False` makes a visual-only object that nothing touches;
     on the MuJoCo solvers it is gravity compensated, so it stays where a reset puts it (Newton's other solvers
-    let it fall). `friction` is (sliding, torsional, rolling); None keeps the builder's default material.
+    let it fall). `friction` is (sliding, torsional, rolling); None keeps the builder's default material; a
+    torsional coefficient makes MuJoCo's contacts of the object condim 4, so a cube held between two small
+    jaw pads does not spin freely about the line between them.
     """
 
     half: tuple[float, float, float] = (0.025, 0.025, 0.025)
@@ -72,6 +76,11 @@ class WorldConfig:
     visuals: bool = opt(True, "give the robot its visual meshes (what viewers and sensors draw; physics collides "
                               "with the collision shapes either way)")
     objects: list[BoxObject] = field(default_factory=list)
+    grasp_contacts: bool = opt(False, "MuJoCo solvers: elliptic friction cones with impratio 10 (and on "
+                                      "mujoco_cpu a no-slip pass), which hold a grasped object without the slow "
+                                      "slip of soft contacts")
+    support_plane: bool = opt(False, "add an invisible collision plane at the scan's support height: the table or "
+                                     "floor continues beyond the scan's edges and through its holes")
 
 
 @dataclass
@@ -238,9 +247,13 @@ def _add_object(b, ob: BoxObject, mujoco: bool) -> int:
         kw = dict(zip(("mu", "mu_torsional", "mu_rolling"), map(float, ob.friction)))
     cfg = newton.ModelBuilder.ShapeConfig(density=ob.mass / vol, has_shape_collision=ob.collide,
                                           has_particle_collision=ob.collide, **kw)
+    extra = {}
+    if mujoco and ob.collide and ob.friction is not None and ob.friction[1] > 0:
+        extra = {"mujoco:condim": 4}  # MuJoCo applies torsional friction only with condim >= 4
     for i, (h, c) in enumerate(boxes):
         b.add_shape_box(body, xform=wp.transform(wp.vec3(*c), wp.quat_identity()), hx=h[0], hy=h[1], hz=h[2],
-                        cfg=cfg, color=ob.color, opacity=ob.opacity, label=f"object/{ob.name}/{i}")
+                        cfg=cfg, color=ob.color, opacity=ob.opacity, label=f"object/{ob.name}/{i}",
+                        custom_attributes=extra or None)
     if mujoco and not ob.collide:
         attr = b.custom_attributes["mujoco:gravcomp"]
         attr.values = {**(attr.values or {}), body: 1.0}
@@ -327,9 +340,15 @@ def build_world(cfg: WorldConfig) -> World:
 
     builder = _new_builder(mujoco)
     builder.replicate(one, cfg.worlds)
+    if mujoco and cfg.grasp_contacts:
+        builder.custom_attributes["mujoco:cone"].values = {0: 1}                     # mjCONE_ELLIPTIC
+        builder.custom_attributes["mujoco:impratio"].values = dict.fromkeys(range(cfg.worlds), 10.0)
     if scene is not None:
         mesh = newton.Mesh(scene.vertices, scene.faces.ravel(), compute_inertia=False, is_solid=False)
         builder.add_shape_mesh(-1, mesh=mesh, label="scene")
+        if cfg.support_plane:
+            builder.add_ground_plane(height=float(scene.support_height), label="support_plane",
+                                     cfg=newton.ModelBuilder.ShapeConfig(is_visible=False))
     else:
         builder.add_ground_plane()
     model = builder.finalize(device=cfg.device)
@@ -350,7 +369,8 @@ def build_world(cfg: WorldConfig) -> World:
 
         solver = build_batch(model, cfg.worlds, scene.vertices if scene is not None else None,
                              scene.faces if scene is not None else None, cfg.frame_dt / cfg.substeps, cfg.threads,
-                             pieces=scene.convex_pieces() if scene is not None else None)
+                             pieces=scene.convex_pieces() if scene is not None else None,
+                             options={"noslip_iterations": NOSLIP_ITERATIONS} if cfg.grasp_contacts else None)
         push_state(solver, state)
     else:
         solver = make_solver(model, cfg.solver, cfg.iterations)

@@ -117,7 +117,12 @@ def coacd_pieces(vertices: np.ndarray, faces: np.ndarray, cfg: ConvexConfig = Co
     coacd.set_log_level("off")  # its log goes to stdout, which carries the CLI's JSON
     parts = coacd.run_coacd(coacd.Mesh(v, f), threshold=cfg.threshold, preprocess_resolution=cfg.preprocess_resolution,
                             decimate=True, max_ch_vertex=cfg.max_hull_vertices, seed=cfg.seed)
-    return [np.asarray(pv, np.float64) for pv, _ in parts if len(pv) >= 4]
+    pieces = [np.asarray(pv, np.float64) for pv, _ in parts if len(pv) >= 4]
+    if not pieces:
+        from twin_kit import InputError
+
+        raise InputError(f"CoACD made no convex pieces of a {len(f)}-triangle mesh; use --solver mujoco_warp")
+    return pieces
 
 
 def decompose(vertices: np.ndarray, faces: np.ndarray, cfg: ConvexConfig = ConvexConfig()) -> list[np.ndarray]:

@@ -318,9 +318,13 @@ def test_twin_sim_cli_writes_video(table_ply, tmp_path, capsys):
 
 # ---------------------------------------------------------------- mujoco_cpu: MuJoCo's C core, batched
 
-def test_solver_choice_per_device():
+def test_solver_choice_per_device(monkeypatch, tmp_path):
+    from sim.physics.mujoco_batch import AUTO_MAX_PIECES
     from sim.physics.scene_mesh import SceneMesh
     from sim.physics.world import resolve_solver
+    from spatial import ConvexConfig
+
+    monkeypatch.setenv("TWIN_CACHE", str(tmp_path))                  # pieces of meshes without a bundle
 
     assert resolve_solver("auto", "cpu") == "mujoco_cpu"
     assert resolve_solver("auto", "cuda:0") == "mujoco_warp"
@@ -334,7 +338,14 @@ def test_solver_choice_per_device():
     quads = np.stack([i, i + 1, i + 42, i + 41], -1).reshape(-1, 4)
     faces = np.concatenate([quads[:, [0, 1, 2]], quads[:, [0, 2, 3]]])
     scan = SceneMesh(np.stack([x, y, z], -1).reshape(-1, 3), faces, 0.0, np.zeros(2), "s")
-    assert resolve_solver("auto", "cpu", scan) == "mujoco_warp"          # a prism a triangle: too many
+    scan.convex_pieces(ConvexConfig(threshold=0.2, preprocess_resolution=30))   # CoACD, coarse: fast
+    assert resolve_solver("auto", "cpu", scan) == "mujoco_cpu"           # a few convex pieces, not a prism a face
+    k = AUTO_MAX_PIECES + 1                                            # gravel: k separate tetrahedra
+    tet = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]]) * 0.01
+    tf = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+    gravel = SceneMesh((tet + 0.02 * np.arange(k)[:, None, None] * np.array([1.0, 0, 0])).reshape(-1, 3),
+                       (tf + 4 * np.arange(k)[:, None, None]).reshape(-1, 3), 0.0, np.zeros(2), "g")
+    assert resolve_solver("auto", "cpu", gravel) == "mujoco_warp"        # too many pieces for MuJoCo's C core
 
 
 def test_scene_pieces_convex_parts_and_prisms():
