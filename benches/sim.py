@@ -200,7 +200,7 @@ def scan_runs(scan: Path, scale: float, worlds: int, steps: int, threads: int, m
                scan_peer_env_steps_per_s=peer["env_steps_per_s"],
                scan_ratio_vs_mujoco=r["env_steps_per_s"] / peer["env_steps_per_s"])
     if warp:
-        rw, _ = twin_rate(str(scan), scale, "mujoco_warp", worlds, max(2, steps // 10), threads)
+        rw, _ = twin_rate(str(scan), scale, "mujoco_warp", worlds, 3, threads, reps=1)  # seconds per env step
         print(json.dumps({"scan": rw}), file=sys.stderr)
         out.update(scan_warp_env_steps_per_s=rw["env_steps_per_s"],
                    scan_speedup_vs_warp=r["env_steps_per_s"] / rw["env_steps_per_s"])

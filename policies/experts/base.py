@@ -103,7 +103,9 @@ class Expert:
             grip = gripper_targets(self.profile, wp.closed, measured)
             if wp.grip is not None:
                 grip = np.where(np.isfinite(wp.grip), wp.grip, grip)
-        return ik_action(env.world, self.profile, self.cmd, None if wp.quat is None else self.cmd_q, grip, wr)
+        arm = env.world.robot.spec.arm_dofs or env.world.robot.dof_count
+        return ik_action(env.world, self.profile, self.cmd, None if wp.quat is None else self.cmd_q, grip, wr,
+                         home=self.home[:, :arm])
 
 
 def _line_step(cmd: np.ndarray, goal: np.ndarray, step: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ from twin_kit import qconj, qmul
 ROT_WEIGHT = 0.3      # m per rad: how orientation error weighs against position error in the IK
 DAMPING = 0.05
 MAX_JOINT_STEP = 0.15  # rad (or m) per control step, per IK update
+NULL_GAIN = 0.2       # per control step: how fast a redundant arm's spare motion returns toward home
 
 
 def yaw_quat(yaw: np.ndarray) -> np.ndarray:
@@ -68,13 +69,14 @@ def move_toward(cmd: np.ndarray, goal: np.ndarray, max_dist: float | np.ndarray)
 
 
 def ik_action(world, profile, pos: np.ndarray, quat: np.ndarray | None, grip: np.ndarray | None,
-              rot_weight: np.ndarray | float = ROT_WEIGHT) -> np.ndarray:
+              rot_weight: np.ndarray | float = ROT_WEIGHT, home: np.ndarray | None = None) -> np.ndarray:
     """Joint position targets (N, robot coords) that move the tool toward pos (N, 3) / quat (N, 4) or None.
 
     Arm joints come from damped least squares on the tool error, from the measured joint positions; the
     gripper coordinates are set to `grip` (N, len(profile.gripper)) when given, else held at their positions.
     `rot_weight` (m per rad, per world) trades orientation error against position error: a 5-joint arm lowers
-    it to keep its position where it cannot also point straight down."""
+    it to keep its position where it cannot also point straight down. `home` (N, arm joints): a redundant arm's
+    null-space motion is pulled toward it, so long motions do not drift into joint limits."""
     arm = world.robot.spec.arm_dofs or world.robot.dof_count
     q = get_joint_positions(world)
     p, r = ee_pose(world)
@@ -88,7 +90,11 @@ def ik_action(world, profile, pos: np.ndarray, quat: np.ndarray | None, grip: np
         e, J = err, J[:, :3]
     k = J.shape[1]
     A = J @ J.transpose(0, 2, 1) + DAMPING ** 2 * np.eye(k)[None]
-    dq = (J.transpose(0, 2, 1) @ np.linalg.solve(A, e[..., None]))[..., 0]
+    Jt_Ainv = J.transpose(0, 2, 1) @ np.linalg.inv(A)                  # damped pseudo-inverse (N, arm, k)
+    dq = (Jt_Ainv @ e[..., None])[..., 0]
+    if home is not None:
+        null = np.eye(arm)[None] - Jt_Ainv @ J
+        dq += (null @ (NULL_GAIN * (home - q[:, :arm]))[..., None])[..., 0]
     n = np.linalg.norm(dq, axis=1, keepdims=True)
     dq = dq * np.minimum(1.0, MAX_JOINT_STEP / np.maximum(n, 1e-12))
     q[:, :arm] += dq

@@ -11,8 +11,9 @@ import numpy as np
 
 from policies.experts.base import Expert, Waypoint
 from policies.experts.motion import grasp_yaw, tool_quat
+from twin_kit import qmul
 
-TOOL_Z = 0.02       # m: tool centre point above the support while pushing (fingertips ~1 cm above it)
+TOOL_Z = float(__import__("os").environ.get("TOOLZ", "0.02"))
 START = 0.07        # m: tool behind the cube's centre before pushing
 CONTACT = 0.03      # m: tool-to-cube-centre distance in contact (cube half width + finger half thickness)
 DONE = 0.015        # m: cube-to-zone distance that ends the task
@@ -33,9 +34,14 @@ def plan(ex: Expert, s) -> Waypoint:
     fresh = ex.phase == 0                                   # approaching: aim along the current line
     azimuth = np.arctan2(cube[:, 1] - env.base[1], cube[:, 0] - env.base[0])
     mem["u"][fresh] = u[fresh]
-    mem["yaw"][fresh] = grasp_yaw(np.arctan2(u[fresh, 1], u[fresh, 0]) + np.pi / 2, azimuth[fresh], np.pi)
+    mem["yaw"][fresh] = grasp_yaw(np.arctan2(u[fresh, 1], u[fresh, 0]), azimuth[fresh], np.pi)
     u0 = mem["u"]
-    q = tool_quat(prof.tool_down, mem["yaw"])
+    # the closed fingers' flat side faces the push, tilted so their tips lead: the cube is pushed low
+    tilt = float(__import__("os").environ.get("TILT", "20"))
+    axis = np.stack([u0[:, 1], -u0[:, 0], np.zeros(n)], 1)
+    half = np.radians(tilt) / 2
+    q = qmul(np.concatenate([axis * np.sin(half), np.full((n, 1), np.cos(half))], 1),
+             tool_quat(prof.tool_down, mem["yaw"]))
 
     def at(xy):
         return np.concatenate([xy, np.full((n, 1), z)], 1)

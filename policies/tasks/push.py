@@ -14,6 +14,7 @@ from twin_kit import InputError, qconj, qrot
 
 PUSH_DIST = (0.12, 0.24)  # m: cube-to-zone distance at reset
 BEHIND = 0.09             # m: free space the pusher needs behind the cube's centre
+END_MARGIN = 0.06         # m: the zone this far inside the ring's outer edge (a pushing arm stretched flat drifts)
 
 
 def sample(ws, rng, profile, objects):
@@ -22,7 +23,9 @@ def sample(ws, rng, profile, objects):
         poses = sample_objects(ws, rng, [cube.radius, zone.radius], pair_dist=PUSH_DIST)
         a, b = poses[0, :2], poses[1, :2]
         back = a - (b - a) / np.linalg.norm(b - a) * BEHIND
-        if min(segment_clearance(ws, a, b), segment_clearance(ws, back, a)) >= cube.radius + GAP:
+        start, end = np.hypot(*(back - ws.base[:2])), np.hypot(*(b - ws.base[:2]))
+        if (min(segment_clearance(ws, a, b), segment_clearance(ws, back, a)) >= cube.radius + GAP
+                and ws.ring[0] <= start and end <= ws.ring[1] - END_MARGIN):   # the pusher's path within reach
             return poses, poses[1, :3].copy()
     raise InputError("no free straight path for pushing the cube to a zone near the robot; "
                      "choose another --robot-pose or widen --ring")

@@ -385,7 +385,8 @@ _RECORDER = textwrap.dedent("""
 def test_interrupted_recording_keeps_finished_episodes(tmp_path, sig):
     root = tmp_path / "ds"
     child = subprocess.Popen([sys.executable, "-c", _RECORDER.format(tests=str(Path(__file__).parent), root=str(root))],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # not ignored
     done = 0
     for line in child.stdout:
         done += line.startswith("done")

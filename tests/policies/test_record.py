@@ -202,12 +202,18 @@ def test_successes_are_counted_and_flagged(work):
             assert e.length < 30                                   # ended when the goal was held, not at 3 s
 
 
+def _ctrl_c_as_in_a_terminal():
+    """A child whose SIGINT is not ignored: a shell running the suite in the background ignores SIGINT, and
+    children inherit that, so Ctrl-C would never reach them."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_keeps_every_finished_episode(work):
     out = work / "datasets" / "interrupted"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     p = subprocess.Popen([PYTHON, "-m", "twin_cli", "record", "scene", "--out", str(out), "--episodes", "100",
                           *SMALL, "--json"], cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env=env)
+                         env=env, preexec_fn=_ctrl_c_as_in_a_terminal)
     t0 = time.time()
     try:
         while time.time() - t0 < 120 and p.poll() is None:
