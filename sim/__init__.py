@@ -14,7 +14,7 @@ _API = {
     "penetrating": "physics.placement",
     **dict.fromkeys(["SceneMesh", "load_scene", "load_mesh_file"], "physics.scene_mesh"),
     **dict.fromkeys(["ee_pose", "jacobian", "ik_targets", "get_joint_targets", "set_joint_targets",
-                     "get_joint_positions", "scripted_goal", "default_reach"], "physics.control"),
+                     "get_joint_positions", "scripted_goal", "default_reach", "orientation_error"], "physics.control"),
     **dict.fromkeys(["SimEnv", "EnvConfig", "gym_vector_env"], "physics.env"),
     **dict.fromkeys(["Sensors", "SensorFrame", "control_maps"], "sensors.cameras"),
     **dict.fromkeys(["SplatBackground"], "sensors.splat_background"),

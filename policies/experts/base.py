@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from policies.experts.motion import ROT_WEIGHT, gripper_targets, ik_action, rotvec_error, slerp_toward
-from sim import ee_pose, get_joint_positions
+from policies.experts.motion import ROT_WEIGHT, gripper_targets, ik_action, slerp_toward
+from sim import ee_pose, get_joint_positions, orientation_error
 
-PHASE_TIMEOUT = 3.0   # s: a move that has not arrived by then gives up and the next phase starts
+PHASE_TIMEOUT = 2.0   # s: a move whose command reached its waypoint this long ago gives up waiting for the tool
 SETTLED_S = 0.25      # s: a tool that has stopped this long short of its waypoint (a limit, contact) has arrived
 TURN_SPEED = 2.0      # rad/s: tool orientation command rate
 
@@ -43,6 +43,7 @@ class Expert:
         self.n = env.n
         self.phase = np.zeros(self.n, dtype=np.int64)
         self.t = np.zeros(self.n)
+        self.t_reached = np.zeros(self.n)             # s the command has been at the phase's waypoint
         self.anchor = np.zeros((self.n, 3))           # tool position when the current phase began
         self.cmd = np.zeros((self.n, 3))
         self.cmd_q = np.tile([0.0, 0.0, 0.0, 1.0], (self.n, 1))
@@ -57,7 +58,7 @@ class Expert:
         """Start the masked worlds' state machines over (call after `env.reset` of the same worlds)."""
         m = np.ones(self.n, dtype=bool) if mask is None else np.asarray(mask, dtype=bool).reshape(self.n)
         p, q = ee_pose(self.env.world)
-        self.phase[m], self.t[m] = 0, 0.0
+        self.phase[m], self.t[m], self.t_reached[m] = 0, 0.0, 0.0
         self.anchor[m], self.cmd[m], self.cmd_q[m] = p[m], p[m], q[m]
         self.last_ee[m], self.still[m] = p[m], 0.0
 
@@ -84,17 +85,18 @@ class Expert:
         wr = np.full(self.n, ROT_WEIGHT) if wp.rot_weight is None else wp.rot_weight
         if wp.quat is not None:
             self.cmd_q = slerp_toward(self.cmd_q, wp.quat, TURN_SPEED * dt)
-            aligned = np.linalg.norm(rotvec_error(wp.quat, s.ee_quat), axis=1) < 0.1
+            aligned = np.linalg.norm(orientation_error(wp.quat, s.ee_quat), axis=1) < 0.1
             arrived &= aligned | (wr < ROT_WEIGHT) | settled
         self.t += dt
-        done = np.where(wp.wait > 0, self.t >= wp.wait, arrived | (self.t >= PHASE_TIMEOUT))
+        self.t_reached = np.where(dist[:, 0] <= step[:, 0], self.t_reached + dt, 0.0)
+        done = np.where(wp.wait > 0, self.t >= wp.wait, arrived | (self.t_reached >= PHASE_TIMEOUT))
         done &= self.phase < self.final
         self.phase[done] += 1
         if wp.jump is not None:
             jump = wp.jump >= 0
             self.phase[jump] = wp.jump[jump]
             done |= jump
-        self.t[done] = 0.0
+        self.t[done], self.t_reached[done] = 0.0, 0.0
         self.anchor[done] = s.ee_pos[done]
         if wp.closed is None:
             grip = self.home[:, list(self.profile.gripper)] if self.profile.gripper else None

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim import ee_pose, get_joint_positions, jacobian
-from twin_kit import qconj, qmul
+from sim import ee_pose, get_joint_positions, jacobian, orientation_error
+from twin_kit import qmul
 
 ROT_WEIGHT = 0.3      # m per rad: how orientation error weighs against position error in the IK
 DAMPING = 0.05
 MAX_JOINT_STEP = 0.15  # rad (or m) per control step, per IK update
-NULL_GAIN = 0.2       # per control step: how fast a redundant arm's spare motion returns toward home
+NULL_GAIN = 0.05       # per control step: how fast a redundant arm's spare motion returns toward home
 
 
 def yaw_quat(yaw: np.ndarray) -> np.ndarray:
@@ -40,18 +40,9 @@ def quat_yaw(q: np.ndarray) -> np.ndarray:
     return 2.0 * np.arctan2(q[..., 2], q[..., 3])
 
 
-def rotvec_error(q_target: np.ndarray, q_now: np.ndarray) -> np.ndarray:
-    """Rotation vector (N, 3) taking q_now to q_target, world frame."""
-    dq = qmul(q_target, qconj(q_now))
-    dq = np.where(dq[:, 3:] < 0, -dq, dq)
-    s = np.linalg.norm(dq[:, :3], axis=1, keepdims=True)
-    angle = 2.0 * np.arctan2(s, dq[:, 3:])
-    return np.where(s > 1e-9, dq[:, :3] / np.maximum(s, 1e-12) * angle, 2.0 * dq[:, :3])
-
-
 def slerp_toward(q_now: np.ndarray, q_goal: np.ndarray, max_angle: float) -> np.ndarray:
     """Quaternions (N, 4) turned from q_now toward q_goal by at most `max_angle` radians."""
-    e = rotvec_error(q_goal, q_now)
+    e = orientation_error(q_goal, q_now)
     a = np.linalg.norm(e, axis=1, keepdims=True)
     e = e * np.minimum(1.0, max_angle / np.maximum(a, 1e-12))
     a = np.linalg.norm(e, axis=1, keepdims=True)
@@ -84,7 +75,7 @@ def ik_action(world, profile, pos: np.ndarray, quat: np.ndarray | None, grip: np
     err = pos - p
     if quat is not None:
         wr = np.broadcast_to(np.asarray(rot_weight, dtype=np.float64), (len(p),))[:, None]
-        e = np.concatenate([err, wr * rotvec_error(quat, r)], 1)
+        e = np.concatenate([err, wr * orientation_error(quat, r)], 1)
         J = np.concatenate([J[:, :3], wr[:, :, None] * J[:, 3:]], 1)
     else:
         e, J = err, J[:, :3]

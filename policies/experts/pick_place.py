@@ -1,10 +1,12 @@
 """Pick-and-place expert: top-down grasp of the cube, lift over whatever lies between, lower into the bin,
 release, retreat up.
 
-Phases per world: 0 above the cube, 1 down to the grasp, 2 close, 3 lift, 4 over the bin, 5 down into it,
-6 open, 7 up and away, 8 hold. The tool's yaw is the cube's face direction nearest the arm's own azimuth
-(no wrist wind-up); the transport height clears the highest scan surface along the way (the workspace's
-height map) and the bin's rim.
+Phases per world: 0 above the cube, 1 down to the grasp, 2 close, 3 lift, 4 over the bin (an arc about the
+base axis, so the arm swings round instead of cutting past its base), 5 down into it, 6 open, 7 up and away,
+8 hold. The tool's yaw is the cube's face direction nearest the arm's own azimuth and turns with the arm while
+carrying (no wrist wind-up); the carrying height lifts the cube's bottom `carry_clear` over the highest scan
+surface along the way (the workspace's height map) and the bin's rim. A force-limited gripper (the SO-101's)
+closes until it stalls on the cube and then holds a fixed squeeze past that.
 """
 from __future__ import annotations
 
@@ -32,15 +34,15 @@ def plan(ex: Expert, s) -> Waypoint:
     fresh = ex.phase == 0
     ex.memory["yaw"][fresh] = grasp_yaw(quat_yaw(s.object_quat[fresh, 0]), azimuth[fresh])
     ex.memory.setdefault("az0", np.zeros(n))[fresh] = azimuth[fresh]
-    for i in np.flatnonzero(fresh):
-        top = max(max_height(env.workspace, c[i, :2], b[i, :2], cube.radius), s.object_pos[i, 1, 2] + bin_.height)
-        ex.memory["carry_z"][i] = top + prof.carry_clear + h
     # holding the cube, the tool keeps its yaw relative to the arm's azimuth (no wrist wind-up on the way)
     ph = np.minimum(ex.phase, 8)
     az_now = np.arctan2(ex.cmd[:, 1] - env.base[1], ex.cmd[:, 0] - env.base[0])
     turn = np.where(ph >= 3, np.angle(np.exp(1j * (az_now - ex.memory["az0"]))), 0.0)
     q = tool_quat(prof.tool_down, ex.memory["yaw"] + turn)
     off = qrot(q, np.broadcast_to(np.asarray(prof.grasp_offset), (n, 3)))   # tool -> cube centre, world
+    for i in np.flatnonzero(fresh):          # carried, the cube's bottom clears the scan and the rim by this
+        top = max(max_height(env.workspace, c[i, :2], b[i, :2], cube.radius), s.object_pos[i, 1, 2] + bin_.height)
+        ex.memory["carry_z"][i] = top + prof.carry_clear + 0.5 * h - off[i, 2]
     grasp = c - off
     carry = ex.memory["carry_z"][:, None]
     over_bin = np.concatenate([b[:, :2] - off[:, :2], carry], 1)

@@ -9,15 +9,27 @@ An episode ends when its success condition has held for `hold_s` or at the episo
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
 from policies.tasks.objects import load_object
 from policies.tasks.registry import get_task
-from policies.tasks.resets import build_workspace, choose_base
+from policies.tasks.resets import build_workspace, choose_base, collision_scene
 from policies.tasks.robots import get_profile
 from policies.tasks.spec import TaskConfig, TaskState
-from sim import EnvConfig, SimEnv, WorldConfig, body_poses, build_world, ee_pose, get_joint_positions, load_scene
+from sim import (
+    EnvConfig,
+    SimEnv,
+    WorldConfig,
+    body_poses,
+    build_world,
+    ee_pose,
+    get_joint_positions,
+    load_scene,
+    resolve_solver,
+)
 from twin_kit import InputError, qrot
 
 
@@ -54,10 +66,28 @@ def robot_surface_points(world, per_shape: int = 300) -> np.ndarray:
     return np.concatenate(pts) if pts else np.zeros((0, 3))
 
 
+BASE_ATTEMPTS = 5  # base poses tried, best first, when sim refuses one as inside the scan
+
+
 def home_points(robot: str) -> np.ndarray:
     """Points on `robot`'s collision surface at its home pose, base at the origin facing +x."""
     w = build_world(WorldConfig(scene=None, robot=robot, worlds=1, solver="featherstone", visuals=False))
     return robot_surface_points(w) - w.base_xform[:3] + [0.0, 0.0, w.robot.spec.base_height]
+
+
+def build_on_free_spot(wc: WorldConfig, profile, ring, sector: float, object_radius: float):
+    """`build_world(wc)` with the robot's base at the best free spot of the scan's support (`choose_base`)."""
+    scene = load_scene(wc.scene, wc.scale)
+    collision = collision_scene(scene, resolve_solver(wc.solver, "cpu", scene))
+    poses = choose_base(scene, home_points(profile.name), ring, sector, profile.base_radius, object_radius,
+                        wc.support_plane, collision)
+    for _ in range(BASE_ATTEMPTS - 1):        # sim's placement test samples the robot on its own: may disagree
+        pose = next(poses)                    # InputError when no spot is left
+        try:
+            return build_world(replace(wc, robot_pose=pose))
+        except InputError:
+            continue
+    return build_world(replace(wc, robot_pose=next(poses)))
 
 
 class TaskEnv:
@@ -71,20 +101,19 @@ class TaskEnv:
         parked = [o.placed((0.0, 0.0, -10.0 - k)) for k, o in enumerate(self.objects)]   # reset places them
         ring = tuple(cfg.ring) if cfg.ring else self.profile.ring
         sector = self.profile.sector_deg if cfg.sector_deg is None else cfg.sector_deg
-        pose = cfg.robot_pose
-        if pose is None and cfg.bundle is not None:
-            scene = load_scene(cfg.bundle, cfg.scale)
-            radius = max([o.radius for o in self.objects], default=0.03)
-            pose = choose_base(scene, home_points(self.profile.name), ring, sector, self.profile.base_radius,
-                               radius, cfg.support_plane)
-        wc = WorldConfig(scene=cfg.bundle, robot=self.profile.name, scale=cfg.scale, robot_pose=pose,
+        wc = WorldConfig(scene=cfg.bundle, robot=self.profile.name, scale=cfg.scale, robot_pose=cfg.robot_pose,
                          worlds=cfg.worlds, solver=cfg.solver, threads=cfg.threads, frame_dt=cfg.control_dt,
                          substeps=cfg.substeps, visuals=cfg.visuals, objects=parked,
                          grasp_contacts=any(o.sim.collide for o in self.objects), support_plane=cfg.support_plane)
         episode_s = cfg.episode_s or self.task.episode_s
         self.max_steps = int(round(episode_s / cfg.control_dt))
         self.hold_steps = max(1, int(round(cfg.hold_s / cfg.control_dt)))
-        self.sim = SimEnv(build_world(wc), EnvConfig(action="joint", max_steps=self.max_steps))
+        if cfg.robot_pose is None and cfg.bundle is not None:
+            radius = max([o.radius for o in self.objects], default=0.03)
+            world = build_on_free_spot(wc, self.profile, ring, sector, radius)
+        else:
+            world = build_world(wc)
+        self.sim = SimEnv(world, EnvConfig(action="joint", max_steps=self.max_steps))
         self.world = self.sim.world
         self.n = self.world.n
         w = self.world
@@ -92,8 +121,8 @@ class TaskEnv:
         yaw = 2.0 * np.arctan2(w.base_xform[5], w.base_xform[6])
         self.support_z = support_z
         self.base = np.array([w.base_xform[0], w.base_xform[1], support_z, yaw])
-        self.workspace = build_workspace(w.scene, self.base, robot_surface_points(w), ring, sector,
-                                         cfg.support_plane)
+        self.workspace = build_workspace(collision_scene(w.scene, w.cfg.solver), self.base, robot_surface_points(w),
+                                         ring, sector, cfg.support_plane)
         self._object_q = self._object_coords()
         self.goal = np.zeros((self.n, 3))
         self.steps = np.zeros(self.n, dtype=np.int64)

@@ -9,7 +9,7 @@ sum of their radii plus `GAP`. Reach targets must be `TARGET_CLEARANCE` from the
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -79,6 +79,19 @@ class Workspace:
             return p[:, 2] - self.support_z >= TARGET_CLEARANCE
         d, _ = self.surface.query(p)
         return d >= TARGET_CLEARANCE
+
+
+def collision_scene(scene, solver: str):
+    """The scene as `solver` collides with it: mujoco_cpu collides with the scan's convex pieces, whose hulls
+    bulge above the scan where it is concave; the other solvers with its triangles. Resets sample on this
+    surface, so objects start where the physics has them rest (None stays None)."""
+    if scene is None or solver != "mujoco_cpu":
+        return scene
+    import trimesh
+
+    hulls = trimesh.util.concatenate([trimesh.convex.convex_hull(np.asarray(p)) for p in scene.convex_pieces()])
+    return replace(scene, vertices=np.asarray(hulls.vertices, np.float32), faces=np.asarray(hulls.faces, np.int32),
+                   file_mesh=None)
 
 
 def _heights(scene, xy: np.ndarray) -> np.ndarray:
@@ -215,20 +228,23 @@ def max_height(ws: Workspace, a: np.ndarray, b: np.ndarray, radius: float) -> fl
 
 
 def choose_base(scene, robot_points: np.ndarray, ring: tuple[float, float], sector_deg: float,
-                base_radius: float, object_radius: float, plane: bool, search: float = 1.0
-                ) -> tuple[float, float, float, float]:
-    """A base pose (x, y, z, yaw) on the support, near its centre, with the most room for objects in front.
+                base_radius: float, object_radius: float, plane: bool, collision=None, search: float = 1.0):
+    """Base poses (x, y, z, yaw) on the support, best first (a generator): near its centre, with the most room
+    for objects in front.
 
     Candidates lie on a 5 cm grid within `search` of the support centre where a disc of `base_radius` is free
     support, facing 8 directions; `robot_points` (the robot's collision surface at its home pose, base at the
-    origin, yaw 0) must all stay above the scan's height map there (so nothing of the robot is inside the scan
-    or under a table top). Each scores the free spots for an object of `object_radius` in its ring and sector;
-    among those within 90 % of the best, the one nearest the centre and facing it most wins."""
+    origin, yaw 0) must all stay above the height map of `collision` (the scene as the solver collides with
+    it, see `collision_scene`; default the scan), so nothing of the robot is inside it or under a table top.
+    Each scores the free spots for an object of `object_radius` in its ring and sector; among those within
+    90 % of the best, the one nearest the centre and facing it most wins, once sim's own test (the one
+    build_world applies) finds the robot clear of the scan and no robot point is inside a convex piece."""
     from scipy.ndimage import distance_transform_edt
 
+    collision = scene if collision is None else collision
     sz, centre = float(scene.support_height), np.asarray(scene.support_center, dtype=np.float64)
     radius = search + ring[1] + 0.1
-    origin, h = height_map(scene, centre, radius, sz, plane)
+    origin, h = height_map(collision, centre, radius, sz, plane)
     free = np.abs(h - sz) <= FLAT_TOL
     clearance = distance_transform_edt(free) * CELL - 0.5 * CELL
     n = h.shape[0]
@@ -267,11 +283,26 @@ def choose_base(scene, robot_points: np.ndarray, ring: tuple[float, float], sect
         best = rows if best is None else np.concatenate([best, rows])
     if best[:, 0].max() >= 0:
         good = best[best[:, 0] >= 0.9 * best[:, 0].max()]
+        halfspaces = _halfspaces(collision) if collision is not scene else []
         for x, y, yaw in good[np.argsort(good[:, 1])][:MAX_CHECKS, 2:]:  # sim's own test, as build_world's
             c, s_ = np.cos(yaw), np.sin(yaw)
             p = robot_points @ np.array([[c, s_, 0.0], [-s_, c, 0.0], [0.0, 0.0, 1.0]]) + [x, y, sz]
             bad = penetrating(scene, p)
-            if bad.sum() < max(3, 0.002 * len(bad)):
-                return float(x), float(y), sz, float(yaw)
+            in_piece = any(((p @ eq[:, :3].T + eq[:, 3]) < -ROBOT_TOL).all(1).any() for eq in halfspaces)
+            if bad.sum() < max(3, 0.002 * len(bad)) and not in_piece:
+                yield float(x), float(y), sz, float(yaw)
     raise InputError("no spot near the support's centre where the robot stands clear of the scan; "
                      "pass --robot-pose x y z yaw")
+
+
+def _halfspaces(collision) -> list[np.ndarray]:
+    """(F, 4) outward face planes (n . x + d <= 0 inside) of each convex piece of a `collision_scene`."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    out = []
+    for p in getattr(collision, "pieces", None) or []:
+        try:
+            out.append(ConvexHull(np.asarray(p, dtype=np.float64)).equations)
+        except (QhullError, ValueError):
+            continue
+    return out

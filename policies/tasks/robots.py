@@ -33,7 +33,7 @@ class RobotProfile:
     carry_rot_weight: float = 0.3                   # expert IK orientation weight while carrying (m/rad)
     close_s: float = 0.5                            # expert: seconds to close the gripper on an object
     approach: float = 0.10                          # expert: tool height above a grasp or drop before descending (m)
-    carry_clear: float = 0.05                       # expert: carried object's bottom above obstacles and rims (m)
+    carry_clear: float = 0.07                       # expert: carried object's bottom above obstacles and rims (m)
     hold_squeeze: float = 0.0                       # grip_squeeze once the object is held (lifted, carried)
     grip_squeeze: float = 0.0                       # > 0: a closing gripper's target trails its measured position
                                                     # by this much (force-limited grip); 0: the closed target
@@ -46,14 +46,17 @@ PROFILES: dict[str, RobotProfile] = {p.name: p for p in [
                  reach_box=((0.30, 0.62), (-0.30, 0.30), (0.10, 0.50)),
                  gripper=(7, 8), gripper_open=(0.04, 0.04), gripper_closed=(0.0, 0.0),
                  grip_squeeze=0.006, hold_squeeze=0.01, close_s=0.6, speed=0.3),
-    # SO-101: the gripper frame sits at the fixed jaw's tip, z out of the jaws, x toward the moving jaw; the
-    # jaw opens 1.6 cm at 0 rad and 6.7 cm at 1 rad. A grasped cube sits 2.2 cm toward the moving jaw.
+    # SO-101: the gripper frame sits at the fixed jaw's tip, z out of the jaws, x toward the moving jaw (the
+    # fixed jaw's inner face at x = +3 mm); the jaw's tip is 1.6 cm away at 0 rad, 5.5 cm at 0.6 rad. A grasped
+    # cube sits 2.6 cm toward the moving jaw, 1 cm behind the tip. Its position drives (60 N m/rad) would
+    # squeeze a cube out of soft contacts: the grip is force-limited (grip_squeeze, then hold_squeeze), and
+    # it carries low (its wrist cannot point straight down above ~8 cm), tilting as it must.
     RobotProfile("so101", ring=(0.17, 0.27), sector_deg=75.0, base_radius=0.08,
                  reach_box=((0.14, 0.28), (-0.15, 0.15), (0.05, 0.22)),
                  gripper=(5,), gripper_open=(0.6,), gripper_closed=(0.0,),
                  tool_down=(0.0, 1.0, 0.0, 0.0), grasp_offset=(-0.026, 0.0, -0.010), speed=0.12,
-                 reach_tol=0.006, carry_rot_weight=0.03, grip_squeeze=0.03, close_s=1.5,
-                 hold_squeeze=0.06, carry_clear=0.02, approach=0.06),
+                 reach_tol=0.006, carry_rot_weight=0.1, grip_squeeze=0.03, close_s=1.5,
+                 hold_squeeze=0.06, carry_clear=0.015, approach=0.06),
     # G1 upper body on a fixed pelvis: the right hand reaches in front of the right shoulder (the box is where
     # position IK from the home pose reached every point of a 6 x 5 x 5 grid exactly).
     RobotProfile("g1_upper", ring=(0.25, 0.45), sector_deg=60.0,

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from support.restyle_scene import TABLE_Z, episode, intrinsics, look_at
+from support.tiny_cosmos import PassThroughChecker, prompt_embeddings, tiny_pipeline
 
 from policies.restyle.cosmos import (
     CosmosConfig,
@@ -25,30 +26,6 @@ from policies.restyle.cosmos import (
 )
 from policies.restyle.families import sample_style
 from twin_kit import InputError, torch_threads
-
-TEXT_DIM = 32
-
-
-class PassThroughChecker(torch.nn.Module):
-    """Stands in for cosmos_guardrail's CosmosSafetyChecker: approves every prompt and video."""
-
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("_probe", torch.zeros(1), persistent=False)
-
-    @property
-    def device(self):
-        return self._probe.device
-
-    @property
-    def dtype(self):
-        return self._probe.dtype
-
-    def check_text_safety(self, prompt: str) -> bool:
-        return True
-
-    def check_video_safety(self, frames: np.ndarray) -> np.ndarray:
-        return frames
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -64,29 +41,7 @@ def pipe():
     from policies.restyle.cosmos import _without_torchvision
 
     _without_torchvision()
-    from diffusers import (
-        AutoencoderKLWan,
-        Cosmos2_5_TransferPipeline,
-        CosmosControlNetModel,
-        CosmosTransformer3DModel,
-        UniPCMultistepScheduler,
-    )
-
-    torch.manual_seed(0)
-    common = dict(num_attention_heads=2, attention_head_dim=16, mlp_ratio=2, text_embed_dim=TEXT_DIM,
-                  adaln_lora_dim=4, patch_size=(1, 2, 2), max_size=(4, 32, 32), rope_scale=(2.0, 1.0, 1.0),
-                  extra_pos_embed_type="learnable", img_context_dim_in=TEXT_DIM, img_context_dim_out=TEXT_DIM)
-    transformer = CosmosTransformer3DModel(in_channels=17, out_channels=16, num_layers=2, concat_padding_mask=True,
-                                           controlnet_block_every_n=1, img_context_num_tokens=4, **common)
-    controlnet = CosmosControlNetModel(n_controlnet_blocks=2, in_channels=18, latent_channels=18, model_channels=32,
-                                       use_crossattn_projection=False, **common)
-    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                           temperal_downsample=[False, True, True])
-    p = Cosmos2_5_TransferPipeline(text_encoder=None, tokenizer=None, transformer=transformer, vae=vae,
-                                   scheduler=UniPCMultistepScheduler(), controlnet=controlnet,
-                                   safety_checker=PassThroughChecker())
-    p.set_progress_bar_config(disable=True)
-    return p
+    return tiny_pipeline(0)
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +52,7 @@ def clip():
     return episode(poses, K, 48, 40)
 
 
-def _embeds(seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(1, 8, TEXT_DIM, generator=g), torch.randn(1, 8, TEXT_DIM, generator=g)
+_embeds = prompt_embeddings
 
 
 def test_tiny_pipeline_end_to_end_clip_by_clip(pipe, clip):

@@ -101,8 +101,8 @@ def test_base_chooser_stands_the_robot_clear_of_the_scan():
     arm = robot_column((0.0, 0.0), 0.1, 0.5) - [0, 0, TABLE_Z]
     reach_out = np.c_[np.linspace(0, 0.45, 30), np.zeros(30), np.full(30, 0.12)]   # an arm held low, forward
     pts = np.concatenate([arm, reach_out])
-    x, y, z, yaw = choose_base(scene, pts, ring=(0.3, 0.62), sector_deg=70.0, base_radius=0.12,
-                               object_radius=0.09, plane=False)
+    x, y, z, yaw = next(choose_base(scene, pts, ring=(0.3, 0.62), sector_deg=70.0, base_radius=0.12,
+                                    object_radius=0.09, plane=False))
     assert z == TABLE_Z and abs(x) < 0.8 and abs(y) < 0.6
     c, s = np.cos(yaw), np.sin(yaw)
     placed = pts @ np.array([[c, s, 0], [-s, c, 0], [0, 0, 1.0]]) + [x, y, z]

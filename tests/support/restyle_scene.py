@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from spatial import look_at as spatial_look_at
+
 TABLE_Z = 0.75
 TABLE_HALF = (0.6, 0.4)         # table top extent in x, y around the origin
 CUBE = ((0.15, -0.12, TABLE_Z), 0.04)    # base centre, half size
@@ -16,16 +18,10 @@ WALL_Y = 1.5
 
 
 def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """4x4 world-to-camera of an OpenCV camera at eye looking at target."""
-    eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
-    z = target - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, up)
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    R = np.stack([x, y, z])
+    """4x4 world-to-camera of an OpenCV camera at eye looking at target (spatial.look_at as a matrix)."""
+    R, t = spatial_look_at(eye, target, up)
     T = np.eye(4)
-    T[:3, :3], T[:3, 3] = R, -R @ eye
+    T[:3, :3], T[:3, 3] = R, t
     return T
 
 
