@@ -139,29 +139,12 @@ def mount_pose(world) -> np.ndarray:
     return tmul(body_poses(world)[0, r.camera_body], r.camera_offset)
 
 
-SCENE_GREY = (0.55, 0.55, 0.55)  # the scan mesh's colour where no splat covers it
-
-
-def fix_scene_colour(world) -> None:
-    """Give the scan mesh one fixed colour. Newton colours a shape without one from a palette by its shape
-    index, and the scene's index grows with the world count: left alone, an episode's images would depend on
-    how many worlds ran beside it (its content must depend on its seed only)."""
-    m = world.model
-    glob = [i for i in range(m.shape_count) if m.shape_label[i] == "scene"]
-    if glob:
-        colours = m.shape_color.numpy()
-        colours[glob] = SCENE_GREY
-        m.shape_color.assign(colours)
-
-
 def build_cameras(env, names: list[str], size: int) -> list[RecordCamera]:
     """Sensors for the named cameras over every world of the TaskEnv (call with world 0 at its home pose:
     a mounted camera keeps the pose in its link frame that it has then)."""
     from sim import Sensors
 
     rig = rig_of(env.profile.name)
-    if names:
-        fix_scene_colour(env.world)
     out = []
     for name in names:
         if name == "front":

@@ -14,12 +14,16 @@ from twin_kit import InputError, qrot
 
 
 def robot_points(builder, body_q: np.ndarray, per_shape: int = 400) -> np.ndarray:
-    """World points on the robot's mesh shapes (vertices, subsampled), given body poses (B, 7)."""
+    """World points on the robot's colliding mesh shapes (vertices, subsampled), given body poses (B, 7);
+    visual-only shapes take up no space."""
+    from newton import ShapeFlags
+
+    collide = int(ShapeFlags.COLLIDE_SHAPES)
     pts = []
     rng = np.random.default_rng(0)
     for s, src in enumerate(builder.shape_source):
         body = builder.shape_body[s]
-        if body < 0 or src is None or not hasattr(src, "vertices"):
+        if body < 0 or src is None or not hasattr(src, "vertices") or not builder.shape_flags[s] & collide:
             continue
         v = np.asarray(src.vertices, dtype=np.float64) * np.asarray(builder.shape_scale[s], dtype=np.float64)
         if len(v) > per_shape:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -18,6 +17,7 @@ from twin_kit import InputError, opt, tmul
 SOLVERS = ("auto", "mujoco_cpu", "mujoco_warp", "mujoco_c", "xpbd", "featherstone")
 NOSLIP_ITERATIONS = 4  # grasp_contacts on mujoco_cpu: without it a small gripper's grasp creeps open (measured:
                        # 5 of 16 SO-101 grasps dropped their cube within 14 s of holding, none with 4 iterations)
+SCENE_COLOR = (0.55, 0.55, 0.55)  # the scan mesh where no splat covers it
 DEFAULT_SOLVER = {"cpu": "mujoco_cpu", "cuda": "mujoco_warp"}  # measured: benches/sim.py, see resolve_solver
 
 
@@ -210,15 +210,6 @@ def _layout(spec: RobotSpec, b, start_d: int) -> RobotLayout:
                        lower=list(b.joint_limit_lower[start_d:]), upper=list(b.joint_limit_upper[start_d:]))
 
 
-def _colliders(b) -> SimpleNamespace:
-    """The builder's colliding shapes, as `placement` reads them: visual-only shapes take up no space."""
-    from newton import ShapeFlags
-
-    keep = [s for s in range(b.shape_count) if b.shape_flags[s] & int(ShapeFlags.COLLIDE_SHAPES)]
-    return SimpleNamespace(**{k: [getattr(b, k)[s] for s in keep]
-                              for k in ("shape_source", "shape_body", "shape_scale", "shape_transform")})
-
-
 def _clear_pose(spec: RobotSpec, scene: SceneMesh):
     """A collision-free default base pose on the support surface (robot home pose, facing the centre)."""
     import newton
@@ -304,6 +295,23 @@ def make_solver(model, name: str, iterations: int = 4):
     raise InputError(f"unknown solver {name!r}; known: {', '.join(SOLVERS)}")
 
 
+def add_static_shapes(builder, scene: SceneMesh | None, support_plane: bool) -> None:
+    """The world's global (static) shapes: the scan mesh (and with `support_plane` an invisible collision plane at
+    its support height), else a ground plane. The sensors' static cache builds the same shapes with this."""
+    import newton
+
+    if scene is None:
+        builder.add_ground_plane()
+        return
+    mesh = newton.Mesh(scene.vertices, scene.faces.ravel(), compute_inertia=False, is_solid=False)
+    # A fixed colour: Newton's palette picks one by shape index, which grows with the world count, so images of the
+    # bare scan would otherwise depend on how many worlds run beside it.
+    builder.add_shape_mesh(-1, mesh=mesh, label="scene", color=SCENE_COLOR)
+    if support_plane:
+        builder.add_ground_plane(height=float(scene.support_height), label="support_plane",
+                                 cfg=newton.ModelBuilder.ShapeConfig(is_visible=False))
+
+
 def build_world(cfg: WorldConfig) -> World:
     """Load the scene and robot, place the robot, replicate `cfg.worlds` times and finalize on `cfg.device`."""
     import newton
@@ -346,14 +354,7 @@ def build_world(cfg: WorldConfig) -> World:
     if mujoco and cfg.grasp_contacts:
         builder.custom_attributes["mujoco:cone"].values = {0: 1}                     # mjCONE_ELLIPTIC
         builder.custom_attributes["mujoco:impratio"].values = dict.fromkeys(range(cfg.worlds), 10.0)
-    if scene is not None:
-        mesh = newton.Mesh(scene.vertices, scene.faces.ravel(), compute_inertia=False, is_solid=False)
-        builder.add_shape_mesh(-1, mesh=mesh, label="scene")
-        if cfg.support_plane:
-            builder.add_ground_plane(height=float(scene.support_height), label="support_plane",
-                                     cfg=newton.ModelBuilder.ShapeConfig(is_visible=False))
-    else:
-        builder.add_ground_plane()
+    add_static_shapes(builder, scene, cfg.support_plane)
     model = builder.finalize(device=cfg.device)
 
     state, next_state, control = model.state(), model.state(), model.control()
@@ -362,7 +363,7 @@ def build_world(cfg: WorldConfig) -> World:
     if spec is not None and scene is not None and cfg.check_collisions:
         from sim.physics.placement import check_clear
 
-        check_clear(scene, _colliders(one), state.body_q.numpy()[:bodies_per_world], spec.name, base_pos)
+        check_clear(scene, one, state.body_q.numpy()[:bodies_per_world], spec.name, base_pos)
 
     solver = None
     if model.joint_count == 0:

@@ -100,13 +100,11 @@ def static_scene_model(world):
     """
     import newton
 
+    from sim.physics.world import add_static_shapes
+
     glob = np.flatnonzero(world.model.shape_world.numpy() == -1)
     b = newton.ModelBuilder()
-    if world.scene is not None:
-        mesh = newton.Mesh(world.scene.vertices, world.scene.faces.ravel(), compute_inertia=False, is_solid=False)
-        b.add_shape_mesh(-1, mesh=mesh, label="scene")
-    else:
-        b.add_ground_plane()
+    add_static_shapes(b, world.scene, world.cfg.support_plane)
     m = b.finalize(device=world.device)
     if m.shape_count != len(glob) or (m.shape_type.numpy() != world.model.shape_type.numpy()[glob]).any():
         return None

@@ -195,3 +195,21 @@ def _relative(cam_xf: np.ndarray, link: np.ndarray) -> np.ndarray:
         return T
 
     return np.linalg.inv(mat(link)) @ mat(cam_xf)
+
+
+def test_static_cache_kept_with_a_support_plane(world):
+    """The tasks' invisible support plane is a static shape too: the cached static model holds it, so fixed
+    cameras keep their cache (and render exactly what a full trace renders)."""
+    from dataclasses import replace
+
+    from sim.physics.world import build_world
+    from sim.sensors._trace import static_scene_model
+    from sim.sensors.cameras import Sensors
+
+    w = build_world(replace(world.cfg, worlds=1, support_plane=True))
+    assert static_scene_model(w) is not None
+    cam = side_camera()
+    a = Sensors(w, cam, splats=False).render()
+    b = Sensors(w, cam, splats=False, cache_static=False).render()
+    for k in ("rgb", "depth", "seg"):
+        assert torch.equal(getattr(a, k), getattr(b, k)), k
