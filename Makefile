@@ -8,6 +8,8 @@ STAMP := $(VENV)/.twin-installed
 # Debian packages: libusb for Open3D's import, Chromium for the viewer's browser tests, poppler-utils (pdftoppm)
 # to check the printable marker sheet as a printer would render it.
 DEBS := libusb-1.0-0 chromium poppler-utils
+# Benches only: an OpenGL context (Mesa's EGL, llvmpipe without a GPU) for MuJoCo's renderer, the record bench's peer.
+BENCH_DEBS := libegl1 libegl-mesa0 libgl1-mesa-dri
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup demo test bench clean system-deps
@@ -15,7 +17,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 setup: $(STAMP)
 
 system-deps:
-	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(DEBS) $(EXTRA_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
@@ -43,7 +45,11 @@ test: setup system-deps
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
-bench: setup system-deps
+bench: setup
+	@$(MAKE) --no-print-directory system-deps EXTRA_DEBS="$(BENCH_DEBS)"
+	@# the record and policy benches run in `twin demo`'s scene, with its splats (trained once, ~10 min on 2 cores)
+	@test -d twins/demo || $(VENV)/bin/twin demo
+	@test -f twins/demo/splats.ply || $(VENV)/bin/twin splat twins/demo
 	@mkdir -p benches/results
 	@for b in benches/*.py; do n=$$(basename $$b .py); echo "== $$n"; \
 	  $(PY) $$b --json | tee benches/results/$$n.log | tail -n 1 > benches/results/$$n.json || exit 1; done

@@ -7,9 +7,10 @@ renderer stepping and rendering the same MJCF, cameras and image size in the sam
 Twin: `policies.Recorder` over --worlds worlds, one episode per world of --frames frames at --fps (the expert
 acting at the task's control rate), cameras front + the robot's mounted one at --size², `--restyle` procedural,
 each episode written by `DatasetWriter` (SVT-AV1 video, parquet, stats). Timed from the first reset to the last
-episode on disk; world and sensor construction are not timed (`twin_build_s`). Stage shares of that time
-(`twin_share_*`: rendering per camera, restyling, writing; the rest is physics and the expert) come from the
-same run.
+episode on disk; world and sensor construction are not timed (`twin_build_s`). As in `twin record`, the worlds
+and cameras run in a background thread while the main thread restyles and writes finished episodes. Stage shares
+of the timed span (`twin_share_*`: rendering per camera, restyling, writing; physics and the expert are the
+rest of the background thread's time) come from the same run; the two threads overlap.
 Peer: the MJCF the mujoco_cpu worlds run (Newton's conversion: robot, objects, the scan as convex pieces, with
 the collision geometry MuJoCo draws), the same two cameras added to it (fixed, and on the mounted camera's
 body), `mujoco.Renderer` at the same size; each world's MjData starts where Twin's world ended and replays
@@ -35,6 +36,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from policies import DatasetWriter, RecordConfig, Recorder  # noqa: E402
+from twin_kit import Prefetch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,7 +57,7 @@ def timed(obj, name: str, acc: dict, key: str) -> None:
 
 def twin_run(cfg: RecordConfig, out: Path) -> tuple[dict, Recorder, dict]:
     t0 = time.perf_counter()
-    rec = Recorder(cfg, cfg.worlds)
+    rec = Recorder(cfg, cfg.worlds, defer_restyle=True)
     build = time.perf_counter() - t0
     acc: dict[str, float] = {}
     for cam in rec.cameras:
@@ -63,9 +65,11 @@ def twin_run(cfg: RecordConfig, out: Path) -> tuple[dict, Recorder, dict]:
     timed(rec.restyler, "apply", acc, "restyle")
     actions, frames = {}, 0
     t1 = time.perf_counter()
-    with DatasetWriter(out, rec.layout.spec) as w:
+    # as `twin record` runs: worlds, cameras and restyling in a background thread, writing in this one
+    with DatasetWriter(out, rec.layout.spec) as w, Prefetch(rec.run(range(cfg.episodes)), depth=2) as episodes:
         timed(w, "add_episode", acc, "write")
-        for ep in rec.run(range(cfg.episodes)):
+        for ep in episodes:
+            ep.realise()
             w.add_episode(ep.frames, ep.videos, rec.layout.instruction, ep.meta())
             actions[ep.number] = ep.frames["action"]
             frames += ep.length
@@ -158,11 +162,17 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=20, help="recorded frames per world (one episode each)")
     ap.add_argument("--fps", type=int, default=10)
     ap.add_argument("--restyle", default="procedural", choices=("none", "procedural"))
+    ap.add_argument("--no-splats", action="store_true", help="allow a scene without splats (mesh appearance)")
     ap.add_argument("--save-frames", default=None, help="write the last frame of world 0 from both engines here")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     if not Path(a.scene).exists():
         sys.exit(f"{a.scene}: no such scene (build the synthetic scene with `twin demo`, or pass --scene)")
+    from spatial import BundlePaths
+
+    if not BundlePaths(Path(a.scene)).splats.is_file() and not a.no_splats:
+        sys.exit(f"{a.scene}: has no splats; train them (`twin splat {a.scene}`) or pass --no-splats to measure the "
+                 "ray-traced scan mesh instead")
     from twin_kit import quiet_warp
 
     quiet_warp()

@@ -2,8 +2,9 @@
 
 `tasks/` reach, push and pick_place in any metric scan, batched over parallel worlds (`TaskEnv`); `experts/`
 privileged scripted experts that solve them; `datasets/` writes and reads LeRobotDatasets (v3.0; v2.1 read
-too); `record/` records expert episodes into them (`twin record`). Public API below (loaded on first use):
-other packages, benches and examples import only these names.
+too); `record/` records expert episodes into them (`twin record`); `replay/` shows a recorded episode in the
+viewer (`twin view --dataset`); `export/` writes a whole task as one USD stage (`twin export --task`). Public
+API below (loaded on first use): other packages, benches and examples import only these names.
 """
 from twin_kit import lazy_exports
 

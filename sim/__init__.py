@@ -12,11 +12,14 @@ _API = {
                      "SOLVERS"], "physics.world"),
     **dict.fromkeys(["ROBOTS", "get_robot", "model_path"], "physics.robots"),
     "penetrating": "physics.placement",
+    "physical_pieces": "physics.mujoco_batch",
     **dict.fromkeys(["SceneMesh", "load_scene", "load_mesh_file"], "physics.scene_mesh"),
     **dict.fromkeys(["ee_pose", "jacobian", "ik_targets", "get_joint_targets", "set_joint_targets",
                      "get_joint_positions", "scripted_goal", "default_reach", "orientation_error"], "physics.control"),
     **dict.fromkeys(["SimEnv", "EnvConfig", "gym_vector_env"], "physics.env"),
     **dict.fromkeys(["Sensors", "SensorFrame", "control_maps"], "sensors.cameras"),
     **dict.fromkeys(["SplatBackground"], "sensors.splat_background"),
+    **dict.fromkeys(["SimViewConfig", "run_view"], "live.cli"),
+    **dict.fromkeys(["LinkMesh", "link_meshes"], "live.viewer"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _API)

@@ -1,9 +1,11 @@
-"""`twin sim`: put a robot in a scene, run a scripted end-effector motion, write an mp4 of a camera."""
+"""`twin sim`: put a robot in a scene, run a scripted end-effector motion, write an mp4 of a camera.
+
+`twin view` (with `--sim`, sim.live.cli) is registered by policies, which adds `--dataset` on top.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sim.live.cli import VERBS as _VIEW
 from sim.physics.world import SOLVERS
 from twin_kit import InputError, Verb, opt, validate_config
 
@@ -139,5 +141,4 @@ def _run_scripted(cfg: SimConfig, json_out: bool) -> int:
     return 0
 
 
-VERBS = [Verb("sim", SimConfig, run_sim, "simulate a robot in a scene (Newton physics) and film it to mp4"),
-         *_VIEW]
+VERBS = [Verb("sim", SimConfig, run_sim, "simulate a robot in a scene (Newton physics) and film it to mp4")]

@@ -9,7 +9,7 @@ Public API (names load on first use, so `import twin_kit` stays cheap):
          atomic_output, atomic_write_file, replace_path, sweep_stale, remove_tree, deferred_interrupts,
          make_parents, remove_empty, private_temp_dir
   rotations: qmul, qconj, qrot, qmat, tmul, tinv (xyzw, NumPy), quat_to_rotmat (wxyz), CV_TO_GL
-  threads: torch_threads;  warp: quiet_warp;  assets: asset_path (the repo's or installed assets/)
+  threads: torch_threads, Prefetch;  warp: quiet_warp;  assets: asset_path (the repo's or installed assets/)
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ _API = {
                      "remove_tree", "deferred_interrupts", "make_parents", "remove_empty", "private_temp_dir"],
                     "files"),
     **dict.fromkeys(["qmul", "qconj", "qrot", "qmat", "tmul", "tinv", "quat_to_rotmat", "CV_TO_GL"], "rotations"),
-    "torch_threads": "threads",
+    **dict.fromkeys(["torch_threads", "Prefetch"], "threads"),
     "quiet_warp": "warp",
     "asset_path": "assets",
 }

@@ -27,22 +27,29 @@ Stats = dict[str, dict[str, np.ndarray]]
 
 def _quantiles(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """(len(QUANTILES), D) quantile estimates of the columns of x (N, D) from per-column histograms."""
-    n = x.shape[0]
-    targets = np.asarray(QUANTILES) * n
     out = np.empty((len(QUANTILES), x.shape[1]))
     for d in range(x.shape[1]):
-        edges = np.linspace(lo[d] - EDGE_PAD, hi[d] + EDGE_PAD, NUM_BINS + 1)
-        cum = np.cumsum(np.histogram(x[:, d], bins=edges)[0])
-        idx = np.searchsorted(cum, targets)
-        for qi, i in enumerate(idx):
-            if i == 0:  # inside the first bin: its left edge (LeRobot does not interpolate there)
-                out[qi, d] = edges[0]
-            elif i >= NUM_BINS:
-                out[qi, d] = edges[-1]
-            else:
-                before, inside = cum[i - 1], cum[i] - cum[i - 1]
-                frac = (targets[qi] - before) / inside if inside else 0.0
-                out[qi, d] = edges[i] + frac * (edges[i + 1] - edges[i])
+        out[:, d] = _histogram_quantiles(x[:, d], None, lo[d], hi[d])
+    return out
+
+
+def _histogram_quantiles(values: np.ndarray, weights: np.ndarray | None, lo: float, hi: float) -> np.ndarray:
+    """The QUANTILES of values (each counted `weights` times, default once) from a NUM_BINS histogram over
+    [lo, hi], interpolating linearly inside a bin."""
+    n = values.size if weights is None else weights.sum()
+    targets = np.asarray(QUANTILES) * n
+    edges = np.linspace(lo - EDGE_PAD, hi + EDGE_PAD, NUM_BINS + 1)
+    cum = np.cumsum(np.histogram(values, bins=edges, weights=weights)[0])
+    out = np.empty(len(QUANTILES))
+    for qi, i in enumerate(np.searchsorted(cum, targets)):
+        if i == 0:  # inside the first bin: its left edge (LeRobot does not interpolate there)
+            out[qi] = edges[0]
+        elif i >= NUM_BINS:
+            out[qi] = edges[-1]
+        else:
+            before, inside = cum[i - 1], cum[i] - cum[i - 1]
+            frac = (targets[qi] - before) / inside if inside else 0.0
+            out[qi] = edges[i] + frac * (edges[i + 1] - edges[i])
     return out
 
 
@@ -75,14 +82,42 @@ def sample_frame_indices(length: int, min_samples: int = 100, max_samples: int =
 
 
 def image_stats(frames: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-channel statistics of (T, H, W, 3) uint8 frames, in [0, 1], each (3, 1, 1); count = sampled frames."""
+    """Per-channel statistics of (T, H, W, 3) uint8 frames, in [0, 1], each (3, 1, 1); count = sampled frames.
+
+    From each channel's 256-value histogram: the same numbers as `column_stats` over every pixel, ~20x faster
+    (a recording computes them for every camera of every episode)."""
     picked = frames[sample_frame_indices(frames.shape[0])]
     h, w = picked.shape[1:3]
     if max(h, w) >= 300:  # stride large frames down to ~150 px, as LeRobot does
         step = int(w / 150) if w > h else int(h / 150)
         picked = picked[:, ::step, ::step]
-    stats = column_stats(picked.reshape(-1, picked.shape[-1]), count=picked.shape[0])
+    flat = picked.reshape(-1, picked.shape[-1])
+    if flat.dtype != np.uint8:
+        stats = column_stats(flat, count=picked.shape[0])
+    else:
+        stats = _uint8_stats(flat, picked.shape[0])
     return {k: v if k == "count" else (v.astype(np.float64) / 255.0).reshape(-1, 1, 1) for k, v in stats.items()}
+
+
+def _uint8_stats(flat: np.ndarray, count: int) -> dict[str, np.ndarray]:
+    """`column_stats` of uint8 columns (N, D), computed from per-column value counts."""
+    values = np.arange(256, dtype=np.float64)
+    cols = []
+    for d in range(flat.shape[1]):
+        c = np.bincount(flat[:, d], minlength=256).astype(np.float64)
+        seen = np.nonzero(c)[0]
+        lo, hi = seen[0], seen[-1]
+        mean = (c * values).sum() / c.sum()
+        std = np.sqrt((c * (values - mean) ** 2).sum() / c.sum())
+        qs = _histogram_quantiles(values[seen], c[seen], float(lo), float(hi)) if flat.shape[0] > 1 else \
+            np.full(len(QUANTILES), mean)
+        cols.append((lo, hi, mean, std, qs))
+    stats = {"min": np.array([c[0] for c in cols], dtype=np.uint8), "max": np.array([c[1] for c in cols], np.uint8),
+             "mean": np.array([c[2] for c in cols]), "std": np.array([c[3] for c in cols]),
+             "count": np.array([count], dtype=np.int64)}
+    for j, key in enumerate(QUANTILE_KEYS):
+        stats[key] = np.array([c[4][j] for c in cols])
+    return stats
 
 
 def episode_stats(spec: DatasetSpec, columns: dict[str, np.ndarray], videos: dict[str, np.ndarray]) -> Stats:

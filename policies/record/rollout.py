@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,25 +47,36 @@ class Layout:
 
 @dataclass
 class Episode:
-    """One finished episode, ready for `DatasetWriter.add_episode`."""
+    """One finished episode, ready for `DatasetWriter.add_episode` once `realise()`d (its videos restyled)."""
 
     number: int                           # k: its index in the dataset, its seed is cfg.seed + k
     seed: int
     frames: dict[str, np.ndarray]         # recorded non-video features, (T, ...)
-    videos: dict[str, np.ndarray]         # camera key -> (T, H, W, 3) uint8
+    videos: dict[str, np.ndarray] | None  # camera key -> (T, H, W, 3) uint8; None until realised
     success: bool
     style_id: str
     style: str                            # the style as JSON
     steps: int                            # control steps simulated
+    robot_base: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # x y z yaw: base on its support
+    metres_per_unit: float = 1.0          # the scene's scale (world metres per scene unit)
+    pending: Callable[[], dict] | None = field(default=None, repr=False)  # makes `videos` (deferred restyle)
+
+    def realise(self) -> Episode:
+        """Restyle the camera videos now if that was deferred (`Recorder(defer_restyle=True)`); returns self."""
+        if self.pending is not None:
+            self.videos, self.pending = self.pending(), None
+        return self
 
     @property
     def length(self) -> int:
         return len(self.frames["action"])
 
     def meta(self) -> dict:
-        """The episode's own columns in meta/episodes."""
+        """The episode's own columns in meta/episodes (robot_base and metres_per_unit place a replay in the scene,
+        as `--robot-pose` and `--scale` would)."""
         return {"seed": self.seed, "success": self.success, "style_id": self.style_id, "style": self.style,
-                "control_steps": self.steps}
+                "control_steps": self.steps, "robot_base": [float(v) for v in self.robot_base],
+                "metres_per_unit": float(self.metres_per_unit)}
 
 
 def task_config(cfg: RecordConfig, worlds: int, visuals: bool):
@@ -124,12 +135,16 @@ class _Track:
 class Recorder:
     """A TaskEnv, its expert and cameras, recording episode numbers in its worlds (see module doc)."""
 
-    def __init__(self, cfg: RecordConfig, worlds: int, restyler: Restyler | None = None):
+    def __init__(self, cfg: RecordConfig, worlds: int, restyler: Restyler | None = None,
+                 defer_restyle: bool = False):
+        """defer_restyle: finished episodes carry their raw frames and restyle on `Episode.realise()`, so the
+        thread that writes them does that work while this one simulates (`twin record` in one process)."""
         from policies.experts.registry import make_expert
         from policies.tasks.env import TaskEnv
         from policies.tasks.robots import get_profile
 
         self.cfg = cfg
+        self.defer_restyle = defer_restyle
         self.k = steps_per_frame(cfg)
         self.families = family_list(cfg)
         names = camera_list(cfg, rig_of(get_profile(cfg.robot).name).mount_name)
@@ -214,13 +229,20 @@ class Recorder:
         style = episode_style(t.seed, self.cfg.restyle, self.cfg.style_split, self.families)
         frames = {k: np.stack(v) for k, v in t.rows.items()}
         frames["style_id"] = np.full(len(frames["action"]), style_number(style), dtype=np.int64)
-        videos = {}
-        for j, cam in enumerate(self.cameras):
-            rgb = np.stack(t.rgb[cam.name])
-            maps = self._maps(t, cam) if self.restyler.needs_maps else None
-            videos[f"observation.images.{cam.name}"] = self.restyler.apply(rgb, maps, style, first_camera=j == 0)
-        return Episode(number=t.number, seed=t.seed, frames=frames, videos=videos, success=success,
-                       style_id=style.style_id, style=style.to_json(), steps=steps)
+        raw = [(cam.name, np.stack(t.rgb[cam.name]), self._maps(t, cam) if self.restyler.needs_maps else None)
+               for cam in self.cameras]
+        restyler = self.restyler
+
+        def videos() -> dict[str, np.ndarray]:
+            return {f"observation.images.{name}": restyler.apply(rgb, maps, style, first_camera=j == 0)
+                    for j, (name, rgb, maps) in enumerate(raw)}
+
+        scene = self.env.world.scene
+        ep = Episode(number=t.number, seed=t.seed, frames=frames, videos=None, success=success,
+                     style_id=style.style_id, style=style.to_json(), steps=steps,
+                     robot_base=tuple(float(v) for v in self.env.base),
+                     metres_per_unit=scene.metres_per_unit if scene is not None else 1.0, pending=videos)
+        return ep if self.defer_restyle else ep.realise()
 
     def _maps(self, t: _Track, cam: RecordCamera) -> dict:
         """The restyler's control maps of one camera over the episode."""
@@ -234,11 +256,12 @@ class Recorder:
                 "support_height": float(self.env.support_z)}
 
 
-def record_episodes(cfg: RecordConfig, numbers, restyler: Restyler | None = None) -> Iterator:
+def record_episodes(cfg: RecordConfig, numbers, restyler: Restyler | None = None,
+                    defer_restyle: bool = False) -> Iterator:
     """Build a recorder with as many worlds as needed (at most cfg.worlds) and record `numbers`: yields its
-    `Layout`, then every `Episode` as it finishes. What a shard worker runs."""
+    `Layout`, then every `Episode` as it finishes (restyled, unless `defer_restyle`). What a shard worker runs."""
     numbers = list(numbers)
     with contextlib.redirect_stdout(sys.stderr):  # building prints notes (Newton's MJCF export): stdout is for --json
-        rec = Recorder(cfg, max(1, min(cfg.worlds, len(numbers))), restyler)
+        rec = Recorder(cfg, max(1, min(cfg.worlds, len(numbers))), restyler, defer_restyle)
     yield rec.layout
     yield from rec.run(numbers)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from policies.datasets.layout import INFO_PATH
 from policies.record.config import RecordConfig, camera_list, family_list, steps_per_frame
-from twin_kit import InputError, check_parent_writable, destination_lock, emit_json, info, progress
+from twin_kit import InputError, Prefetch, check_parent_writable, destination_lock, emit_json, info, progress
 
 
 def check_record(cfg: RecordConfig, restyler_given: bool = False) -> int:
@@ -74,7 +74,9 @@ def episode_source(cfg: RecordConfig, numbers: list[int], restyler=None):
         return sharded_episodes(cfg, numbers)
     from policies.record.rollout import record_episodes
 
-    return record_episodes(cfg, numbers, restyler)
+    # simulate and render the next episodes in a background thread while this one restyles and writes the last
+    # (the two halves take about the same time, one core each)
+    return Prefetch(record_episodes(cfg, numbers, restyler, defer_restyle=True), depth=2, name="record-worlds")
 
 
 def run_record(cfg: RecordConfig, json_out: bool = False, restyler=None) -> int:
@@ -116,9 +118,10 @@ def run_record(cfg: RecordConfig, json_out: bool = False, restyler=None) -> int:
                 emit_json(_summary(cfg, written, ok, frames, t0, total, interrupted=True))
             return 130
         finally:
-            close = getattr(source, "close", None)
-            if close is not None:
-                close()
+            if isinstance(source, Prefetch):  # a second to stop: Ctrl-C must not wait for a whole episode
+                source.close(timeout=1.0)
+            elif hasattr(source, "close"):
+                source.close()
             sink.close()
     res = _summary(cfg, written, ok, frames, t0, sink.total_episodes)
     fails = ""

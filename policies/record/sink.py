@@ -42,7 +42,7 @@ class OrderedSink:
         self.waiting[ep.number] = ep
         done = []
         while self.next in self.waiting:
-            e = self.waiting.pop(self.next)
+            e = self.waiting.pop(self.next).realise()
             index = self.writer.add_episode(e.frames, e.videos, self.layout.instruction, e.meta())
             if index != e.number:
                 raise RuntimeError(f"episode {e.number} was written as episode {index}")

@@ -36,10 +36,23 @@ def _smooth(f: torch.Tensor) -> torch.Tensor:
 
 
 def value_noise(coords: list[torch.Tensor], period: int, seed: int) -> torch.Tensor:
-    """Smooth value noise at lattice coordinates (float tensors), tileable with `period` cells per side."""
+    """Smooth value noise at lattice coordinates (float tensors), tileable with `period` cells per side.
+
+    The lattice values are hashed once into a table when the lattice is smaller than the sample set (a
+    texture's octaves), so each corner is a gather rather than a hash of every sample; same values either way.
+    """
     cells = [torch.floor(c) for c in coords]
     fr = [_smooth(c - i) for c, i in zip(coords, cells)]
     base = [i.long() for i in cells]
+    if period ** len(coords) <= coords[0].numel():
+        axes = torch.meshgrid(*[torch.arange(period)] * len(coords), indexing="ij")
+        table = _hash(*axes, seed=seed)
+
+        def lattice(idx):
+            return table[tuple(idx)]
+    else:
+        def lattice(idx):
+            return _hash(*idx, seed=seed)
     out = torch.zeros_like(coords[0])
     for corner in range(2 ** len(coords)):
         w = torch.ones_like(coords[0])
@@ -48,7 +61,7 @@ def value_noise(coords: list[torch.Tensor], period: int, seed: int) -> torch.Ten
             bit = (corner >> axis) & 1
             w = w * (f if bit else 1 - f)
             idx.append((b + bit) % period)
-        out = out + w * _hash(*idx, seed=seed)
+        out = out + w * lattice(idx)
     return out
 
 

@@ -1,10 +1,12 @@
-"""`twin export`: write a bundle's scene as USD/USDZ, splat PLY, GLB, COLMAP and nerfstudio files."""
+"""`twin export`'s scene options: write a bundle's scene as USD/USDZ, splat PLY, GLB, COLMAP and nerfstudio files.
+
+The verb is registered by policies (policies/export/config.py), which adds `--task` on top of this config."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from twin_kit import Verb, opt, validate_config
+from twin_kit import opt, validate_config
 
 
 @dataclass
@@ -50,5 +52,3 @@ def run_export(cfg: ExportConfig, json_out: bool = False) -> int:
         emit_json({"written": written})
     return 0
 
-
-VERBS = [Verb("export", ExportConfig, run_export, "export a scene bundle to USD/USDZ, PLY, GLB, COLMAP, nerfstudio")]

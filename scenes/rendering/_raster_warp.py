@@ -60,8 +60,18 @@ def _launch_tiles(kernel, fr: _Frame, make_inputs) -> None:
         one(0)
         return
     wp.load_module(wtiles, device=fr.device)
-    with ThreadPoolExecutor(nw) as ex:
-        list(ex.map(one, range(nw)))
+    list(_pool(nw).map(one, range(nw)))
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    """A lasting pool of n threads: a new thread's first Warp launch costs ~60 ms (measured), so a pool made
+    per render cost 10x the 128 x 128 sensor render itself."""
+    if n not in _POOLS:
+        _POOLS[n] = ThreadPoolExecutor(n, thread_name_prefix="splat-tiles")
+    return _POOLS[n]
 
 
 def _forward(fr: _Frame, means, quats, scales, opac, sh):

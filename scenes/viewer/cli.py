@@ -1,7 +1,7 @@
 """`twin view` without a robot: open a bundle in the browser viewer (imports viser only when it runs).
 
-The verb is registered by `sim` (sim/live/cli.py), which extends this config with `--sim`, so that the
-layers keep pointing down: scenes never imports sim.
+The verb is registered by `policies` (policies/replay/cli.py): sim extends this config with `--sim`
+(sim/live/cli.py) and policies with `--dataset`, so that the layers keep pointing down: scenes never imports sim.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class ViewConfig:
 
 
 def run_view(cfg: ViewConfig, json_out: bool = False) -> int:
-    """Serve the bundle until Ctrl-C or `cfg.seconds`. The `twin view` verb itself is sim's (it adds --sim)."""
+    """Serve the bundle until Ctrl-C or `cfg.seconds`. The `twin view` verb itself is policies' (see module doc)."""
     from scenes.viewer.server import ViewerOptions, serve_forever, start_viewer
     from twin_kit import emit_json, info
 

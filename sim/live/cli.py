@@ -1,11 +1,15 @@
-"""`twin view`: the browser viewer of a bundle, with `--sim` a robot simulated live in it (Newton)."""
+"""`twin view`'s sim options: the browser viewer of a bundle, with `--sim` a robot simulated live in it (Newton).
+
+The verb is registered by policies (policies/replay/cli.py), which extends this config with `--dataset`; the
+layers keep pointing down: sim never imports policies.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from scenes import ViewConfig
 from sim.physics.world import SOLVERS
-from twin_kit import Verb, opt
+from twin_kit import opt
 
 
 @dataclass
@@ -22,6 +26,7 @@ class SimViewConfig(ViewConfig):
 
 
 def run_view(cfg: SimViewConfig, json_out: bool = False) -> int:
+    """`twin view` without --dataset: the live robot with --sim, else the static viewer."""
     if cfg.sim:
         from sim.live.viewer import run_view_sim
 
@@ -30,6 +35,3 @@ def run_view(cfg: SimViewConfig, json_out: bool = False) -> int:
 
     return run_static_view(cfg, json_out)
 
-
-VERBS = [Verb("view", SimViewConfig, run_view, "open a scene bundle in the browser viewer (viser); --sim adds "
-                                                "a live robot")]

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scenes import build_cells, visible_indices
 from spatial import BundlePaths
 
 
@@ -48,6 +49,9 @@ def gl_to_viewmats(xforms: np.ndarray) -> np.ndarray:
     return V
 
 
+CULL_MIN = 20_000  # Gaussians from which a render first picks those in the view's cells (scenes' culling)
+
+
 class SplatBackground:
     """A bundle's Gaussians in metres, rendered into sensor cameras (one rasterization per view)."""
 
@@ -65,6 +69,7 @@ class SplatBackground:
         self.sh = g.sh.float().to(dev).contiguous()
         self.backend = backend
         self.count = len(g)
+        self.cells = build_cells(self.means, self.scales) if self.count >= CULL_MIN else None
 
     @torch.no_grad()
     def render(self, viewmats: np.ndarray, K: np.ndarray, width: int, height: int) -> SplatRender:
@@ -75,11 +80,23 @@ class SplatBackground:
         Kt = torch.as_tensor(raster_K(K), dtype=torch.float32, device=dev)
         rgb, depth, alpha = [], [], []
         for vm in np.asarray(viewmats).reshape(-1, 4, 4):
-            r = rasterize(self.means, self.quats, self.scales, self.opacities, self.sh,
-                          torch.as_tensor(vm, dtype=torch.float32, device=dev), Kt, width, height,
+            g = self._visible(vm, Kt, width, height)
+            r = rasterize(*g, torch.as_tensor(vm, dtype=torch.float32, device=dev), Kt, width, height,
                           backend=self.backend)
             rgb.append(r.image)
             alpha.append(r.alpha)
             depth.append(torch.where(r.alpha > 0, r.depth, torch.full_like(r.depth, math.inf)))
         return SplatRender(rgb=torch.stack(rgb).clamp_(0, 1).cpu(), depth=torch.stack(depth).cpu(),
                            alpha=torch.stack(alpha).clamp_(0, 1).cpu())
+
+    def _visible(self, viewmat: np.ndarray, K: torch.Tensor, width: int, height: int) -> tuple:
+        """(means, quats, scales, opacities, sh) of the Gaussians in the cells the view can see (all of them
+        when not culling or when most are in view): a close-up wrist camera projects a few percent of a room."""
+        full = (self.means, self.quats, self.scales, self.opacities, self.sh)
+        if self.cells is None:
+            return full
+        idx = visible_indices(self.cells, viewmat, K, width, height)
+        if len(idx) > 0.7 * self.count:
+            return full
+        idx = idx.to(self.means.device)
+        return tuple(t.index_select(0, idx) for t in full)

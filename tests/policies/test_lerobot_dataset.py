@@ -488,3 +488,16 @@ def test_reads_a_real_v21_dataset(shared_data):
     with pytest.raises(InputError, match="not in this copy"):
         view.episode_frames(0)
     assert os.path.getsize(ep.videos[key][0]) > 0
+
+
+def test_image_stats_from_value_counts_equal_the_per_pixel_ones():
+    """image_stats counts each channel's 256 values; it must give column_stats' numbers over every pixel."""
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 256, (7, 40, 24, 3), dtype=np.uint8)
+    frames[..., 1] = np.clip(frames[..., 1], 31, 200)        # a channel that never reaches 0 or 255
+    frames[..., 2] = 17                                      # a constant channel
+    fast = image_stats(frames)
+    slow = column_stats(frames.reshape(-1, 3), count=7)
+    for key, want in slow.items():
+        want = want if key == "count" else want.astype(np.float64).reshape(-1, 1, 1) / 255.0
+        assert np.allclose(fast[key], want, rtol=0, atol=1e-12), key
