@@ -1,5 +1,6 @@
-"""policies' verbs: `twin record`, `twin view` (adds --dataset to sim's), `twin export` (adds --task to scenes') -- configs
-only; each runner imports its heavy parts when the verb runs."""
+"""policies' verbs: `twin record`, `twin view` (adds --dataset to sim's), `twin export` (adds --task to scenes').
+
+Configs only: each runner imports its heavy parts when the verb runs."""
 from __future__ import annotations
 
 from policies.export.config import TaskExportConfig, run_task_export
