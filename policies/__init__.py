@@ -3,8 +3,10 @@
 `tasks/` reach, push and pick_place in any metric scan, batched over parallel worlds (`TaskEnv`); `experts/`
 privileged scripted experts that solve them; `datasets/` writes and reads LeRobotDatasets (v3.0; v2.1 read
 too); `record/` records expert episodes into them (`twin record`); `replay/` shows a recorded episode in the
-viewer (`twin view --dataset`); `export/` writes a whole task as one USD stage (`twin export --task`). Public
-API below (loaded on first use): other packages, benches and examples import only these names.
+viewer (`twin view --dataset`); `export/` writes a whole task as one USD stage (`twin export --task`); `act/` and
+`flow/` are the policy models (ACT and a π0-style flow-matching expert) over `vision/` (a ResNet-18 image
+encoder), with `processor.py` (normalisation), `registry.py` (policies by name) and `pretrained.py` (saved policy
+folders). Public API below (loaded on first use): other packages, benches and examples import only these names.
 """
 from twin_kit import lazy_exports
 
@@ -28,5 +30,21 @@ _API = {
     **dict.fromkeys(["Recorder", "Episode", "Layout", "record_episodes", "joint_names"], "record.rollout"),
     **dict.fromkeys(["Restyler", "episode_style"], "record.restyling"),
     **dict.fromkeys(["run_record", "check_record"], "record.run"),
+    # policy models (act/, flow/), their shared parts, registry and saved-policy folders
+    **dict.fromkeys(["PolicyFeatures", "policy_features", "STATE", "ACTION", "IMAGES", "IMAGE_PREFIX",
+                     "ACTION_IS_PAD"], "features"),
+    **dict.fromkeys(["Normalize", "Preprocessor", "Postprocessor", "action_chunks"], "processor"),
+    **dict.fromkeys(["PolicyConfig", "config_from_json", "NORM_MODES"], "configuration"),
+    **dict.fromkeys(["PretrainedPolicy", "save_policy", "load_policy"], "pretrained"),
+    **dict.fromkeys(["policy_names", "config_class", "policy_class", "make_config", "make_policy"], "registry"),
+    **dict.fromkeys(["ResNet", "load_resnet_weights", "feature_size"], "vision.resnet"),
+    **dict.fromkeys(["ImageEncoder", "sinusoidal_2d"], "vision.encoder"),
+    "ImagePreprocess": "vision.preprocess",
+    "ACTConfig": "act.configuration_act",
+    "ACTPolicy": "act.modeling_act",
+    "TemporalEnsembler": "act.ensemble",
+    "FlowConfig": "flow.configuration_flow",
+    "FlowPolicy": "flow.modeling_flow",
+    **dict.fromkeys(["prefix_weights", "guided_velocity"], "flow.rtc"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _API)

@@ -1,0 +1,133 @@
+"""ACT: a conditional VAE whose decoder is a transformer over image tokens and proprioception.
+
+Training: a small transformer (the CVAE encoder) reads [CLS, state, action chunk] and gives a Gaussian latent
+(mean, log variance); a sample of it, the state and every camera's feature-map tokens enter the transformer
+encoder; the decoder's `chunk_size` learned queries cross-attend to them and regress the action chunk. Loss: L1
+on the (non-padded) actions + kl_weight * KL(latent || N(0, I)). Inference: the latent is zero (the prior's mean).
+Positions are added to queries and keys in every attention layer (DETR, as ACT): 2D sines for image tokens,
+learned embeddings for the latent and state tokens and for the decoder queries.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from policies.act.configuration_act import ACTConfig
+from policies.act.processor_act import make_act_processors
+from policies.blocks import DecoderLayer, EncoderLayer, sinusoidal_1d
+from policies.features import ACTION, ACTION_IS_PAD, IMAGES, STATE, PolicyFeatures
+from policies.pretrained import PretrainedPolicy
+from policies.vision.encoder import ImageEncoder
+from twin_kit import InputError
+
+
+class ACTPolicy(PretrainedPolicy):
+    """ACT over the features' cameras and state; `forward` gives the training loss, `predict_action_chunk`
+    the normalised (B, chunk_size, A) chunk."""
+
+    name = "act"
+    config_class = ACTConfig
+
+    def __init__(self, config: ACTConfig, features: PolicyFeatures, *, pretrained_backbone: bool = True):
+        super().__init__(config, features, *make_act_processors(config, features))
+        c, d = config, config.dim
+        s, a = features.state_dim, features.action_dim
+
+        def layers(n: int, kind: type[nn.Module]) -> nn.ModuleList:
+            return nn.ModuleList(kind(d, c.heads, c.ff_dim, c.dropout, c.pre_norm) for _ in range(n))
+
+        if c.use_vae:
+            self.vae_cls = nn.Parameter(torch.zeros(1, 1, d))
+            self.vae_state_in = nn.Linear(s, d)
+            self.vae_action_in = nn.Linear(a, d)
+            self.vae_encoder = layers(c.n_vae_encoder_layers, EncoderLayer)
+            self.vae_out = nn.Linear(d, 2 * c.latent_dim)
+            self.register_buffer("vae_pos", sinusoidal_1d(2 + c.chunk_size, d), persistent=False)
+        self.images = None
+        if features.cameras:
+            self.images = ImageEncoder(len(features.cameras), d, c.image_size, c.backbone_width, c.backbone_layers,
+                                       c.frozen_bn, c.backbone_weights if pretrained_backbone else None)
+        self.latent_in = nn.Linear(c.latent_dim, d)
+        self.state_in = nn.Linear(s, d)
+        self.token_pos = nn.Parameter(torch.zeros(2, d))  # latent, state
+        self.encoder = layers(c.n_encoder_layers, EncoderLayer)
+        self.decoder = layers(c.n_decoder_layers, DecoderLayer)
+        self.query_pos = nn.Parameter(torch.zeros(c.chunk_size, d))
+        self.action_head = nn.Linear(d, a)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for p in [*self.encoder.parameters(), *self.decoder.parameters()]:
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+        for p in (self.token_pos, self.query_pos):
+            nn.init.normal_(p, std=0.02)
+        if self.config.use_vae:
+            nn.init.normal_(self.vae_cls, std=0.02)
+
+    def _latent(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None,
+                                                                 torch.Tensor | None]:
+        """(latent sample, mean, log variance): from the CVAE encoder when training with actions, else zeros."""
+        state = batch[STATE]
+        b = state.shape[0]
+        if not (self.config.use_vae and self.training and ACTION in batch):
+            return state.new_zeros(b, self.config.latent_dim), None, None
+        actions = batch[ACTION]
+        tokens = torch.cat([self.vae_cls.expand(b, -1, -1), self.vae_state_in(state)[:, None],
+                            self.vae_action_in(actions)], dim=1)
+        mask = None
+        if ACTION_IS_PAD in batch:  # padded actions are hidden from every query
+            keep = torch.cat([torch.ones(b, 2, dtype=torch.bool, device=state.device), ~batch[ACTION_IS_PAD]], 1)
+            mask = keep[:, None, None, :]
+        x = tokens
+        for layer in self.vae_encoder:
+            x = layer(x, self.vae_pos[None], mask)
+        mu, logvar = self.vae_out(x[:, 0]).chunk(2, dim=-1)
+        return mu + torch.randn_like(mu) * (0.5 * logvar).exp(), mu, logvar
+
+    def _decode(self, batch: dict[str, torch.Tensor], latent: torch.Tensor) -> torch.Tensor:
+        state = batch[STATE]
+        b = state.shape[0]
+        tokens = torch.stack([self.latent_in(latent), self.state_in(state)], dim=1)
+        pos = self.token_pos
+        if self.images is not None:
+            img_tokens, img_pos = self.images(batch[IMAGES])
+            tokens = torch.cat([tokens, img_tokens], dim=1)
+            pos = torch.cat([pos, img_pos], dim=0)
+        memory = tokens
+        for layer in self.encoder:
+            memory = layer(memory, pos[None])
+        x = torch.zeros(b, self.config.chunk_size, self.config.dim, dtype=memory.dtype, device=memory.device)
+        for layer in self.decoder:
+            x = layer(x, memory, self.query_pos[None], pos[None])
+        return self.action_head(x)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        if ACTION not in batch:
+            raise InputError("ACT training needs the action chunk in the batch")
+        target = batch[ACTION]
+        if target.shape[1:] != (self.config.chunk_size, self.features.action_dim):
+            raise InputError(f"action chunk is {tuple(target.shape[1:])}, ACT predicts "
+                             f"{(self.config.chunk_size, self.features.action_dim)}")
+        latent, mu, logvar = self._latent(batch)
+        pred = self._decode(batch, latent)
+        err = F.l1_loss(pred, target, reduction="none")
+        if ACTION_IS_PAD in batch:
+            valid = (~batch[ACTION_IS_PAD]).unsqueeze(-1).to(err.dtype)
+            l1 = (err * valid).sum() / (valid.sum() * err.shape[-1]).clamp(min=1)
+        else:
+            l1 = err.mean()
+        logs = {"l1": float(l1.detach())}
+        loss = l1
+        if mu is not None:
+            kld = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum(-1).mean()
+            loss = l1 + self.config.kl_weight * kld
+            logs["kld"] = float(kld.detach())
+        logs["loss"] = float(loss.detach())
+        return loss, logs
+
+    def predict_action_chunk(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, chunk_size, A) normalised actions for preprocessed observations (latent = 0)."""
+        state = batch[STATE]
+        return self._decode(batch, state.new_zeros(state.shape[0], self.config.latent_dim))

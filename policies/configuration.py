@@ -1,0 +1,72 @@
+"""`PolicyConfig`: what every policy shares (chunk length, image size, backbone, transformer width,
+normalisation, optimiser hints), each field documented so the training command can turn it into an option.
+ACT's and the flow policy's configs extend it; `to_json` / `config_from_json` round-trip them through
+config.json. Light to import (no torch): a command builds its options from the config modules alone."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TypeVar
+
+from twin_kit import InputError, opt, validate_config
+
+C = TypeVar("C", bound="PolicyConfig")
+NORM_MODES = ("mean_std", "min_max", "quantile", "identity")  # policies.processor implements them
+
+
+@dataclass
+class PolicyConfig:
+    """Shared policy settings; the defaults make a small model that trains on two CPU cores."""
+
+    chunk_size: int = opt(20, "actions predicted per inference (the action chunk)", low=1, high=1000)
+    n_action_steps: int = opt(10, "actions a runtime executes from each chunk before asking again (without "
+                                  "temporal ensembling)", low=1, high=1000)
+    image_size: int = opt(96, "side in pixels that camera frames are resized to", low=32, high=512)
+    backbone_width: float = opt(0.5, "ResNet-18 channel multiplier (1.0 is torchvision's resnet18)", low=0.0,
+                                high=4.0, low_open=True)
+    backbone_layers: int = opt(4, "ResNet stages used: 4 (stride 32) or 3 (stride 16, more image tokens)",
+                               choices=(3, 4))
+    backbone_weights: str | None = opt(None, "local torchvision-named resnet18 weights to start from "
+                                             "(e.g. resnet18-f37072fd.pth; needs --backbone-width 1)")
+    frozen_bn: bool = opt(False, "keep the backbone's batch norms fixed (advised with pretrained weights)")
+    dim: int = opt(128, "transformer width", low=8, high=4096, multiple_of=4)
+    heads: int = opt(4, "attention heads", low=1, high=64)
+    ff_dim: int = opt(512, "transformer feed-forward width", low=8, high=16384)
+    dropout: float = opt(0.1, "dropout in the transformer", low=0.0, high=0.9)
+    state_norm: str = opt("mean_std", "normalisation of observation.state", choices=NORM_MODES)
+    action_norm: str = opt("mean_std", "normalisation of action", choices=NORM_MODES)
+    lr: float = opt(1e-4, "learning rate (AdamW)", low=0.0, low_open=True, high=1.0)
+    lr_backbone: float = opt(1e-4, "learning rate of the image backbone", low=0.0, high=1.0)
+    weight_decay: float = opt(1e-4, "AdamW weight decay", low=0.0, high=1.0)
+
+    def __post_init__(self):
+        validate_config(self)
+        if self.dim % self.heads:
+            raise InputError(f"dim {self.dim} must be a multiple of heads {self.heads}")
+        if self.n_action_steps > self.chunk_size:
+            raise InputError(f"n_action_steps {self.n_action_steps} exceeds chunk_size {self.chunk_size}")
+        if self.backbone_weights and self.backbone_width != 1.0:
+            raise InputError(f"backbone_weights need backbone_width 1.0 (torchvision's resnet18), not "
+                             f"{self.backbone_width}")
+
+    @property
+    def action_delta_indices(self) -> list[int]:
+        """Frame offsets of the action targets of one sample (LeRobot's delta indices): 0 .. chunk_size - 1."""
+        return list(range(self.chunk_size))
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def config_from_json(cls: type[C], data: dict, where: str = "config") -> C:
+    """A config of class `cls` from its JSON fields; unknown fields are refused, missing ones take defaults."""
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: must be a JSON object")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise InputError(f"{where}: unknown {cls.__name__} field(s) {', '.join(unknown)}")
+    try:
+        return cls(**data)
+    except TypeError as e:
+        raise InputError(f"{where}: {e}") from None

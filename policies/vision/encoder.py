@@ -1,0 +1,66 @@
+"""Camera images -> transformer tokens, shared by ACT and the flow policy.
+
+One ResNet runs over every camera (shared weights, as in ACT); a 1x1 convolution projects its feature map to the
+model width; each feature-map cell becomes a token whose position is a fixed 2D sine embedding (DETR's, which
+ACT uses) plus a learned per-camera embedding, so the model can tell the cameras apart.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from policies.vision.resnet import ResNet, feature_size, load_resnet_weights
+from twin_kit import InputError
+
+
+def sinusoidal_2d(h: int, w: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
+    """(h * w, dim) fixed position embedding of an h x w grid: half the channels encode the row, half the column,
+    each as sin/cos pairs of geometrically spaced frequencies over cell centres scaled to [0, 2*pi]."""
+    if dim % 4:
+        raise InputError(f"model width {dim} must be a multiple of 4 (2D sine position embedding)")
+    quarter = dim // 4
+    freqs = temperature ** (-torch.arange(quarter, dtype=torch.float64) / quarter)
+
+    def axis(n: int) -> torch.Tensor:
+        pos = (torch.arange(n, dtype=torch.float64) + 0.5) / n * 2 * math.pi
+        angles = pos[:, None] * freqs[None]
+        return torch.cat([angles.sin(), angles.cos()], dim=-1)  # (n, dim / 2)
+
+    rows = axis(h)[:, None].expand(h, w, dim // 2)
+    cols = axis(w)[None, :].expand(h, w, dim // 2)
+    return torch.cat([rows, cols], dim=-1).reshape(h * w, dim).float()
+
+
+class ImageEncoder(nn.Module):
+    """(B, N, 3, S, S) preprocessed images of N cameras -> tokens (B, N * h * w, dim) and positions (N * h * w, dim).
+
+    Positions are returned apart from the tokens: ACT adds them to queries and keys in every attention layer,
+    the flow policy adds them once to its prefix.
+    """
+
+    def __init__(self, n_cameras: int, dim: int, image_size: int, width: float = 1.0, layers: int = 4,
+                 frozen_bn: bool = False, weights: str | Path | None = None):
+        super().__init__()
+        self.backbone = ResNet(width=width, layers=layers, frozen_bn=frozen_bn)
+        if weights:
+            load_resnet_weights(self.backbone, weights)
+        self.proj = nn.Conv2d(self.backbone.out_channels, dim, 1)
+        self.n_cameras, self.dim = n_cameras, dim
+        self.grid = feature_size(image_size, layers)
+        self.register_buffer("grid_pos", sinusoidal_2d(self.grid, self.grid, dim), persistent=False)
+        self.camera_embed = nn.Parameter(torch.zeros(n_cameras, dim))
+        nn.init.normal_(self.camera_embed, std=0.02)
+
+    @property
+    def tokens_per_camera(self) -> int:
+        return self.grid * self.grid
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, n = images.shape[:2]
+        f = self.proj(self.backbone(images.flatten(0, 1)))  # (B * N, dim, h, w)
+        tokens = f.flatten(2).transpose(1, 2).reshape(b, n * self.tokens_per_camera, self.dim)
+        pos = (self.grid_pos[None] + self.camera_embed[:, None]).reshape(n * self.tokens_per_camera, self.dim)
+        return tokens, pos

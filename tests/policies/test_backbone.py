@@ -1,0 +1,140 @@
+"""The ResNet-18 backbone written in Twin: torchvision's names and shapes (so its weights load strictly from a
+local file), feature-map sizes at 96-128 px, the width multiplier, image preprocessing and 2D positions."""
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from policies import ImageEncoder, ImagePreprocess, ResNet, feature_size, load_resnet_weights, sinusoidal_2d
+from twin_kit import InputError, torch_threads
+
+# torchvision's resnet18 state dict, as its model and its file resnet18-f37072fd.pth spell it (a few entries):
+TORCHVISION_SHAPES = {
+    "conv1.weight": (64, 3, 7, 7),
+    "bn1.running_mean": (64,),
+    "layer1.0.conv1.weight": (64, 64, 3, 3),
+    "layer1.1.bn2.bias": (64,),
+    "layer2.0.conv1.weight": (128, 64, 3, 3),
+    "layer2.0.downsample.0.weight": (128, 64, 1, 1),
+    "layer2.0.downsample.1.running_var": (128,),
+    "layer3.1.conv2.weight": (256, 256, 3, 3),
+    "layer4.0.downsample.0.weight": (512, 256, 1, 1),
+    "layer4.1.bn2.weight": (512,),
+    "fc.weight": (1000, 512),
+    "fc.bias": (1000,),
+}
+# 20 convolutions and 20 batch norms (weight, bias, running mean, running variance) and fc: 102 tensors in the
+# file; torchvision's model adds a num_batches_tracked counter per batch norm (122).
+FILE_TENSORS = 102
+MODEL_ENTRIES = 122
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with torch_threads(1):
+        yield
+
+
+def _randomised(width: float = 1.0, layers: int = 4) -> ResNet:
+    """A backbone with non-trivial weights and batch-norm statistics, in eval mode."""
+    torch.manual_seed(0)
+    m = ResNet(width, layers)
+    with torch.no_grad():
+        for k, v in m.state_dict().items():
+            if v.is_floating_point():
+                v.copy_(torch.rand_like(v) * 0.5 + 0.5 if k.endswith(("running_var", "bn1.weight", "bn2.weight"))
+                        else torch.randn_like(v) * 0.05)
+    return m.eval()
+
+
+def _torchvision_file(m: ResNet) -> dict[str, torch.Tensor]:
+    """What torchvision's resnet18 weights file holds for these weights: no counters, plus the classifier."""
+    sd = {k: v.clone() for k, v in m.state_dict().items() if not k.endswith("num_batches_tracked")}
+    sd["fc.weight"] = torch.randn(1000, 512)
+    sd["fc.bias"] = torch.zeros(1000)
+    return sd
+
+
+def test_names_and_shapes_are_torchvisions():
+    m = ResNet(1.0)
+    sd = m.state_dict()
+    file_like = _torchvision_file(m)
+    assert len(file_like) == FILE_TENSORS
+    assert len(sd) + 2 == MODEL_ENTRIES  # + fc.weight, fc.bias
+    for k, shape in TORCHVISION_SHAPES.items():
+        assert tuple(file_like[k].shape) == shape, k
+    assert sum(p.numel() for p in m.parameters()) + 512 * 1000 + 1000 == 11_689_512  # torchvision's count
+    assert "layer1.0.downsample.0.weight" not in sd  # layer1 keeps 64 channels: no projection
+
+
+def test_torchvision_weights_load_strictly_from_pth_and_safetensors(tmp_path):
+    src = _randomised()
+    x = torch.randn(2, 3, 112, 112)
+    with torch.no_grad():
+        want = src(x)
+    pth = tmp_path / "resnet18-f37072fd.pth"
+    torch.save(_torchvision_file(src), pth)
+    st = tmp_path / "resnet18.safetensors"
+    save_file(_torchvision_file(src), str(st))
+    for path in (pth, st):
+        m = ResNet(1.0)
+        load_resnet_weights(m, path)
+        with torch.no_grad():
+            assert torch.equal(m.eval()(x), want)
+    three = ResNet(1.0, layers=3)  # a truncated backbone drops layer4 from the same file
+    load_resnet_weights(three, pth)
+    assert torch.equal(three.layer3[1].conv2.weight, src.layer3[1].conv2.weight)
+
+
+def test_bad_weight_files_are_refused_in_one_line(tmp_path):
+    pth = tmp_path / "w.pth"
+    sd = _torchvision_file(ResNet(1.0))
+    torch.save(sd, pth)
+    with pytest.raises(InputError, match="another width"):
+        load_resnet_weights(ResNet(0.5), pth)
+    del sd["layer2.1.conv1.weight"]
+    torch.save(sd, pth)
+    with pytest.raises(InputError, match="1 tensors missing"):
+        load_resnet_weights(ResNet(1.0), pth)
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="cannot read"):
+        load_resnet_weights(ResNet(1.0), tmp_path / "junk.pth")
+    with pytest.raises(InputError, match="no such"):
+        load_resnet_weights(ResNet(1.0), tmp_path / "missing.pth")
+
+
+@pytest.mark.parametrize("size", [96, 112, 128])
+@pytest.mark.parametrize("layers", [3, 4])
+def test_feature_maps_and_width(size, layers):
+    m = ResNet(0.25, layers).eval()
+    with torch.no_grad():
+        y = m(torch.randn(1, 3, size, size))
+    side = feature_size(size, layers)
+    assert y.shape == (1, (128 if layers == 4 else 64), side, side)
+    assert side == -(-size // m.stride)  # ceil(size / stride)
+
+
+def test_frozen_batch_norm_stays_fixed_in_training():
+    m = ResNet(0.25, frozen_bn=True).train()
+    before = m.bn1.running_mean.clone()
+    m(torch.randn(4, 3, 96, 96) * 3 + 1)
+    assert torch.equal(m.bn1.running_mean, before)
+    assert not m.bn1.weight.requires_grad and m.conv1.weight.requires_grad
+
+
+def test_image_preprocess_and_tokens():
+    frames = torch.randint(0, 256, (2, 3, 128, 128, 3), dtype=torch.uint8)  # (B, cameras, H, W, 3)
+    pre = ImagePreprocess(96)
+    x = pre(frames)
+    assert x.shape == (2, 3, 3, 96, 96) and x.dtype == torch.float32
+    same = ImagePreprocess(128)(frames)  # no resize: exactly ImageNet-normalised pixels
+    want = (frames[0, 1].float() / 255 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
+    assert torch.allclose(same[0, 1], want.permute(2, 0, 1), atol=1e-6)
+    assert torch.allclose(ImagePreprocess(128).inverse(same) * 255, frames.float(), atol=1e-3)
+    enc = ImageEncoder(3, 32, 96, width=0.25).eval()
+    with torch.no_grad():
+        tokens, pos = enc(x)
+    assert tokens.shape == (2, 3 * 9, 32) and pos.shape == (27, 32)
+    grid = sinusoidal_2d(6, 5, 32)
+    assert grid.shape == (30, 32) and torch.cdist(grid, grid).fill_diagonal_(1).min() > 0.1  # distinct cells

@@ -1,0 +1,62 @@
+"""A tiny real LeRobotDataset for policy tests, and training batches read back from it.
+
+Two short episodes of a 4-joint arm sweeping smoothly, seen by two 64 px cameras in which a bright square moves
+with the joints (so images and state both tell where the arm is); the action is the next state. Written with
+Twin's DatasetWriter (parquet + mp4) and read with its reader, as training will.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from policies import DatasetWriter, VideoEncoding, action_chunks, read_dataset, standard_spec
+
+SIZE = 64
+JOINTS = [f"joint{i}" for i in range(4)]
+LENGTHS = (14, 12)
+
+
+def _episode(e: int, n: int) -> tuple[dict, dict]:
+    t = np.arange(n + 1) / 10.0
+    phase = 0.7 * e
+    q = np.stack([np.sin(1.3 * t + phase), np.cos(0.9 * t + phase), 0.5 * np.sin(2.1 * t - phase),
+                  0.04 * (t > 0.6)], axis=1).astype(np.float32)  # last joint: a gripper closing
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    videos = {}
+    for cam, (a, b) in {"front": (0, 1), "wrist": (2, 1)}.items():
+        frames = np.zeros((n, SIZE, SIZE, 3), np.uint8)
+        for i in range(n):
+            cx, cy = (0.5 + 0.35 * q[i, a]) * SIZE, (0.5 + 0.35 * q[i, b]) * SIZE
+            blob = (np.abs(xx - cx) < 8) & (np.abs(yy - cy) < 8)
+            frames[i, ..., 0] = 40 + 180 * blob
+            frames[i, ..., 1] = 60 + 2 * xx
+            frames[i, ..., 2] = 200 * blob + 30 * e
+        videos[f"observation.images.{cam}"] = frames
+    columns = {"observation.state": q[:n], "action": q[1:n + 1], "next.reward": np.zeros(n, np.float32),
+               "next.done": np.arange(n) == n - 1}
+    return columns, videos
+
+
+def write_policy_dataset(root: Path) -> Path:
+    spec = standard_spec(10, "toy", JOINTS, JOINTS, {"front": (SIZE, SIZE), "wrist": (SIZE, SIZE)})
+    with DatasetWriter(root, spec, video=VideoEncoding(crf=10)) as w:
+        for e, n in enumerate(LENGTHS):
+            w.add_episode(*_episode(e, n), "sweep")
+    return root
+
+
+def training_batch(root: Path, chunk_size: int, frames: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+    """Raw samples (episode, frame) of the dataset: state, camera frames, action chunk and its padding mask."""
+    ds = read_dataset(root)
+    out: dict[str, list] = {}
+    for e, i in frames:
+        cols = ds.episode_frames(e)
+        chunks, pad = action_chunks(cols["action"], chunk_size)
+        sample = {"observation.state": cols["observation.state"][i], "action": chunks[i], "action_is_pad": pad[i]}
+        for key in ds.spec.video_keys:
+            sample[key] = ds.episode_video(e, key)[i]
+        for k, v in sample.items():
+            out.setdefault(k, []).append(v)
+    return {k: torch.as_tensor(np.stack(v)) for k, v in out.items()}
