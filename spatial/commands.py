@@ -20,6 +20,10 @@ class ReconstructConfig:
     out: Path = opt(help="bundle directory to write, e.g. twins/NAME")
     overwrite: bool = opt(False, "replace an existing bundle at --out")
     poses: Path | None = opt(None, "use these poses (COLMAP model or transforms.json) instead of running SfM")
+    method: Literal["sfm", "vggt"] = opt("sfm", "cameras and depth from structure from motion + plane sweep, "
+                                                "or from one pass of a VGGT network (needs --weights)")
+    weights: Path | None = opt(None, "VGGT checkpoint (model.pt / model.safetensors) for --method vggt; "
+                                     "a local file, never downloaded")
     marker_size: float | None = opt(None, "side length in metres of a printed ArUco/AprilTag marker in the scene",
                                     low=0, low_open=True)
     known_distance: str | None = opt(None, "metric scale from the distance between two frames' cameras: "

@@ -1,8 +1,9 @@
 """`twin reconstruct`: phone video or photos -> a scene bundle (cameras, depth, points, collision mesh).
 
 Stages: frames -> SfM cameras (or given poses) -> +Z up and metric scale -> multi-view depth -> fusion
--> bundle + COLMAP / nerfstudio exports. The bundle is built in a temporary sibling and renamed into
-place only when every stage succeeded, so a failure never damages an existing bundle.
+-> bundle + COLMAP / nerfstudio exports. With `--method vggt` one network pass (spatial.feedforward)
+gives the cameras and the depth maps instead of SfM and plane sweep. The bundle is built in a temporary
+sibling and renamed into place only when every stage succeeded, so a failure never damages an existing bundle.
 """
 from __future__ import annotations
 
@@ -74,6 +75,7 @@ def run_reconstruct(cfg, json_out: bool = False) -> int:
                      kind="Twin bundle", what="--out")
     if cfg.poses is not None and not Path(cfg.poses).exists():
         raise InputError(f"--poses {cfg.poses}: no such file or directory")
+    _check_method(cfg, inp)
     if cfg.known_distance is not None:
         _parse_known_distance(cfg.known_distance)
     quiet_colmap()
@@ -86,6 +88,23 @@ def run_reconstruct(cfg, json_out: bool = False) -> int:
     if json_out:
         emit_json(summary)
     return 0
+
+
+def _check_method(cfg, inp: Path) -> None:
+    """--method vggt needs a readable local checkpoint and frames, not given poses (checked before any work)."""
+    if cfg.method != "vggt":
+        if cfg.weights is not None:
+            raise InputError("--weights is for --method vggt")
+        return
+    if cfg.weights is None:
+        raise InputError("--method vggt needs --weights PATH (a VGGT model.pt / model.safetensors; "
+                         "Twin never downloads weights)")
+    if cfg.poses is not None or classify_input(inp) in ("colmap", "transforms"):
+        raise InputError("--method vggt estimates the cameras itself: give a video or a folder of photos, "
+                         "without --poses")
+    from spatial.feedforward.weights import read_checkpoint_config
+
+    read_checkpoint_config(cfg.weights)  # InputError now for a missing or unreadable file
 
 
 def _parse_known_distance(s: str) -> tuple[str, str, float]:
@@ -118,17 +137,24 @@ def reconstruct(cfg) -> dict:
         timings["frames"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        if poses_path is not None:
+        network = None
+        if cfg.method == "vggt":  # cameras and depth from one network pass
+            network = _from_network(frames, cfg, prog)
+            rec = network[0]
+        elif poses_path is not None:
             rec = _from_given_poses(frames, Path(poses_path))
         else:
             rec = _from_sfm(frames, work, cfg, prog, kind)
         rec.report.setdefault("notes", []).extend(frames.notes)  # warned when the frames were read
         timings["cameras"] = time.perf_counter() - t
 
-        rec = _undistort(rec)
-        t = time.perf_counter()
-        depth_ids, depths = _dense_depth(rec, cfg, prog)
-        timings["depth"] = time.perf_counter() - t
+        if network is None:
+            rec = _undistort(rec)
+            t = time.perf_counter()
+            depth_ids, depths = _dense_depth(rec, cfg, prog)
+            timings["depth"] = time.perf_counter() - t
+        else:
+            _, depth_ids, depths = network
 
         # Depth maps live in camera frames: alignment rotates/moves them rigidly and scales them, so the
         # support plane is found on the dense points (textureless tables have few sparse points).
@@ -159,7 +185,7 @@ def reconstruct(cfg) -> dict:
             "points": n_pts, "mesh_triangles": n_tris, "depth_frames": len(depth_ids),
             "dense_depth": "ok" if dense_ok else "failed", "points_source": "dense" if dense_ok else "sparse SfM",
             "collision_mesh": n_tris > 0, "notes": rec.report.get("notes", []),
-            **{k: rec.report[k] for k in ("sfm_attempt", "sfm_attempts", "dropped") if k in rec.report},
+            **{k: rec.report[k] for k in ("sfm_attempt", "sfm_attempts", "dropped", "network") if k in rec.report},
             **({"video": frames.decoding} if frames.decoding else {}),
         }
         finalize_manifest(tmp, manifest)
@@ -220,6 +246,16 @@ def _from_sfm(frames, work: Path, cfg, prog, kind: str) -> Reconstruction:
              + (" ..." if len(missing) > 5 else ""))
     return Reconstruction(cams, images, np.asarray(res.points, np.float64).reshape(-1, 3),
                           np.asarray(res.colors, np.uint8).reshape(-1, 3), report)
+
+
+def _from_network(frames, cfg, prog) -> tuple[Reconstruction, list[int], list]:
+    """Cameras, per-frame depth and points from the feed-forward network (spatial.feedforward)."""
+    from spatial.feedforward.pipeline import network_reconstruction
+
+    net = network_reconstruction(frames, Path(cfg.weights), progress=prog)
+    images = [f.image for f in frames.frames]
+    rec = Reconstruction(net.cameras, images, net.points, net.colors, net.report)
+    return rec, list(range(len(net.depths))), net.depths
 
 
 def _from_given_poses(frames, poses: Path) -> Reconstruction:
