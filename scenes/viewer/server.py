@@ -70,6 +70,16 @@ def check_port_free(host: str, port: int) -> None:
             raise InputError(f"port {port} on {host} is in use ({e.strerror}); pick another --port") from None
 
 
+def _rich_to_stderr() -> None:
+    """Point rich's global console at stderr: viser reports on it, and prints "Server stopped" from its own
+    thread when a server stops, which landed between the URL line and the --json line on stdout (and, under
+    load, in the next test's captured stdout)."""
+    import rich
+
+    if not rich.get_console().stderr:
+        rich.reconfigure(stderr=True)
+
+
 def start_viewer(bundle_path: str | Path, opts: ViewerOptions | None = None, announce: bool = True) -> Viewer:
     """Load a bundle, start the server and draw the scene; prints the URL first on stdout when `announce`.
 
@@ -84,6 +94,7 @@ def start_viewer(bundle_path: str | Path, opts: ViewerOptions | None = None, ann
     if layers.splats is None and layers.points is None and layers.mesh is None:
         raise InputError(f"{bundle.root}: nothing to show (no splats.ply, points.ply or collision mesh)")
     check_port_free(opts.host, opts.port)
+    _rich_to_stderr()
     with contextlib.redirect_stdout(sys.stderr):  # viser's banner must not precede the URL line
         server = viser.ViserServer(host=opts.host, port=opts.port, label=f"Twin: {bundle.root.name}",
                                    verbose=False)
@@ -111,6 +122,7 @@ def serve_forever(v: Viewer, seconds: float | None = None) -> None:
 
 def _draw(v: Viewer, opts: ViewerOptions) -> None:
     from scenes.viewer._paths import add_path_editor
+    from scenes.viewer._time import add_time_controls
 
     server, layers, man = v.server, v.layers, v.bundle.manifest
     server.scene.set_up_direction(UP_AXES.get(str(man.get("up_axis", "+Z")).upper(), "+z"))
@@ -142,6 +154,7 @@ def _draw(v: Viewer, opts: ViewerOptions) -> None:
     _add_cameras(v, opts)
     _add_grid_and_scale(v)
     _add_layer_toggles(v)
+    add_time_controls(v)
     _set_initial_camera(v)
     v.paths = add_path_editor(v)
 
