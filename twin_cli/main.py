@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -68,6 +69,24 @@ def private_glog_dir() -> str:
     return os.environ["GLOG_log_dir"]
 
 
+def _exit_interrupted() -> None:
+    """End the process after a Ctrl-C with status 130: run the exit handlers (private temp folders) with
+    further Ctrl-C ignored, then leave without interpreter finalization, where a Ctrl-C that arrived during
+    cleanup could still be acted on by the default disposition and end the process with -SIGINT."""
+    import atexit
+    import signal
+
+    from twin_kit import console
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    console.print("[red]interrupted[/red]")
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(130)
+
+
 def _fail(msg: str, json_out: bool) -> int:
     """Report a failed run: one line on stderr; with --json also {"error": ...} as the last stdout line."""
     from rich.markup import escape
@@ -102,9 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(one_line(e), ns.json)
     except KeyboardInterrupt:
         if argv is None:  # the process is ending: cleanup is done, a further Ctrl-C must not cut the exit short
-            import signal
-
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            _exit_interrupted()
         console.print("[red]interrupted[/red]")
         return 130
     return int(code or 0)
