@@ -46,5 +46,17 @@ _API = {
     "FlowConfig": "flow.configuration_flow",
     "FlowPolicy": "flow.modeling_flow",
     **dict.fromkeys(["prefix_weights", "guided_velocity"], "flow.rtc"),
+    # training (train/): `twin train`, its samples and run folders
+    "TrainConfig": "train.config",
+    **dict.fromkeys(["train_policy", "run_train"], "train.run"),
+    **dict.fromkeys(["ChunkDataset", "StepSampler"], "train.data"),
+    **dict.fromkeys(["run_policy", "RunPaths"], "train.checkpoint"),
+    # evaluation and export (evaluate/): `twin eval`, `twin export-policy`
+    **dict.fromkeys(["PolicyEvalConfig", "PolicyExportConfig"], "evaluate.config"),
+    **dict.fromkeys(["run_eval", "check_eval"], "evaluate.run"),
+    **dict.fromkeys(["EvalStyle", "parse_styles", "wilson_interval"], "evaluate.styles"),
+    **dict.fromkeys(["export_onnx", "read_onnx_meta", "run_export_policy"], "evaluate.export"),
+    **dict.fromkeys(["TorchRuntime", "OnnxRuntime"], "evaluate.runtime"),
+    "FrameRestyler": "evaluate.restyling",
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _API)

@@ -3,9 +3,11 @@
 Configs only: each runner imports its heavy parts when the verb runs."""
 from __future__ import annotations
 
+from policies.evaluate.config import PolicyEvalConfig, PolicyExportConfig
 from policies.export.config import TaskExportConfig, run_task_export
 from policies.record.config import RecordConfig
 from policies.replay.cli import DatasetViewConfig, run_view
+from policies.train.config import TrainConfig, train_verb
 from twin_kit import Verb
 
 
@@ -13,6 +15,18 @@ def _run_record(cfg: RecordConfig, json_out: bool = False) -> int:
     from policies.record.run import run_record
 
     return run_record(cfg, json_out)
+
+
+def _run_eval(cfg: PolicyEvalConfig, json_out: bool = False) -> int:
+    from policies.evaluate.run import run_eval
+
+    return run_eval(cfg, json_out)
+
+
+def _run_export_policy(cfg: PolicyExportConfig, json_out: bool = False) -> int:
+    from policies.evaluate.export import run_export_policy
+
+    return run_export_policy(cfg, json_out)
 
 
 VERBS = [Verb("record", RecordConfig, _run_record,
@@ -28,4 +42,22 @@ VERBS = [Verb("record", RecordConfig, _run_record,
               "Export a scene bundle to other tools' formats. With --usd --task T --robot R the task (reset of --seed) "
               "becomes one OpenUSD stage for Isaac Sim / Isaac Lab: the scan's splats and convex collision pieces, "
               "the task objects as rigid bodies with mass and friction, the robot as a UsdPhysics articulation "
-              "(links, joints with limits, drives) built from its URDF.")]
+              "(links, joints with limits, drives) built from its URDF."),
+         Verb("train", TrainConfig, train_verb, "train an ACT or flow-matching policy on LeRobot datasets into a run "
+              "folder (torchrun-ready)",
+              "Train a visuomotor policy (--policy act or flow) on one or more LeRobotDatasets, mixed by --mix (e.g. "
+              "1,1 original and restyled): AdamW with warmup and cosine decay, validation on held-out episodes, "
+              "checkpoints and --resume, loss curves (curves.json, curves.png), the final policy in OUT/policy. "
+              "Data-parallel with torchrun --nproc_per_node N -m twin_cli train ... (gloo on CPU, NCCL on CUDA)."),
+         Verb("eval", PolicyEvalConfig, _run_eval, "evaluate a trained policy in parallel simulated worlds, per "
+              "appearance (vanilla and held-out style families)",
+              "Play a trained policy (a run folder or a saved policy) in a task's parallel worlds, with the "
+              "recorder's cameras and restyling: episode k of every style resets from seed --seed + k, so two "
+              "policies meet the same initial states. Prints a success table per style with 95 % Wilson "
+              "intervals, keeps a few failure videos per style, shards over Ray with --ray, and runs the ONNX "
+              "export through onnxruntime with --runtime onnx."),
+         Verb("export-policy", PolicyExportConfig, _run_export_policy, "export a trained policy, processors "
+              "included, to ONNX",
+              "Write the policy's inference graph with its processors (uint8 HWC frames and the raw state in, the "
+              "action chunk in robot units out; flow: noise and real-time chunking prefix as inputs) to ONNX, "
+              "checked against PyTorch before it is written.")]

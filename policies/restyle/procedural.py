@@ -109,7 +109,7 @@ def _check(rgb: torch.Tensor, maps: dict, style: Style):
 
 
 @dataclass
-class _Call:
+class CallState:
     """What is computed once per call: references, so every chunk and frame is styled alike, and the work a
     fixed camera lets us share between frames."""
 
@@ -132,7 +132,7 @@ class _Call:
     pyramid: tuple | None = None        # the table texture's mip levels
 
 
-def _rays(call: _Call, w2c: torch.Tensor, H: int, W: int):
+def _rays(call: CallState, w2c: torch.Tensor, H: int, W: int):
     if call.fixed:
         return call.centres, call.dirs
     return camera_rays(call.K, w2c, H, W)
@@ -144,11 +144,11 @@ def _quantile(v: torch.Tensor, q: float) -> float:
     return max(float(torch.quantile(v[:: max(1, v.numel() // 200_000)], q)), 1e-3)
 
 
-def _prepare(rgb, depth, seg, normal, K, w2c, sh, style: Style) -> _Call:
+def prepare_call(rgb, depth, seg, normal, K, w2c, sh, style: Style) -> CallState:
     """References from a few frames, the distractors' places, and a fixed camera's shared work."""
     T, H, W, _ = rgb.shape
     fixed = bool((w2c == w2c[:1]).all())
-    call = _Call(K, w2c, sh, fixed, None, None)
+    call = CallState(K, w2c, sh, fixed, None, None)
     if fixed:
         call.centres, call.dirs = camera_rays(K, w2c[:1], H, W)
     pick = torch.linspace(0, T - 1, min(T, 8)).round().long().unique()
@@ -235,7 +235,7 @@ def restyle_labelled(rgb: torch.Tensor, maps: dict, style: Style, threads: int |
     workers = torch.get_num_threads() if threads is None else max(1, int(threads))
     rgb = rgb.float()
     with torch_threads(1):
-        call = _prepare(rgb, depth, seg, normal, K, w2c, sh, style)
+        call = prepare_call(rgb, depth, seg, normal, K, w2c, sh, style)
         out = torch.empty_like(rgb)
         seg_out, depth_out = seg, torch.as_tensor(maps["depth"])
         if call.placed is not None:
@@ -244,7 +244,7 @@ def restyle_labelled(rgb: torch.Tensor, maps: dict, style: Style, threads: int |
         def run(s: int) -> None:
             sl = slice(s, s + CHUNK)
             nrm = None if normal is None else normal[sl]
-            out[sl], vis, t = _chunk(rgb[sl], depth[sl], seg[sl], nrm, w2c[sl], style, call, s)
+            out[sl], vis, t = restyle_chunk(rgb[sl], depth[sl], seg[sl], nrm, w2c[sl], style, call, s)
             if vis is not None:
                 (y0, y1, x0, x1), v = vis
                 seg_out[sl, y0:y1, x0:x1][v] = SEG_DISTRACTOR
@@ -279,7 +279,7 @@ def _points(idx: torch.Tensor, depth: torch.Tensor, centres: torch.Tensor, dirs:
     return centres.index_select(0, frame if centres.shape[0] > 1 else frame * 0) + depth.reshape(-1, 1)[idx] * d
 
 
-def _distractor_hits(call: _Call, w2c, centres, dirs, light):
+def _distractor_hits(call: CallState, w2c, centres, dirs, light):
     """(box, t, cos, colour) of the distractors over their screen box in this chunk, or None."""
     if call.fixed:
         return call.hits
@@ -292,7 +292,7 @@ def _distractor_hits(call: _Call, w2c, centres, dirs, light):
     return box, t, dn @ light_direction(light), call.placed.colour[k]
 
 
-def _chunk(rgb, depth, seg, normal, w2c, style: Style, call: _Call, first: int):
+def restyle_chunk(rgb, depth, seg, normal, w2c, style: Style, call: CallState, first: int):
     """Frames [first, first + T) of the call restyled: (rgb, ((box), visible distractor mask) or None, t)."""
     T, H, W, _ = rgb.shape
     light = style.light_intensity
