@@ -1,4 +1,4 @@
-"""spatial's verbs: capture synth, capture marker, reconstruct, eval-poses, demo.
+"""spatial's verbs: capture synth, capture marker, reconstruct, eval-poses, train-geometry, demo.
 
 Configs here; heavy imports inside runners."""
 from __future__ import annotations
@@ -24,6 +24,10 @@ class ReconstructConfig:
                                                 "or from one pass of a VGGT network (needs --weights)")
     weights: Path | None = opt(None, "VGGT checkpoint (model.pt / model.safetensors) for --method vggt; "
                                      "a local file, never downloaded")
+    chunk: int = opt(0, "--method vggt on long videos: frames per network window (windows overlap and are "
+                        "joined by a similarity transform); 0 = every frame in one pass", low=2, also=(0,))
+    overlap: int = opt(8, "frames two consecutive windows share (with --chunk)", low=1)
+    refine: bool = opt(False, "--method vggt: bundle-adjust the network's cameras on image tracks (pycolmap)")
     marker_size: float | None = opt(None, "side length in metres of a printed ArUco/AprilTag marker in the scene",
                                     low=0, low_open=True)
     known_distance: str | None = opt(None, "metric scale from the distance between two frames' cameras: "
@@ -49,6 +53,36 @@ class EvalPosesConfig:
 
     bundle: Path = opt(help="bundle (or COLMAP model / transforms.json) with the estimated poses", positional=True)
     reference: Path = opt(help="reference poses: COLMAP model directory or transforms.json")
+
+    def __post_init__(self):
+        validate_config(self)
+
+
+@dataclass
+class TrainGeometryConfig:
+    """Options of `twin train-geometry`."""
+
+    captures: list[Path] = opt(help="synthetic captures to train on (`twin capture synth` folders)", metavar="DIR")
+    out: Path = opt(help="run folder to write, e.g. runs/geometry/NAME (model.safetensors, train.json)")
+    steps: int = opt(2000, "optimiser steps", low=1)
+    config: Literal["tiny"] = opt("tiny", "network size (the tiny VGGT configuration trains on a CPU)")
+    size: int = opt(112, "network image size: longest side in pixels (a multiple of 14)", low=28, high=518,
+                    multiple_of=14)
+    frames: int = opt(6, "frames per training sequence", low=2, high=64)
+    batch: int = opt(2, "sequences per step", low=1)
+    max_stride: int = opt(3, "largest frame step inside a sequence (wider baselines)", low=1)
+    lr: float = opt(1e-3, "peak learning rate (AdamW; warm-up, then cosine decay)", low=0, low_open=True)
+    seed: int = opt(0, "random seed of the network and the sequence sampling", low=0)
+    log_every: int = opt(10, "steps averaged per loss-history entry", low=1)
+    save_every: int = opt(200, "steps between checkpoints", low=1)
+    resume: bool = opt(False, "continue the run in --out from its last checkpoint")
+    overwrite: bool = opt(False, "replace an existing run folder at --out")
+    holdout: list[Path] = opt([], "held-out synthetic captures: after training, reconstruct them with the trained "
+                                  "weights (and by SfM) and score poses and depth against their ground truth",
+                              metavar="DIR")
+    sfm: bool = opt(True, "also score the SfM path on the held-out captures, for comparison")
+    threads: int = opt(0, "torch CPU threads (0 = torch's default)", low=0)
+    quiet: bool = opt(False, "no progress bars")
 
     def __post_init__(self):
         validate_config(self)
@@ -82,6 +116,12 @@ def _run_eval(cfg: EvalPosesConfig, json_out: bool = False) -> int:
     return run_eval_poses(cfg, json_out=json_out)
 
 
+def _run_train_geometry(cfg: TrainGeometryConfig, json_out: bool = False) -> int:
+    from spatial.feedforward.train import run_train_geometry
+
+    return run_train_geometry(cfg, json_out=json_out)
+
+
 def _run_demo(cfg: DemoConfig, json_out: bool = False) -> int:
     from spatial.bundle import is_bundle
     from spatial.evaluation.demo import run_demo
@@ -100,6 +140,8 @@ VERBS = [
          "phone video or photos -> cameras, depth, points and collision mesh in a scene bundle"),
     Verb("eval-poses", EvalPosesConfig, _run_eval,
          "compare a bundle's cameras with reference poses (AUC@5/15/30, ATE)"),
+    Verb("train-geometry", TrainGeometryConfig, _run_train_geometry,
+         "train the small feed-forward geometry network on synthetic captures; score it on held-out ones"),
     Verb("demo", DemoConfig, _run_demo,
          "synthesise a capture, reconstruct it and report pose and depth error against ground truth"),
     Verb("capture synth", SynthConfig, run_synth,

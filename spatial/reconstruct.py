@@ -93,9 +93,13 @@ def run_reconstruct(cfg, json_out: bool = False) -> int:
 def _check_method(cfg, inp: Path) -> None:
     """--method vggt needs a readable local checkpoint and frames, not given poses (checked before any work)."""
     if cfg.method != "vggt":
-        if cfg.weights is not None:
-            raise InputError("--weights is for --method vggt")
+        for name, given in (("--weights", cfg.weights is not None), ("--chunk", cfg.chunk > 0),
+                            ("--refine", cfg.refine)):
+            if given:
+                raise InputError(f"{name} is for --method vggt")
         return
+    if cfg.chunk > 0 and cfg.overlap >= cfg.chunk:
+        raise InputError(f"--overlap {cfg.overlap} must be smaller than --chunk {cfg.chunk}")
     if cfg.weights is None:
         raise InputError("--method vggt needs --weights PATH (a VGGT model.pt / model.safetensors; "
                          "Twin never downloads weights)")
@@ -192,7 +196,8 @@ def reconstruct(cfg) -> dict:
     return {"registered": len(rec.cameras), "frames": rec.report.get("frames", len(rec.cameras)),
             "points": n_pts, "mesh_triangles": n_tris, "metric": scale_info["metric"],
             "scale_source": scale_info["source"], "bundle": str(cfg.out), "timings": manifest["timings"],
-            "dense_depth": "ok" if dense_ok else "failed", "notes": rec.report.get("notes", [])}
+            "dense_depth": "ok" if dense_ok else "failed", "notes": rec.report.get("notes", []),
+            **({"network": rec.report["network"]} if "network" in rec.report else {})}
 
 
 def _note(rec: Reconstruction, message: str) -> None:
@@ -250,9 +255,10 @@ def _from_sfm(frames, work: Path, cfg, prog, kind: str) -> Reconstruction:
 
 def _from_network(frames, cfg, prog) -> tuple[Reconstruction, list[int], list]:
     """Cameras, per-frame depth and points from the feed-forward network (spatial.feedforward)."""
-    from spatial.feedforward.pipeline import network_reconstruction
+    from spatial.feedforward.pipeline import NetworkOptions, network_reconstruction
 
-    net = network_reconstruction(frames, Path(cfg.weights), progress=prog)
+    options = NetworkOptions(chunk=cfg.chunk, overlap=cfg.overlap, refine=cfg.refine)
+    net = network_reconstruction(frames, Path(cfg.weights), progress=prog, options=options)
     images = [f.image for f in frames.frames]
     rec = Reconstruction(net.cameras, images, net.points, net.colors, net.report)
     return rec, list(range(len(net.depths))), net.depths
