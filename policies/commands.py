@@ -36,7 +36,7 @@ VERBS = [Verb("record", RecordConfig, _run_record,
               "LeRobotDataset v3.0. Episode k uses seed --seed + k whatever world or worker runs it; failed "
               "episodes are kept and marked (meta/episodes `success`)."),
          Verb("view", DatasetViewConfig, run_view, "open a scene bundle in the browser viewer (viser); --sim adds a "
-              "live robot, --dataset replays a recorded episode"),
+              "live robot, --dataset replays a recorded episode, --policy plays a trained policy live"),
          Verb("export", TaskExportConfig, run_task_export,
               "export a scene bundle to USD/USDZ, PLY, GLB, COLMAP, nerfstudio; --task: a whole task as one USD stage",
               "Export a scene bundle to other tools' formats. With --usd --task T --robot R the task (reset of --seed) "
