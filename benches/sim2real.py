@@ -1,0 +1,207 @@
+"""Experiment: does restyling make a policy trained in the twin survive a change of appearance?
+
+    python benches/sim2real.py --json [--headline] [--scene twins/demo] [--work benches/work/sim2real]
+
+In the metric synthetic twin (`twin demo`'s capture, with its splats) and the Franka, per task (`push`,
+`pick_place`), the same `twin` verbs a user runs:
+- A (plain): ACT trained on --demos expert demonstrations in the capture's own appearance.
+- B (restyled): ACT trained on --demos demonstrations, the first half vanilla and the second half the same
+  initial states restyled with the *train* style splits (`twin train V R --mix 1,1`).
+- Both evaluated with `twin eval` on `vanilla` and on every held-out style family, --eval-episodes per style,
+  from seeds disjoint from the training ones (--eval-seed), so A and B meet the same initial states.
+- Without --headline, also the flow-matching policy, plain and restyled, on --flow-task.
+Data: V100 = vanilla seeds 0..N/2-1; V = V100 appended with seeds N/2..N-1 (A's data); R = seeds N/2..N-1
+restyled (B trains on V100 + R). Datasets and trained runs in --work are reused when complete, so an
+interrupted experiment continues where it stopped (--fresh starts over).
+Keys per task: plain_/restyled_ vanilla_success and heldout_success (mean over held-out families), per-family
+rates with Wilson intervals, train_seconds, eval_seconds; top level the headline task's (pick_place, or push
+with --headline-task push). Goals (issue 10): B >= 0.8 vanilla, B >= 0.7 held-out, B - A >= 0.3 held-out,
+each training <= 30 min on 2 cores. The last stdout line is one JSON object (also benches/results/sim2real.json).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+GOALS = {"restyled_vanilla_success": 0.8, "restyled_heldout_success": 0.7, "heldout_gain": 0.3,
+         "train_minutes": 30.0}
+
+
+def twin(*args: str, log: Path) -> dict:
+    """Run a `twin` verb with --json; its stderr goes to `log`; returns the JSON of its last stdout line."""
+    cmd = [sys.executable, "-m", "twin_cli", *args, "--json"]
+    print("$ twin " + " ".join(args), file=sys.stderr, flush=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as err:
+        err.write("$ twin " + " ".join(args) + "\n")
+        err.flush()
+        r = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True)
+    lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
+    res = json.loads(lines[-1]) if lines else {}
+    if r.returncode != 0:
+        raise SystemExit(f"twin {args[0]} failed ({r.returncode}): {res.get('error', 'see ' + str(log))}")
+    return res
+
+
+def episodes_in(dataset: Path) -> int:
+    """Episodes a finished dataset holds (0 when it is missing)."""
+    info = dataset / "meta" / "info.json"
+    return int(json.loads(info.read_text())["total_episodes"]) if info.exists() else 0
+
+
+def record(a, task: str, out: Path, episodes: int, seed: int, restyle: str, log: Path, append_to: Path | None = None
+           ) -> dict:
+    """One dataset of `episodes` expert demonstrations from `seed` on (reused when already complete)."""
+    want = episodes + (episodes_in(append_to) if append_to else 0)
+    if episodes_in(out) == want:
+        return {"reused": True, "episodes": want}
+    if out.exists():
+        shutil.rmtree(out)
+    common = ["--task", task, "--robot", a.robot, "--cameras", a.cameras, "--size", str(a.size), "--worlds",
+              str(a.worlds), "--restyle", restyle]
+    if restyle != "none":
+        common += ["--style-split", "train"]
+    if append_to is not None:
+        shutil.copytree(append_to, out)
+        return twin("record", a.scene, "--out", str(out), "--episodes", str(episodes), "--append", *common, log=log)
+    return twin("record", a.scene, "--out", str(out), "--episodes", str(episodes), "--seed", str(seed), *common,
+                log=log)
+
+
+def train(a, policy: str, datasets: list[Path], out: Path, log: Path, mix: str | None = None) -> dict:
+    """A policy trained on `datasets` into the run folder `out` (reused when its summary exists)."""
+    done = out / "bench_train.json"
+    if done.exists():
+        return {**json.loads(done.read_text()), "reused": True}
+    args = ["train", *map(str, datasets), "--policy", policy, "--out", str(out), "--steps", str(a.steps),
+            "--batch-size", str(a.batch_size), "--image-size", str(a.image_size), "--threads", str(a.threads),
+            "--seed", str(a.seed)]
+    if mix:
+        args += ["--mix", mix]
+    if any((out / "checkpoints").glob("step_*")):
+        args.append("--resume")  # an interrupted experiment continues its training
+    elif out.exists():
+        shutil.rmtree(out)
+    res = twin(*args, log=log)
+    done.write_text(json.dumps(res))
+    return res
+
+
+def evaluate(a, task: str, run: Path, log: Path) -> dict:
+    """`twin eval` of a run on vanilla and every held-out family, from --eval-seed on."""
+    return twin("eval", str(run), "--bundle", a.scene, "--task", task, "--robot", a.robot, "--styles",
+                "vanilla,held_out", "--episodes", str(a.eval_episodes), "--seed", str(a.eval_seed), "--worlds",
+                str(a.worlds), "--threads", str(a.threads), "--videos", str(run / "eval" / task), log=log)
+
+
+def arm(a, task: str, policy: str, name: str, datasets: list[Path], mix: str | None, log: Path) -> dict:
+    """Train and evaluate one arm of the experiment; its figures."""
+    work = Path(a.work)
+    tr = train(a, policy, datasets, work / "runs" / f"{task}_{policy}_{name}", log, mix)
+    ev = evaluate(a, task, Path(tr["run"]), log)
+    held = {k: v for k, v in ev["success"].items() if k != "vanilla"}
+    return {"vanilla_success": ev["success"]["vanilla"], "heldout_success": ev["held_out_success"],
+            "per_style": ev["success"], "intervals": ev["intervals"], "train_seconds": tr["seconds"],
+            "train_reused": bool(tr.get("reused")), "eval_seconds": ev["seconds"], "parameters": tr["parameters"],
+            "train_loss": tr["train_loss"], "val_loss": tr["val_loss"], "heldout_families": sorted(held),
+            "run": tr["run"]}
+
+
+def task_datasets(a, task: str, log: Path) -> tuple[dict, dict]:
+    """V100, V (= V100 + the second half) and R (the second half restyled); their recording summaries."""
+    half = a.demos // 2
+    d = Path(a.work) / "datasets"
+    paths = {"v_half": d / f"{task}_vanilla_{half}", "v_full": d / f"{task}_vanilla_{a.demos}",
+             "r_half": d / f"{task}_restyled_{half}"}
+    recs = {"v_half": record(a, task, paths["v_half"], half, 0, "none", log),
+            "v_full": record(a, task, paths["v_full"], a.demos - half, half, "none", log, append_to=paths["v_half"]),
+            "r_half": record(a, task, paths["r_half"], a.demos - half, half, "procedural", log)}
+    return paths, recs
+
+
+def run_task(a, task: str, flow: bool) -> dict:
+    log = Path(a.work) / "logs" / f"{task}.log"
+    t0 = time.perf_counter()
+    paths, recs = task_datasets(a, task, log)
+    record_s = time.perf_counter() - t0
+    out = {"record_seconds": round(record_s, 1),
+           "expert_success": {k: r.get("expert_success") for k, r in recs.items() if not r.get("reused")}}
+    policies = ["act"] + (["flow"] if flow else [])
+    for policy in policies:
+        plain = arm(a, task, policy, "plain", [paths["v_full"]], None, log)
+        restyled = arm(a, task, policy, "restyled", [paths["v_half"], paths["r_half"]], "1,1", log)
+        prefix = "" if policy == "act" else "flow_"
+        for name, r in (("plain", plain), ("restyled", restyled)):
+            for k in ("vanilla_success", "heldout_success", "train_seconds", "eval_seconds"):
+                out[f"{prefix}{name}_{k}"] = r[k]
+            out[f"{prefix}{name}_detail"] = r
+    return out
+
+
+def goals(res: dict) -> dict:
+    gain = res["restyled_heldout_success"] - res["plain_heldout_success"]
+    slowest = max(res["plain_train_seconds"], res["restyled_train_seconds"]) / 60
+    return {"heldout_gain": round(gain, 4),
+            "meets": {**{k: res[k] >= GOALS[k] for k in ("restyled_vanilla_success", "restyled_heldout_success")},
+                      "heldout_gain": gain >= GOALS["heldout_gain"],
+                      "train_minutes": slowest <= GOALS["train_minutes"]}}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--scene", default="twins/demo")
+    p.add_argument("--robot", default="franka")
+    p.add_argument("--tasks", default="push,pick_place")
+    p.add_argument("--headline-task", default="pick_place")
+    p.add_argument("--headline", action="store_true", help="only A and B of the headline task")
+    p.add_argument("--flow-task", default="push")
+    p.add_argument("--demos", type=int, default=200)
+    p.add_argument("--eval-episodes", type=int, default=50)
+    p.add_argument("--eval-seed", type=int, default=100_000, help="first evaluation seed (training uses 0..demos-1)")
+    p.add_argument("--cameras", default="front,wrist")
+    p.add_argument("--size", type=int, default=96, help="recorded camera size (pixels)")
+    p.add_argument("--image-size", type=int, default=96, help="policy input size (pixels)")
+    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--worlds", type=int, default=16)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work", default=str(REPO / "benches" / "work" / "sim2real"))
+    p.add_argument("--fresh", action="store_true", help="record and train everything anew")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args()
+    os.chdir(REPO)
+    from spatial import BundlePaths
+
+    if not BundlePaths(Path(a.scene)).splats.exists():
+        raise SystemExit(f"{a.scene}: no splats (run `twin demo` then `twin splat {a.scene}`, or `make bench`)")
+    if a.fresh and Path(a.work).exists():
+        shutil.rmtree(a.work)
+    t0 = time.perf_counter()
+    tasks = [a.headline_task] if a.headline else [t for t in a.tasks.split(",") if t]
+    per_task = {t: run_task(a, t, flow=not a.headline and t == a.flow_task) for t in tasks}
+    head = per_task[a.headline_task]
+    res = {"headline_task": a.headline_task,
+           **{k: head[k] for k in ("restyled_vanilla_success", "restyled_heldout_success", "plain_heldout_success",
+                                   "plain_vanilla_success")},
+           "train_seconds": max(head["plain_train_seconds"], head["restyled_train_seconds"]),
+           **goals(head), "goals": GOALS, "tasks": per_task,
+           "settings": {k: getattr(a, k) for k in ("scene", "robot", "demos", "eval_episodes", "eval_seed",
+                                                    "cameras", "size", "image_size", "steps", "batch_size",
+                                                    "worlds", "threads", "seed", "headline")},
+           "seconds": round(time.perf_counter() - t0, 1)}
+    out = REPO / "benches" / "results" / "sim2real.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    print(json.dumps(res) if a.json else json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
