@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from twin_kit import quiet_warp
+from twin_kit import quiet_warp, torch_threads
 
 wp = quiet_warp()  # module-load lines would mix into the CLI's machine-readable stdout
 from scenes.rendering import _warp_project as wproj  # noqa: E402 - after Warp is quietened
@@ -75,47 +75,50 @@ def _pool(n: int) -> ThreadPoolExecutor:
 
 
 def _forward(fr: _Frame, means, quats, scales, opac, sh):
-    n, dev, tdev = means.shape[0], fr.device, means.device
-    f32 = dict(dtype=torch.float32, device=tdev)
-    means2d = torch.zeros(n, 2, **f32)
-    conics = torch.zeros(n, 3, **f32)
-    depths = torch.zeros(n, **f32)
-    colors = torch.zeros(n, 3, **f32)
-    smax = torch.zeros(n, **f32)
-    radii = torch.zeros(n, 2, dtype=torch.int32, device=tdev)
-    rects = torch.zeros(n, 4, dtype=torch.int32, device=tdev)
-    n_tiles = torch.zeros(n, dtype=torch.int32, device=tdev)
-    if n:
-        wp.launch(wproj.project_fwd, dim=n, device=dev, inputs=[
-            _wa(means, wp.vec3), _wa(quats, wp.vec4), _wa(scales, wp.vec3), _wa(opac), _wa(sh, wp.vec3),
-            fr.n_coeffs, *fr.cam_args()[:7], fr.width, fr.height, fr.near, fr.far, fr.tiles_x, fr.tiles_y,
-            _wa(means2d, wp.vec2), _wa(conics, wp.vec3), _wa(depths), _wa(colors, wp.vec3), _wa(smax),
-            _wa(radii, wp.vec2i), _wa(rects, wp.vec4i), _wa(n_tiles)])
-    # binning: key = tile * n + rank of the Gaussian in front-to-back order (stable), radix sorted
-    counts = n_tiles.to(torch.int64)
-    ends = torch.cumsum(counts, 0)
-    n_pairs = int(ends[-1]) if n else 0
-    offsets = (ends - counts).to(torch.int32)
-    visible = n_tiles > 0
-    order = torch.argsort(torch.where(visible, depths, torch.full_like(depths, float("inf"))), stable=True)
-    rank = torch.empty(n, dtype=torch.int64, device=tdev)
-    rank[order] = torch.arange(n, dtype=torch.int64, device=tdev)
-    n_tiles_img = fr.tiles_x * fr.tiles_y
-    keys = torch.empty(2 * max(n_pairs, 1), dtype=torch.int64, device=tdev)
-    ids = torch.empty(2 * max(n_pairs, 1), dtype=torch.int32, device=tdev)
-    ranges = torch.zeros(n_tiles_img, 2, dtype=torch.int32, device=tdev)
-    if n_pairs:
-        wp.launch(wtiles.emit_pairs, dim=n, device=dev, inputs=[
-            _wa(rects, wp.vec4i), _wa(offsets), _wa(rank), wp.int64(n), fr.tiles_x, _wa(keys), _wa(ids)])
-        end_bit = max(1, int(n_tiles_img * n).bit_length())
-        wp.utils.radix_sort_pairs(_wa(keys), _wa(ids), n_pairs, end_bit=end_bit)
-        wp.launch(wtiles.tile_ranges, dim=n_pairs, device=dev,
-                  inputs=[_wa(keys), n_pairs, wp.int64(n), _wa(ranges)])
-    hw = fr.width * fr.height
-    out_color = torch.zeros(hw, 3, **f32)
-    out_depth = torch.zeros(hw, **f32)
-    trans = torch.ones(hw, **f32)
-    last = torch.full((hw,), -1, dtype=torch.int32, device=tdev)
+    # projection and binning on one torch thread: their small sorts and scans cost several times more in a
+    # 2-thread pool on a busy 2-core CPU; the tiles below still spread over fr.workers threads
+    with torch_threads(1):
+        n, dev, tdev = means.shape[0], fr.device, means.device
+        f32 = dict(dtype=torch.float32, device=tdev)
+        means2d = torch.zeros(n, 2, **f32)
+        conics = torch.zeros(n, 3, **f32)
+        depths = torch.zeros(n, **f32)
+        colors = torch.zeros(n, 3, **f32)
+        smax = torch.zeros(n, **f32)
+        radii = torch.zeros(n, 2, dtype=torch.int32, device=tdev)
+        rects = torch.zeros(n, 4, dtype=torch.int32, device=tdev)
+        n_tiles = torch.zeros(n, dtype=torch.int32, device=tdev)
+        if n:
+            wp.launch(wproj.project_fwd, dim=n, device=dev, inputs=[
+                _wa(means, wp.vec3), _wa(quats, wp.vec4), _wa(scales, wp.vec3), _wa(opac), _wa(sh, wp.vec3),
+                fr.n_coeffs, *fr.cam_args()[:7], fr.width, fr.height, fr.near, fr.far, fr.tiles_x, fr.tiles_y,
+                _wa(means2d, wp.vec2), _wa(conics, wp.vec3), _wa(depths), _wa(colors, wp.vec3), _wa(smax),
+                _wa(radii, wp.vec2i), _wa(rects, wp.vec4i), _wa(n_tiles)])
+        # binning: key = tile * n + rank of the Gaussian in front-to-back order (stable), radix sorted
+        counts = n_tiles.to(torch.int64)
+        ends = torch.cumsum(counts, 0)
+        n_pairs = int(ends[-1]) if n else 0
+        offsets = (ends - counts).to(torch.int32)
+        visible = n_tiles > 0
+        order = torch.argsort(torch.where(visible, depths, torch.full_like(depths, float("inf"))), stable=True)
+        rank = torch.empty(n, dtype=torch.int64, device=tdev)
+        rank[order] = torch.arange(n, dtype=torch.int64, device=tdev)
+        n_tiles_img = fr.tiles_x * fr.tiles_y
+        keys = torch.empty(2 * max(n_pairs, 1), dtype=torch.int64, device=tdev)
+        ids = torch.empty(2 * max(n_pairs, 1), dtype=torch.int32, device=tdev)
+        ranges = torch.zeros(n_tiles_img, 2, dtype=torch.int32, device=tdev)
+        if n_pairs:
+            wp.launch(wtiles.emit_pairs, dim=n, device=dev, inputs=[
+                _wa(rects, wp.vec4i), _wa(offsets), _wa(rank), wp.int64(n), fr.tiles_x, _wa(keys), _wa(ids)])
+            end_bit = max(1, int(n_tiles_img * n).bit_length())
+            wp.utils.radix_sort_pairs(_wa(keys), _wa(ids), n_pairs, end_bit=end_bit)
+            wp.launch(wtiles.tile_ranges, dim=n_pairs, device=dev,
+                      inputs=[_wa(keys), n_pairs, wp.int64(n), _wa(ranges)])
+        hw = fr.width * fr.height
+        out_color = torch.zeros(hw, 3, **f32)
+        out_depth = torch.zeros(hw, **f32)
+        trans = torch.ones(hw, **f32)
+        last = torch.full((hw,), -1, dtype=torch.int32, device=tdev)
     geo = [_wa(ranges), _wa(ids), _wa(means2d, wp.vec2), _wa(conics, wp.vec3), _wa(opac), _wa(colors, wp.vec3),
            _wa(depths), _wa(smax), _wa(radii, wp.vec2i), fr.width, fr.height, fr.tiles_x]
     outs = [_wa(out_color, wp.vec3), _wa(out_depth), _wa(trans), _wa(last)]
