@@ -24,5 +24,6 @@ _API = {
     "read_reference": "interop.reference",
     "evaluate_poses": "evaluation.metrics",
     "reconstruct": "reconstruct",
+    **dict.fromkeys(["VGGT_1B", "build_vggt", "load_vggt", "prepare_images", "infer"], "feedforward"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _API)

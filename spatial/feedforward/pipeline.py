@@ -24,7 +24,7 @@ from spatial.feedforward.preprocess import Framing, prepare_images
 from twin_kit import InputError, info
 
 SPARSE_POINTS = 20_000   # points kept as the bundle's "sparse" cloud (COLMAP export, alignment fallback)
-__all__ = ["NetworkOptions", "NetworkResult", "cameras_from_network", "cameras_from_predictions",
+__all__ = ["NetworkOptions", "NetworkResult", "cameras_from_network", "cameras_from_predictions", "check_cameras",
            "confidence_ranks", "network_reconstruction"]
 
 
@@ -98,6 +98,7 @@ def network_reconstruction(frames, weights: Path, progress=None, options: Networ
         raise InputError(f"chunked inference: {e}; try a larger --overlap") from None
     parameters = int(sum(p.numel() for p in model.parameters()))
     del model
+    check_cameras(pred, names, weights)   # before bundle adjustment, which needs finite cameras too
     refine_report = None
     if options.refine:
         from spatial.feedforward.refine import refine_predictions
@@ -110,6 +111,8 @@ def network_reconstruction(frames, weights: Path, progress=None, options: Networ
         else:
             info(f"refine: {refine_report['tracks']} tracks, reprojection {refine_report['reprojection_px_before']:.2f}"
                  f" -> {refine_report['reprojection_px_after']:.2f} px (network pixels)")
+    if options.refine:
+        check_cameras(pred, names, weights)
     frame_cams, net_cams = cameras_from_predictions(pred.extrinsics, pred.intrinsics, framings, names)
     ranks = confidence_ranks(pred.confidence)
     depths = [DepthResult(pred.depth[i].astype(np.float32), ranks[i], net_cams[i]) for i in range(len(names))]
@@ -127,6 +130,19 @@ def network_reconstruction(frames, weights: Path, progress=None, options: Networ
     report = {"frames": len(names), "backend": f"vggt network ({Path(weights).name})", "unregistered": {},
               "skipped": dict(frames.skipped), "network": network}
     return NetworkResult(frame_cams, depths, points, colors, report)
+
+
+def check_cameras(pred: Predictions, names: list[str], weights: Path) -> None:
+    """InputError when the network's cameras cannot make a bundle: a pose that is not finite, or a field of view
+    of 0 (the fov activation is a ReLU, so an untrained or wrong network can give an infinite focal length)."""
+    K = pred.intrinsics
+    focal_ok = np.isfinite(K[:, :2, :3]).all(axis=(1, 2)) & (K[:, 0, 0] > 0) & (K[:, 1, 1] > 0)
+    pose_ok = np.isfinite(pred.extrinsics).all(axis=(1, 2))
+    bad = np.flatnonzero(~(focal_ok & pose_ok))
+    if len(bad):
+        what = "a field of view of 0 (infinite focal length)" if pose_ok[bad].all() else "a camera that is not finite"
+        raise InputError(f"{weights}: the network predicted {what} for {len(bad)} of {len(names)} frames "
+                         f"(first: {names[bad[0]]}); these weights do not give usable cameras (untrained?)")
 
 
 def _sparse_points(pred: Predictions, images: torch.Tensor, ranks: np.ndarray, keep: float = 0.5
