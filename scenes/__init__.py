@@ -1,7 +1,8 @@
 """scenes: 3D Gaussian splats, rendering, USD export and the browser viewer (geometry-to-scene).
 
-Stages: `splats/` (Gaussians, initialisation, densification, training) -> `rendering/` (rasterize over gsplat,
-Warp and a PyTorch oracle; camera paths; video) -> `viewer/` (viser) and `export/` (USD and other formats).
+Stages: `splats/` (Gaussians, initialisation, densification, training; `dynamic/`: 4D Gaussians) -> `rendering/`
+(rasterize over gsplat, Warp and a PyTorch oracle; camera paths; video) -> `viewer/` (viser) and `export/` (USD
+and other formats).
 Public API below (loaded on first use): other packages, benches and examples import only these names.
 """
 from twin_kit import lazy_exports
@@ -9,6 +10,7 @@ from twin_kit import lazy_exports
 _API = {
     **dict.fromkeys(["Gaussians", "SH_C0", "read_splats_ply", "write_splats_ply"], "splats.gaussians"),
     "gaussians_from_points": "splats.seed_points",
+    **dict.fromkeys(["DynamicSplats", "load_dynamic"], "dynamic.model"),
     **dict.fromkeys(["rasterize", "RenderOutput"], "rendering.rasterize"),
     "rasterize_reference": "rendering.rasterize",
     **dict.fromkeys(["SplatCells", "build_cells", "visible_cells", "visible_indices"], "rendering.culling"),

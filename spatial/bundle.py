@@ -34,7 +34,11 @@ USDZ = "scene.usdz"
 COLLISION_GLB = COLLISION_STEM + ".glb"
 COLLISION_PIECES = COLLISION_STEM + "_pieces.npz"  # convex pieces of the collision mesh (computed once, reused)
 PIECES_VERSION = 1  # layout of COLLISION_PIECES; another version is recomputed, not read
-DYNAMIC = "dynamic"
+DYNAMIC = "dynamic"  # 4D Gaussians: the three files below
+DYNAMIC_CANONICAL = DYNAMIC + "/canonical.ply"  # canonical Gaussians, standard 3DGS PLY layout
+DYNAMIC_DEFORMATION = DYNAMIC + "/deformation.safetensors"  # the deformation field's weights
+DYNAMIC_CONFIG = DYNAMIC + "/dynamic.json"  # version, field architecture, time axis, metrics
+DYNAMIC_VERSION = 1  # layout of DYNAMIC_CONFIG + DYNAMIC_DEFORMATION; another version is refused with a reason
 CAMERA_PATHS = "paths"  # keyframed camera paths saved from the viewer
 SPLAT_CHECKPOINTS = "splat_checkpoints"  # beside the bundle, named <bundle>.splat_checkpoints
 
@@ -130,6 +134,18 @@ class BundlePaths:
     @property
     def dynamic(self) -> Path:
         return self.root / DYNAMIC
+
+    @property
+    def dynamic_canonical(self) -> Path:
+        return self.root / DYNAMIC_CANONICAL
+
+    @property
+    def dynamic_deformation(self) -> Path:
+        return self.root / DYNAMIC_DEFORMATION
+
+    @property
+    def dynamic_config(self) -> Path:
+        return self.root / DYNAMIC_CONFIG
 
     @property
     def splat_checkpoints(self) -> Path:
@@ -526,3 +542,68 @@ def read_collision_pieces(path: str | os.PathLike) -> CollisionPieces:
     return CollisionPieces(pieces=pieces, mesh_sha256=str(meta.get("mesh_sha256", "")),
                            params=dict(meta.get("params") or {}), method_version=str(meta.get("method_version", "")),
                            seconds=float(meta.get("seconds", 0.0)), version=PIECES_VERSION)
+
+
+@dataclass
+class DynamicRecord:
+    """The bundle's dynamic/ description. `deformation`: the field's architecture (kind, resolutions, widths), as
+    its writer defines it; `time` maps capture timestamps (seconds) to the field's normalised time t = (timestamp
+    - start) / (end - start), 0 at the first frame and 1 at the last; `metrics`: what training measured."""
+
+    deformation: dict
+    time: dict
+    metrics: dict = field(default_factory=dict)
+    version: int = DYNAMIC_VERSION
+
+
+def write_dynamic(root: str | os.PathLike, record: DynamicRecord, weights: dict) -> None:
+    """Write dynamic.json and the deformation weights (name -> float32 array, safetensors) under bundle `root`
+    (usually a staging copy); each file atomically. The canonical PLY is written beside them by its owner."""
+    import numpy as np
+    from safetensors.numpy import save
+
+    paths = BundlePaths(Path(root))
+    paths.dynamic.mkdir(exist_ok=True)
+    arrays = {k: np.ascontiguousarray(np.asarray(v, dtype=np.float32)) for k, v in weights.items()}
+    bad = [k for k, v in arrays.items() if not np.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"refusing to write non-finite deformation weights ({', '.join(bad[:3])})")
+    meta = {"format": "twin-deformation", "version": str(record.version)}
+    atomic_write_bytes(paths.dynamic_deformation, save(arrays, metadata=meta))
+    doc = {"format": "twin-dynamic", "version": record.version, "deformation": record.deformation, "time": record.time,
+           "metrics": record.metrics}
+    atomic_write_bytes(paths.dynamic_config, json.dumps(doc, indent=1, default=_json_default).encode())
+
+
+def read_dynamic(root: str | os.PathLike) -> tuple[DynamicRecord, dict]:
+    """The dynamic/ record and weights (name -> float32 array) of bundle `root`; BundleError names what is
+    missing, damaged or of a version this Twin does not read."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    paths = BundlePaths(Path(root))
+    if not paths.dynamic_config.exists():
+        raise BundleError(f"{root}: bundle has no dynamic splats (run `twin splat --dynamic` first)")
+    try:
+        doc = json.loads(paths.dynamic_config.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(f"{paths.dynamic_config}: damaged ({type(e).__name__})") from None
+    if not isinstance(doc, dict) or doc.get("format") != "twin-dynamic":
+        raise BundleError(f"{paths.dynamic_config}: not a Twin dynamic-splat description")
+    if doc.get("version") != DYNAMIC_VERSION:
+        raise BundleError(f"{paths.dynamic_config}: dynamic splats of layout version {doc.get('version')!r}; this "
+                          f"Twin reads version {DYNAMIC_VERSION} (retrain with `twin splat --dynamic`)")
+    t = doc.get("time")
+    if (not isinstance(doc.get("deformation"), dict) or not isinstance(t, dict)
+            or not all(isinstance(t.get(k), (int, float)) for k in ("start", "end"))):
+        raise BundleError(f"{paths.dynamic_config}: 'deformation' or 'time' (start, end) missing or malformed")
+    if not paths.dynamic_canonical.exists():
+        raise BundleError(f"{root}: dynamic splats lack their canonical Gaussians ({DYNAMIC_CANONICAL})")
+    try:
+        weights = load(paths.dynamic_deformation.read_bytes())
+    except FileNotFoundError:
+        raise BundleError(f"{root}: dynamic splats lack their deformation weights ({DYNAMIC_DEFORMATION})") from None
+    except (SafetensorError, OSError, ValueError) as e:
+        raise BundleError(f"{paths.dynamic_deformation}: damaged deformation weights ({type(e).__name__})") from None
+    return DynamicRecord(deformation=doc["deformation"], time=t, metrics=dict(doc.get("metrics") or {}),
+                         version=DYNAMIC_VERSION), weights

@@ -28,6 +28,9 @@ class ExportConfig:
                                       "boundingCube", "boundingSphere", "sdf"))
     movable: bool = opt(False, "the mesh is a movable object: add RigidBodyAPI + MassAPI")
     cameras: bool = opt(True, "include the capture cameras as UsdGeom.Camera prims")
+    time_samples: int = opt(0, "moving scenes: put the dynamic splats (dynamic/) in the USD stage, every "
+                               "Gaussian's position, orientation and scale sampled this many times over the "
+                               "capture (0 = the static splats.ply)", low=0, high=10_000)
 
     def __post_init__(self):
         validate_config(self)
@@ -45,7 +48,9 @@ def run_export(cfg: ExportConfig, json_out: bool = False) -> int:
     if approx == "auto":
         approx = "convexDecomposition" if cfg.movable else "none"
     opts = UsdExportOptions(approximation=approx, movable=cfg.movable, cameras=cfg.cameras)
-    written = export_bundle(cfg.bundle, formats, out=cfg.out, usd_opts=opts)
+    if cfg.time_samples and not {"usd", "usdz"} & formats:
+        formats.add("usd")
+    written = export_bundle(cfg.bundle, formats, out=cfg.out, usd_opts=opts, time_samples=cfg.time_samples)
     for fmt, path in written.items():
         info(f"{fmt}: {path}")
     if json_out:

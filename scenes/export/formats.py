@@ -108,9 +108,23 @@ def _fresh_file(path: Path) -> Path:
     return path
 
 
+def _dynamic_samples(b: Bundle, n: int) -> tuple[object, list, float | None]:
+    """The dynamic splats' canonical set, n time samples (time code k at normalised time k / (n - 1)) and the
+    time codes per second that play them in capture time (None when the capture has no timestamps)."""
+    from scenes.dynamic.model import load_dynamic
+
+    dyn = load_dynamic(b.root)
+    samples = [(k, dyn.at(k / max(n - 1, 1))) for k in range(n)]
+    rate = (n - 1) / dyn.duration if dyn.time.units == "seconds" and dyn.duration > 0 and n > 1 else None
+    return samples[0][1], samples, rate
+
+
 def export_bundle(bundle_path: str | Path, formats: set[str], out: str | Path | None = None,
-                  usd_opts: UsdExportOptions | None = None) -> dict:
-    """Write the requested formats; returns {format: path written} (paths as they are after the export)."""
+                  usd_opts: UsdExportOptions | None = None, time_samples: int = 0) -> dict:
+    """Write the requested formats; returns {format: path written} (paths as they are after the export).
+
+    `time_samples` > 0: the USD stage holds the dynamic splats (dynamic/), time-sampled that many times.
+    """
     bad = set(formats) - set(FORMATS)
     if bad:
         raise ValueError(f"unknown export formats: {', '.join(sorted(bad))}")
@@ -118,11 +132,17 @@ def export_bundle(bundle_path: str | Path, formats: set[str], out: str | Path | 
         raise InputError("nothing to export: pass one or more of --usd --usdz --ply --glb --colmap --nerfstudio")
     b = read_bundle(bundle_path)
     g = _load_splats(b)
+    timing: dict = {}
+    if time_samples > 0:
+        if not {"usd", "usdz"} & formats:
+            raise InputError("--time-samples applies to the USD stage: add --usd or --usdz")
+        usd_g, samples, rate = _dynamic_samples(b, time_samples)
+        timing = {"samples": samples, "codes_per_second": rate}
     mesh = _load_mesh(b)
     out_dir = Path(out) if out is not None else None
     final_root = out_dir if out_dir is not None else b.root
     written: dict[str, str] = {}
-    if {"usd", "usdz"} & formats:
+    if {"usd", "usdz"} & formats and not timing:
         if g is None and mesh is None:
             raise InputError(f"{b.root}: no splats.ply and no collision mesh, nothing to put in a USD stage")
         if g is None:
@@ -143,8 +163,9 @@ def export_bundle(bundle_path: str | Path, formats: set[str], out: str | Path | 
     with _target(b.root, out_dir) as (dst, manifest):
         at, final = BundlePaths(dst), BundlePaths(final_root)
         if {"usd", "usdz"} & formats:
-            files = write_stage_atomic(at.usd_stage, gaussians=g, mesh=mesh, cameras=b.cameras,
-                                       opts=usd_opts or UsdExportOptions(), doc=f"Twin scene {b.root.name}")
+            files = write_stage_atomic(at.usd_stage, gaussians=usd_g if timing else g, mesh=mesh,
+                                       cameras=b.cameras, opts=usd_opts or UsdExportOptions(),
+                                       doc=f"Twin scene {b.root.name}", **timing)
             if "usdz" in formats:
                 package_usdz(files[0], at.usdz)
                 written["usdz"] = str(final.usdz)

@@ -9,6 +9,9 @@ Layout (default prim /World, metersPerUnit 1, upAxis Z):
                        renderers show the splats while physics uses the mesh)
   /World/PhysicsScene  UsdPhysics.Scene, gravity -Z 9.81 m/s^2
   /World/Cameras/<n>   UsdGeom.Camera per capture frame (USD cameras look down -Z with +Y up)
+Dynamic splats (`twin export --time-samples N`): positions, orientations and scales of /World/Splats are
+time-sampled at time codes 0 .. N-1 spread over the capture (timeCodesPerSecond makes them play in real time);
+opacities and colours are constant. The stage's start and end time codes span the samples.
 """
 from __future__ import annotations
 
@@ -42,30 +45,61 @@ def _vt_vec3f(a: np.ndarray):
     return Vt.Vec3fArray.FromNumpy(np.ascontiguousarray(a, dtype=np.float32).reshape(-1, 3))
 
 
-def add_splats(stage, path: str, g) -> object:
-    """Define a ParticleField3DGaussianSplat at `path` from raw Gaussians (activations applied here)."""
+def _pose_arrays(g) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions, unit quaternions (xyzw, as USD stores them) and linear scales of raw Gaussians."""
+    q = g.quats.detach().cpu().double().numpy()
+    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    return (g.means.detach().cpu().double().numpy(), np.ascontiguousarray(q[:, [1, 2, 3, 0]], np.float32),
+            g.scales.detach().cpu().double().numpy())
+
+
+def add_splats(stage, path: str, g, samples: list | None = None) -> object:
+    """Define a ParticleField3DGaussianSplat at `path` from raw Gaussians (activations applied here).
+
+    `samples`: [(time code, Gaussians at that time), ...] of the same Gaussians moving; their positions,
+    orientations and scales are written as time samples (the default value stays `g`'s).
+    """
     from pxr import UsdVol, Vt
 
     n = len(g)
-    q = g.quats.detach().cpu().double().numpy()
-    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-    scales = g.scales.detach().cpu().double().numpy()
+    means, quats, scales = _pose_arrays(g)
     op = g.opacities.detach().cpu().double().numpy()
     sh = g.sh.detach().cpu().float().numpy()  # (N, K, 3), band-major as in 3DGS
-    means = g.means.detach().cpu().double().numpy()
     pf = UsdVol.ParticleField3DGaussianSplat.Define(stage, path)
-    pf.CreatePositionsAttr().Set(_vt_vec3f(means))
-    pf.CreateOrientationsAttr().Set(Vt.QuatfArray.FromNumpy(np.ascontiguousarray(q[:, [1, 2, 3, 0]], np.float32)))
-    pf.CreateScalesAttr().Set(_vt_vec3f(scales))
+    pos_attr, rot_attr, scale_attr = pf.CreatePositionsAttr(), pf.CreateOrientationsAttr(), pf.CreateScalesAttr()
+    pos_attr.Set(_vt_vec3f(means))
+    rot_attr.Set(Vt.QuatfArray.FromNumpy(quats))
+    scale_attr.Set(_vt_vec3f(scales))
+    boxes = [(means, scales)]
+    for code, gt in samples or []:
+        m, q, s = _pose_arrays(gt)
+        pos_attr.Set(_vt_vec3f(m), float(code))
+        rot_attr.Set(Vt.QuatfArray.FromNumpy(q), float(code))
+        scale_attr.Set(_vt_vec3f(s), float(code))
+        boxes.append((m, s))
     pf.CreateOpacitiesAttr().Set(Vt.FloatArray.FromNumpy(op.astype(np.float32)))
     pf.CreateRadianceSphericalHarmonicsDegreeAttr().Set(int(g.sh_degree))
     pf.CreateRadianceSphericalHarmonicsCoefficientsAttr().Set(_vt_vec3f(sh.reshape(n * sh.shape[1], 3)))
     rgb = np.clip(0.5 + 0.28209479177387814 * sh[:, 0], 0.0, 1.0)
     pf.CreateDisplayColorAttr().Set(_vt_vec3f(rgb))  # for viewers without splat support
-    r = 3.0 * scales.max(axis=1, initial=0.0)[:, None] if n else np.zeros((0, 1))
-    lo, hi = ((means - r).min(axis=0), (means + r).max(axis=0)) if n else (np.zeros(3), np.zeros(3))
+    lo, hi = np.zeros(3), np.zeros(3)
+    if n:  # the box that holds every Gaussian (3 sigma) at every sampled time
+        lo = np.min([(m - 3.0 * s.max(axis=1)[:, None]).min(axis=0) for m, s in boxes], axis=0)
+        hi = np.max([(m + 3.0 * s.max(axis=1)[:, None]).max(axis=0) for m, s in boxes], axis=0)
     pf.CreateExtentAttr().Set(_vt_vec3f(np.stack([lo, hi])))
     return pf
+
+
+def set_time_range(stage, samples: list | None, codes_per_second: float | None) -> None:
+    """Start/end time codes spanning `samples` and their rate, so that players loop over the motion."""
+    if not samples:
+        return
+    codes = [float(c) for c, _ in samples]
+    stage.SetStartTimeCode(min(codes))
+    stage.SetEndTimeCode(max(codes))
+    if codes_per_second:
+        stage.SetTimeCodesPerSecond(float(codes_per_second))
+        stage.SetFramesPerSecond(float(codes_per_second))
 
 
 def add_collision_mesh(stage, path: str, mesh, opts: UsdExportOptions) -> object:
@@ -139,20 +173,24 @@ def _new_stage(path: str | Path, doc: str):
     return stage
 
 
-def write_splats_layer(path: str | Path, gaussians) -> None:
+def write_splats_layer(path: str | Path, gaussians, samples: list | None = None,
+                       codes_per_second: float | None = None) -> None:
     """A binary (usdc) layer holding only /Splats, for stages whose splats would make a huge text file."""
     stage = _new_stage(path, "Twin Gaussian splats")
-    pf = add_splats(stage, "/Splats", gaussians)
+    pf = add_splats(stage, "/Splats", gaussians, samples)
     stage.SetDefaultPrim(pf.GetPrim())
+    set_time_range(stage, samples, codes_per_second)
     stage.GetRootLayer().Save()
 
 
 def build_stage(path: str | Path, gaussians=None, mesh=None, cameras: list[Camera] | None = None,
-                opts: UsdExportOptions | None = None, doc: str = "Twin scene", splats_layer: str | None = None):
+                opts: UsdExportOptions | None = None, doc: str = "Twin scene", splats_layer: str | None = None,
+                samples: list | None = None, codes_per_second: float | None = None):
     """Create and save a stage at `path` (any USD extension usd-core writes); returns the Usd.Stage.
 
     With `splats_layer` (a path relative to `path`'s folder, written beforehand by write_splats_layer) the
-    Splats prim references that binary layer instead of holding the arrays inline.
+    Splats prim references that binary layer instead of holding the arrays inline. `samples` and
+    `codes_per_second`: time-sampled dynamic splats (see add_splats, set_time_range).
     """
     from pxr import Gf, Tf, UsdGeom, UsdPhysics
 
@@ -160,10 +198,11 @@ def build_stage(path: str | Path, gaussians=None, mesh=None, cameras: list[Camer
     stage = _new_stage(path, doc)
     world = UsdGeom.Xform.Define(stage, "/World")
     stage.SetDefaultPrim(world.GetPrim())
+    set_time_range(stage, samples, codes_per_second)
     if splats_layer is not None:
         stage.DefinePrim("/World/Splats").GetReferences().AddReference(f"./{splats_layer}")
     elif gaussians is not None:
-        add_splats(stage, "/World/Splats", gaussians)
+        add_splats(stage, "/World/Splats", gaussians, samples)
     if mesh is not None:
         add_collision_mesh(stage, "/World/Collision", mesh, opts)
         scene = UsdPhysics.Scene.Define(stage, "/World/PhysicsScene")
@@ -202,14 +241,15 @@ def write_stage_atomic(dest: str | Path, gaussians=None, binary_splats: bool = T
     """Write the stage at `dest` (and its binary splat layer <stem>_splats.usdc beside it); returns the files.
 
     Each file is written under a temporary name and renamed; the splat layer goes first, so a stage file
-    never references a missing layer.
+    never references a missing layer. `samples=` / `codes_per_second=` (in kw) time-sample the splats.
     """
     dest = Path(dest)
     files = []
     layer = None
     if gaussians is not None and binary_splats:
         layer = f"{dest.stem}_splats.usdc"
-        files.append(_atomic(dest.parent / layer, lambda tmp: write_splats_layer(tmp, gaussians)))
+        timing = {k: kw[k] for k in ("samples", "codes_per_second") if k in kw}
+        files.append(_atomic(dest.parent / layer, lambda tmp: write_splats_layer(tmp, gaussians, **timing)))
     files.insert(0, _atomic(dest, lambda tmp: build_stage(tmp, gaussians=gaussians, splats_layer=layer, **kw)))
     return files
 

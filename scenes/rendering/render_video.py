@@ -83,19 +83,36 @@ def write_video(frames: Iterable[np.ndarray], out: Path, fps: float = 30.0) -> i
     return n
 
 
+def dynamic_params(dyn, t: float) -> dict[str, torch.Tensor]:
+    """A bundle's dynamic splats (scenes.dynamic.model.DynamicSplats) at normalised time t, as raw parameters."""
+    from scenes.splats.train import PARAM_NAMES
+
+    return dict(zip(PARAM_NAMES, dyn.at(t).tensors()))
+
+
 def render_path_video(bundle_root: Path, cameras: list[Camera], out: Path, fps: float = 30.0,
                       progress: Callable[[int, int], None] | None = None, device: str = "auto",
-                      backend: str = "auto", background: str = "black") -> int:
-    """Render the bundle's splats from each camera into an mp4; progress(done, total) after each frame."""
+                      backend: str = "auto", background: str = "black", timed: bool = False) -> int:
+    """Render the bundle's splats from each camera into an mp4; progress(done, total) after each frame.
+
+    `timed`: render the dynamic splats instead, frame k of n at normalised time k / (n - 1), so the video runs
+    from the capture's first instant to its last while the camera follows the path.
+    """
     from scenes.splats.train import resolve_device
 
     dev = resolve_device(device)
-    params = load_splat_params(Path(bundle_root), dev)
+    dyn = None
+    if timed:
+        from scenes.dynamic.model import load_dynamic
+
+        dyn = load_dynamic(Path(bundle_root), dev)
+    params = None if timed else load_splat_params(Path(bundle_root), dev)
     bg = torch.ones(3, device=dev) if background == "white" else torch.zeros(3, device=dev)
 
     def frames():
         for i, cam in enumerate(cameras):
-            yield render_image(params, cam, bg, backend)
+            p = params if dyn is None else dynamic_params(dyn, i / max(len(cameras) - 1, 1))
+            yield render_image(p, cam, bg, backend)
             if progress is not None:
                 progress(i + 1, len(cameras))
 
@@ -103,9 +120,11 @@ def render_path_video(bundle_root: Path, cameras: list[Camera], out: Path, fps: 
 
 
 def render_frame_comparison(bundle_root: Path, frame: str, out: Path, resolution: int = 480,
-                            device: str = "auto", backend: str = "auto", background: str = "black") -> dict:
+                            device: str = "auto", backend: str = "auto", background: str = "black",
+                            timed: bool = False) -> dict:
     """Write a PNG with capture frame `frame`'s real image (left) and the splat render (right); returns
-    {"frame", "psnr", "width", "height", "out"}."""
+    {"frame", "psnr", "width", "height", "out"} (and "time" when `timed`: the dynamic splats at that frame's
+    time)."""
     import cv2
 
     from scenes.splats.losses import psnr
@@ -118,7 +137,17 @@ def render_frame_comparison(bundle_root: Path, frame: str, out: Path, resolution
         raise InputError(f"{bundle_root}: no capture frame named {frame!r} (e.g. {names})")
     cam = scaled_camera(match[0], scale_for(match[0], resolution))
     dev = resolve_device(device)
-    params = load_splat_params(b.root, dev)
+    t = None
+    if timed:
+        from scenes.dynamic.model import load_dynamic, time_axis
+
+        dyn = load_dynamic(b.root, dev)
+        stamp = match[0].timestamp
+        t = (dyn.time.normalise(stamp) if dyn.time.units == "seconds" and stamp is not None
+             else time_axis(b.cameras)[1][b.cameras.index(match[0])])
+        params = dynamic_params(dyn, t)
+    else:
+        params = load_splat_params(b.root, dev)
     bg = torch.ones(3, device=dev) if background == "white" else torch.zeros(3, device=dev)
     rendered = render_image(params, cam, bg, backend)
     real = load_image(b.root / cam.image, cam.width, cam.height).numpy()
@@ -131,6 +160,7 @@ def render_frame_comparison(bundle_root: Path, frame: str, out: Path, resolution
     with atomic_output(out) as tmp:
         if not cv2.imwrite(str(tmp), np.ascontiguousarray(side[:, :, ::-1])):
             raise InputError(f"{out}: could not write image (use a .png name)")
-    return {"frame": cam.name, "psnr": score, "width": cam.width, "height": cam.height, "out": str(out)}
+    res = {"frame": cam.name, "psnr": score, "width": cam.width, "height": cam.height, "out": str(out)}
+    return res if t is None else {**res, "time": t}
 
 

@@ -15,9 +15,21 @@ def run_splat(cfg: SplatConfig, json_out: bool = False) -> int:
     checkpoint to resume from); the checkpoints are locked for the run and removed after a successful one
     unless --keep-checkpoints.
     """
+    if cfg.dynamic:
+        from scenes.dynamic.cli import run_splat_dynamic
+
+        return run_splat_dynamic(cfg, json_out)
     from scenes.splats.train import train, write_result
     from spatial import read_bundle
-    from twin_kit import InputError, check_parent_writable, destination_lock, emit_json, info, remove_tree
+    from twin_kit import (
+        InputError,
+        check_parent_writable,
+        destination_lock,
+        emit_json,
+        info,
+        remove_tree,
+        torch_threads,
+    )
 
     root = read_bundle(cfg.bundle).root
     check_parent_writable(root, "bundle")
@@ -27,7 +39,8 @@ def run_splat(cfg: SplatConfig, json_out: bool = False) -> int:
     if cfg.resume and not cfg.checkpoint_path().exists():
         raise InputError(f"nothing to resume: no checkpoint at {cfg.checkpoint_path()}")
     with destination_lock(ck_dir, label=f"{root} (splat training)"):
-        result = train(cfg)
+        with torch_threads(cfg.threads):
+            result = train(cfg)
         write_result(root, result, cfg)
         if not cfg.keep_checkpoints:
             remove_tree(ck_dir)
@@ -64,7 +77,9 @@ def run_render(cfg: RenderConfig, json_out: bool = False) -> int:
 
     t0 = time.perf_counter()
     bundle = read_bundle(cfg.bundle)
-    if not bundle.paths.splats.exists():
+    if cfg.time and not bundle.paths.dynamic_config.exists():
+        raise InputError(f"{bundle.root}: bundle has no dynamic splats (run `twin splat --dynamic` first)")
+    if not cfg.time and not bundle.paths.splats.exists():
         raise InputError(f"{bundle.root}: bundle has no splats.ply (run `twin splat` first)")
     if cfg.frame is not None and not any(cfg.frame in (c.name, Path(c.image or "").name) for c in bundle.cameras):
         names = ", ".join(c.name for c in bundle.cameras[:5])
@@ -78,7 +93,7 @@ def run_render(cfg: RenderConfig, json_out: bool = False) -> int:
     with destination_lock(out):
         if cfg.frame is not None:
             res = render_frame_comparison(bundle.root, cfg.frame, out, cfg.resolution, cfg.device, cfg.backend,
-                                          cfg.background)
+                                          cfg.background, timed=cfg.time)
             info(f"frame {res['frame']}: real (left) vs splats (right), PSNR {res['psnr']:.2f} dB -> {out}")
             if json_out:
                 emit_json({**res, "seconds": time.perf_counter() - t0})
@@ -88,7 +103,7 @@ def run_render(cfg: RenderConfig, json_out: bool = False) -> int:
         with progress(cfg.quiet) as bar:
             task = bar.add_task("render", total=len(cams), status="")
             n = render_path_video(bundle.root, cams, out, fps=fps, device=cfg.device, backend=cfg.backend,
-                                  background=cfg.background,
+                                  background=cfg.background, timed=cfg.time,
                                   progress=lambda done, total: bar.update(task, completed=done))
     secs = time.perf_counter() - t0
     info(f"rendered {n} frames ({cams[0].width}x{cams[0].height}, {fps:g} fps) in {secs:.1f} s -> {out}")

@@ -72,6 +72,31 @@ class SplatConfig:
     background: str = opt("black", "background colour behind the splats: black, white or random",
                           choices=("black", "white", "random"))
     quiet: bool = opt(False, "no progress bar")
+    threads: int = opt(0, "torch CPU threads (0 = torch's default, one per core); 1 is several times faster when "
+                          "other work shares a 2-core CPU", low=0, high=1024)
+    # moving scenes: 4D Gaussians (scenes.dynamic)
+    dynamic: bool = opt(False, "train 4D Gaussians (canonical Gaussians + a HexPlane deformation field over time) "
+                               "into the bundle's dynamic/, and in the same run a static baseline on the same "
+                               "frames and steps (on 2 CPU cores, --resolution 160 --max-gaussians 15000 --steps "
+                               "2500 --threads 1 trains a 96-frame capture in 5-10 minutes)")
+    warmup_fraction: float = opt(0.2, "--dynamic: the first fraction of the steps trains static Gaussians "
+                                      "(4DGaussians' coarse stage) before the deformation field joins", low=0,
+                                 high=1, high_open=True)
+    static_baseline: bool = opt(True, "--dynamic: also continue the warm-up as static 3DGS for the remaining steps "
+                                      "and report its held-out PSNR (psnr_static)")
+    plane_resolution: int = opt(32, "--dynamic: cells per axis of the coarsest HexPlane level", low=2, high=1024)
+    plane_levels: int = opt(4, "--dynamic: HexPlane levels, each twice as fine as the last (as 4DGaussians)",
+                            low=1, high=4)
+    plane_features: int = opt(16, "--dynamic: feature channels per HexPlane level", low=1, high=256)
+    deform_width: int = opt(64, "--dynamic: width of the deformation MLP (trunk and the three heads)", low=4,
+                            high=1024)
+    time_resolution: int = opt(0, "--dynamic: cells along time of the HexPlane (0 = one per 8 frames, at least 4: "
+                                  "each instant is seen from one view only, so motion must be smooth over several "
+                                  "frames)", low=0, high=4096)
+    lr_deform: float = opt(1.6e-3, "--dynamic: initial learning rate of the deformation MLP, times the scene "
+                                   "extent (decays tenfold)", **LR)
+    lr_grid: float = opt(1.6e-2, "--dynamic: initial learning rate of the HexPlane features (decays tenfold; "
+                                 "not scaled by the scene extent: the planes span the normalised bounds)", **LR)
 
     def __post_init__(self):
         validate_config(self)
@@ -100,6 +125,8 @@ class RenderConfig:
     device: str = opt("auto", "torch device: auto, cpu or cuda", **DEVICE)
     backend: str = opt("auto", "rasterizer backend: auto, gsplat, warp or torch", choices=BACKENDS)
     background: str = opt("black", "background colour: black or white", choices=("black", "white"))
+    time: bool = opt(False, "render the dynamic splats (dynamic/, from `twin splat --dynamic`): time runs from the "
+                            "capture's first frame to its last over the path; with --frame, at that frame's time")
     quiet: bool = opt(False, "no progress bar")
 
     def __post_init__(self):

@@ -40,6 +40,7 @@ class SceneLayers:
     mesh: object | None = None  # trimesh.Trimesh
     mesh_file: str | None = None
     cameras: list[Camera] = field(default_factory=list)
+    dynamic: object | None = None  # scenes.dynamic.model.DynamicSplats when the bundle has dynamic/ (drawn at t=0)
     extent: float = 1.0  # robust scene diameter, sets frustum / point / grid sizes
     center: np.ndarray = field(default_factory=lambda: np.zeros(3))
     floor_z: float = 0.0
@@ -53,11 +54,16 @@ def display_order(g: Gaussians) -> np.ndarray:
     return np.argsort(-(op * area), kind="stable")
 
 
-def splat_layer(g: Gaussians, budget: int) -> SplatLayer:
-    """Viser's splat inputs for at most `budget` Gaussians (the most visible ones when over budget)."""
-    n = len(g)
-    idx = np.arange(n) if n <= budget else np.sort(display_order(g)[:max(budget, 1)])
-    sub = g.subset(idx)
+def splat_layer(g: Gaussians, budget: int, index: np.ndarray | None = None, n_total: int | None = None
+                ) -> SplatLayer:
+    """Viser's splat inputs for at most `budget` Gaussians (the most visible ones when over budget); with
+    `index`, `g` already holds just those of `n_total` Gaussians (a dynamic set at another time)."""
+    n = len(g) if n_total is None else n_total
+    if index is not None:
+        idx, sub = index, g
+    else:
+        idx = np.arange(n) if n <= budget else np.sort(display_order(g)[:max(budget, 1)])
+        sub = g.subset(idx)
     Rm = quat_to_rotmat(sub.quats.detach().cpu().numpy())
     s = sub.scales.detach().cpu().numpy().astype(np.float64)
     cov = np.einsum("nij,nj,nkj->nik", Rm, s * s, Rm)
@@ -72,7 +78,12 @@ def load_layers(bundle: Bundle, budget: int = 300_000, max_points: int = 1_000_0
     """Read every drawable part of a bundle; damaged files raise InputError, missing ones are left None."""
     out = SceneLayers(cameras=list(bundle.cameras))
     paths = bundle.paths
-    if paths.splats.exists():
+    if paths.dynamic_config.exists():  # a moving scene: its 4D splats, drawn at the first frame's time
+        from scenes.dynamic.model import load_dynamic
+
+        out.dynamic = load_dynamic(bundle.root)
+        out.splats = splat_layer(out.dynamic.at(0.0), budget)
+    elif paths.splats.exists():
         from scenes.splats.gaussians import read_splats_ply
 
         out.splats = splat_layer(read_splats_ply(paths.splats), budget)

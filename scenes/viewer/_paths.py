@@ -135,7 +135,8 @@ def add_path_editor(v) -> PathEditor:
 
         try:
             g["status"].content = f"Rendering {len(cams)} frames..."
-            render_path_video(v.bundle.root, cams, out, fps=doc["fps"], progress=on_progress)
+            render_path_video(v.bundle.root, cams, out, fps=doc["fps"], progress=on_progress,
+                              timed=v.layers.dynamic is not None)  # a moving scene plays over the path
             g["status"].content = f"Rendered `{out}`"
         except Exception as e:  # shown in the page: the server must keep running
             g["status"].content = f"Render failed: {type(e).__name__}: {e}"

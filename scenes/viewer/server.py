@@ -122,6 +122,7 @@ def serve_forever(v: Viewer, seconds: float | None = None) -> None:
 
 def _draw(v: Viewer, opts: ViewerOptions) -> None:
     from scenes.viewer._paths import add_path_editor
+    from scenes.viewer._time import add_time_controls
 
     server, layers, man = v.server, v.layers, v.bundle.manifest
     server.scene.set_up_direction(UP_AXES.get(str(man.get("up_axis", "+Z")).upper(), "+z"))
@@ -153,6 +154,7 @@ def _draw(v: Viewer, opts: ViewerOptions) -> None:
     _add_cameras(v, opts)
     _add_grid_and_scale(v)
     _add_layer_toggles(v)
+    add_time_controls(v)
     _set_initial_camera(v)
     v.paths = add_path_editor(v)
 

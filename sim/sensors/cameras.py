@@ -2,7 +2,8 @@
 
 A camera is fixed in the scene (a Twin `Camera`, OpenCV convention, world-to-camera) or mounted on a robot
 link. The robot and objects are ray traced (Newton's SensorCamera on Warp); the scene's appearance comes from
-its Gaussian splats (Twin's rasterizer) when the bundle has splats.ply, else from the ray-traced scan mesh.
+its Gaussian splats (Twin's rasterizer) when the bundle has splats.ply, else from the ray-traced scan mesh. A
+bundle with dynamic splats (dynamic/, a moving scene) shows them, deformed to the world's simulation time.
 Layers are composed per pixel by depth (`compose_frame`), so the robot occludes the scene where it is nearer
 and is hidden where it is farther. Depth is the OpenCV z of the nearest surface (metres, inf where nothing);
 segmentation labels every pixel: 0 nothing, 1 scene, 2 robot, 3 task objects. `control_maps` gives depth,
@@ -52,23 +53,24 @@ def camera_to_world_gl(cam: Camera) -> np.ndarray:
 
 def _splat_source(world: World, splats):
     """What to render the scene's appearance from: a path or Gaussians, or None (ray-traced mesh only)."""
-    from sim.sensors.splat_background import bundle_splats
+    from sim.sensors.splat_background import bundle_dynamic, bundle_splats
 
     if splats is None or splats is True:
-        found = bundle_splats(world.cfg.scene)
+        found = bundle_dynamic(world.cfg.scene) or bundle_splats(world.cfg.scene)
         if found is None and splats is True:
             raise InputError(f"{world.cfg.scene}: scene has no splats.ply (run `twin splat` on the bundle)")
         return found
     if splats is False:
         return None
-    return splats  # a splats.ply path or a scenes.gaussians.Gaussians
+    return splats  # a splats.ply path, a scenes.Gaussians or a scenes.DynamicSplats
 
 
 class Sensors:
     """A camera per world, fixed in the scene or mounted on the robot's camera link (`mounted=True`).
 
-    splats: None = the bundle's splats.ply when it has one; True = require it; False = ray-traced mesh only;
-    or a splats.ply path / scenes.gaussians.Gaussians in scene units (scaled like the mesh).
+    splats: None = the bundle's splats (its dynamic/ when it has one, else splats.ply); True = require them;
+    False = ray-traced mesh only; or a splats.ply path / scenes.Gaussians / scenes.DynamicSplats in scene units
+    (scaled like the mesh). Dynamic splats are deformed to `world.sim_time` at every render.
     cache_static: trace (and splat) the static scene of a fixed camera once; False traces all every frame.
     mesh_fill: show the ray-traced scan mesh where the splats are transparent.
     threads: Python threads a trace is split over (None: torch.get_num_threads()).
@@ -172,6 +174,8 @@ class Sensors:
         """
         w = self.world
         w.model.bvh_refit_shapes(w.state)
+        if self.splats is not None and self.splats.seek(w.sim_time):
+            self._refresh_fixed_splats()
         xforms = self.camera_transforms()
         if self._static is not None:
             with torch_threads(1):
@@ -183,6 +187,15 @@ class Sensors:
             layer = self._layer(self.tracer.trace(w.state, xforms, self.views, self.rays))
             frame = compose_frame(layer, splat, self.mesh_fill)
             return frame if out is None else _copy_into(out, frame)
+
+    def _refresh_fixed_splats(self) -> None:
+        """Re-render the fixed camera's cached splat layer after dynamic splats moved to another time."""
+        xf = camera_to_world_gl(self.camera)[None]
+        if self._static is not None:
+            self._splat_static = self._render_splats(xf)
+            self._static = (self._static[0], compose_frame(self._static[0], self._splat_static, self.mesh_fill))
+        if self._splat_fixed is not None:
+            self._splat_fixed = self._render_splats(xf)
 
     def _render_cached(self, xforms: np.ndarray, out: SensorFrame | None) -> SensorFrame:
         """Fixed camera: the cached static scene, with the robot and objects traced inside their crop."""

@@ -5,6 +5,10 @@ multiplies the collision mesh's vertices by it), so the same similarity applies 
 scales times s, rotations, opacities and colours unchanged. Renders use Twin's rasterizer (scenes.rasterize,
 backend "auto": gsplat on CUDA, Warp kernels on the CPU) and come back premultiplied (black background) with
 expected depth in metres and accumulated alpha, ready for `sim.sensors.compose_frame`.
+
+A moving scene (the bundle's dynamic/, 4D Gaussians) is a background that changes with the simulation time:
+`seek(sim_time)` deforms the Gaussians to the capture's instant sim_time seconds after its first frame (held at
+its last frame afterwards), so the simulation replays what was filmed.
 """
 from __future__ import annotations
 
@@ -37,6 +41,17 @@ def bundle_splats(scene_source: str | Path | None) -> Path | None:
     return p if Path(scene_source).is_dir() and p.is_file() else None
 
 
+def bundle_dynamic(scene_source: str | Path | None):
+    """The dynamic splats (scenes.DynamicSplats) of a scene bundle directory that has dynamic/, else None."""
+    if scene_source is None or not Path(scene_source).is_dir():
+        return None
+    if not BundlePaths(Path(scene_source)).dynamic_config.is_file():
+        return None
+    from scenes import load_dynamic
+
+    return load_dynamic(Path(scene_source))
+
+
 def gl_to_viewmats(xforms: np.ndarray) -> np.ndarray:
     """(V, 4, 4) OpenCV world-to-camera matrices of (V, 7) camera-to-world transforms in OpenGL camera axes."""
     from twin_kit import CV_TO_GL, qmat
@@ -51,26 +66,53 @@ def gl_to_viewmats(xforms: np.ndarray) -> np.ndarray:
 
 
 CULL_MIN = 20_000  # Gaussians from which a render first picks those in the view's cells (scenes' culling)
+FRAMES_PER_SECOND = 30.0  # playback rate of a dynamic capture without timestamps (its time counts frames)
 
 
 class SplatBackground:
-    """A bundle's Gaussians in metres, rendered into sensor cameras (one rasterization per view)."""
+    """A bundle's Gaussians in metres (static, or dynamic at the time last sought), rendered into sensor cameras
+    (one rasterization per view)."""
 
     def __init__(self, source, metres_per_unit: float = 1.0, backend: str = "auto", device: str = "cpu"):
-        """source: a splats.ply path or a scenes.gaussians.Gaussians; metres_per_unit as the scene mesh uses."""
-        from scenes import Gaussians, read_splats_ply
+        """source: a splats.ply path, a scenes.Gaussians or a scenes.DynamicSplats (shown at its first frame
+        until `seek`); metres_per_unit as the scene mesh uses."""
+        from scenes import DynamicSplats, read_splats_ply
 
-        g = source if isinstance(source, Gaussians) else read_splats_ply(source)
-        s = float(metres_per_unit)
-        dev = torch.device(device)
+        self.dynamic = source if isinstance(source, DynamicSplats) else None
+        self.time = 0.0 if self.dynamic is not None else None  # the dynamic splats' normalised time shown
+        if self.dynamic is not None:
+            g = self.dynamic.at(0.0)
+        else:
+            g = source if not isinstance(source, (str, Path)) else read_splats_ply(source)
+        self.scale, self.device, self.backend = float(metres_per_unit), torch.device(device), backend
+        self._set(g)
+
+    def _set(self, g) -> None:
+        s, dev = self.scale, self.device
         self.means = (g.means.float() * s).to(dev).contiguous()
         self.quats = g.quats.float().to(dev).contiguous()
         self.scales = (torch.exp(g.log_scales.float()) * s).to(dev).contiguous()
         self.opacities = torch.sigmoid(g.opacity_logits.float()).to(dev).contiguous()
         self.sh = g.sh.float().to(dev).contiguous()
-        self.backend = backend
         self.count = len(g)
         self.cells = build_cells(self.means, self.scales) if self.count >= CULL_MIN else None
+
+    def capture_time(self, sim_time: float) -> float:
+        """The dynamic splats' normalised time [0, 1] at `sim_time` seconds (0 = the capture's first frame)."""
+        axis = self.dynamic.time
+        rate = 1.0 if axis.units == "seconds" else FRAMES_PER_SECOND
+        return axis.normalise(axis.start + float(sim_time) * rate)
+
+    def seek(self, sim_time: float) -> bool:
+        """Deform dynamic splats to the simulation time; True when the Gaussians changed (static: never)."""
+        if self.dynamic is None:
+            return False
+        t = self.capture_time(sim_time)
+        if t == self.time:
+            return False
+        self._set(self.dynamic.at(t))
+        self.time = t
+        return True
 
     @torch.no_grad()
     def render(self, viewmats: np.ndarray, K: np.ndarray, width: int, height: int) -> SplatRender:

@@ -8,6 +8,10 @@ Layout of the output directory:
   ground_truth/depth/000000.npy  float32 z-depth in metres along the optical axis (OpenCV camera z), 0 = no hit
   ground_truth/mesh.ply       the scene mesh, metres, +Z up, face colours = mean material colours
   ground_truth/meta.json      marker size and world corners, table height, scene bounds, seed, fps, config
+With --dynamic (objects move while the phone films; the mesh above is their rest pose, at time 0):
+  ground_truth/moving/000000.png  uint8 per pixel: 0 = static surface (or nothing), k + 1 = moving part k
+  ground_truth/motion.json    the parts' motions and, per frame, its normalised time and each part's 4x4
+                              world-from-rest pose (frame i is at time i / (frames - 1))
 """
 from __future__ import annotations
 
@@ -27,8 +31,9 @@ import numpy as np
 from spatial.bundle import read_cameras, swap_in, write_cameras
 from spatial.cameras import Camera
 from spatial.capture.synth.config import SynthConfig
+from spatial.capture.synth.motion import normalised_time
 from spatial.capture.synth.render import Tracer, finish, motion_blur, render_frame
-from spatial.capture.synth.scene import ARUCO_DICT, ARUCO_ID, ROOM, TABLE_SIZE, build_scene
+from spatial.capture.synth.scene import ARUCO_DICT, ARUCO_ID, ROOM, TABLE_SIZE, build_scene, pose_scene
 from spatial.capture.synth.textures import MATERIALS, make_noise
 from spatial.capture.synth.trajectory import make_trajectory, phone_camera
 from twin_kit import InputError
@@ -59,7 +64,7 @@ def _check(cfg: SynthConfig) -> None:
         raise InputError("exposure, noise, shake and exposure drift must not be negative")
 
 
-def _prepare_out(out: Path) -> Path:
+def _prepare_out(out: Path, dynamic: bool = False) -> Path:
     """A fresh temporary sibling of `out`; refuses to later replace a directory that is not a synthetic capture."""
     if out.exists():
         if not out.is_dir():
@@ -72,6 +77,8 @@ def _prepare_out(out: Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "frames").mkdir(parents=True)
     (tmp / "ground_truth" / "depth").mkdir(parents=True)
+    if dynamic:
+        (tmp / "ground_truth" / "moving").mkdir()
     return tmp
 
 
@@ -118,6 +125,7 @@ def _meta(cfg: SynthConfig, scene) -> dict:
         "scene": {"bounds": scene.bounds.tolist(), "room_size_m": list(ROOM), "light": scene.light.tolist(),
                   "materials": [m.name for m in MATERIALS], "faces": int(len(scene.mesh.faces))},
         "config": config,
+        "dynamic": [m.name for m in scene.moving],
     }
 
 
@@ -129,18 +137,24 @@ def synthesize_capture(cfg: SynthConfig, out: Path | None = None,
     """
     _check(cfg)
     out = Path(out if out is not None else cfg.out)
-    scene = build_scene(cfg.marker_size_m)
+    scene = build_scene(cfg.marker_size_m, dynamic=cfg.dynamic)
     tracer = Tracer.make(scene)
-    field = make_noise(cfg.seed, len(MATERIALS))
+    field = make_noise(cfg.seed, len(MATERIALS), cfg.texture_scale)
     traj = make_trajectory(cfg.seed, cfg.frames, cfg.fps, cfg.orbit_radius_m, cfg.orbit_height_m, cfg.arc_deg,
                            cfg.shake, cfg.exposure_drift, scene.table_centre)
-    tmp = _prepare_out(out)
+    tmp = _prepare_out(out, cfg.dynamic)
     try:
         video = _VideoWriter(tmp / "capture.mp4", cfg.width, cfg.height, cfg.fps, cfg.video_crf)
         cams: list[Camera] = []
+        motion = []
         for i in range(cfg.frames):
             t0 = time.perf_counter()
             ts = i / cfg.fps
+            if scene.moving:  # the moving parts where they are at this frame (no motion blur of their own)
+                s = normalised_time(i, cfg.frames)
+                tracer = Tracer.make(pose_scene(scene, s))
+                motion.append({"name": f"{i:06d}", "time": s,
+                               "poses": {m.name: m.matrix(s).tolist() for m in scene.moving}})
             R, t = traj.pose(ts)
             name = f"{i:06d}"
             cam = phone_camera(name, cfg.width, cfg.height, cfg.hfov_deg, R, t, ts, f"frames/{name}.jpg")
@@ -154,6 +168,8 @@ def synthesize_capture(cfg: SynthConfig, out: Path | None = None,
                         [cv2.IMWRITE_JPEG_QUALITY, int(cfg.jpeg_quality)])
             video.write(rgb)
             np.save(tmp / "ground_truth" / "depth" / f"{name}.npy", r.depth.astype(np.float32))
+            if r.part is not None:
+                cv2.imwrite(str(tmp / "ground_truth" / "moving" / f"{name}.png"), (r.part + 1).astype(np.uint8))
             cams.append(cam)
             if on_frame is not None:
                 on_frame(i, time.perf_counter() - t0)
@@ -162,6 +178,10 @@ def synthesize_capture(cfg: SynthConfig, out: Path | None = None,
         write_cameras(gt, cams)
         scene.mesh.export(gt / "mesh.ply")
         (gt / "meta.json").write_text(json.dumps(_meta(cfg, scene), indent=1))
+        if scene.moving:
+            (gt / "motion.json").write_text(json.dumps(
+                {"parts": [m.to_json() for m in scene.moving], "time": "normalised: frame i at i / (frames - 1)",
+                 "pose": "4x4 world-from-rest (rest = time 0, as in mesh.ply)", "frames": motion}, indent=1))
         swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -185,6 +205,25 @@ class GroundTruth:
     def depth(self, i: int) -> np.ndarray:
         """z-depth (H, W) float32 of frame i in metres; 0 where no surface was hit."""
         return np.load(self.root / "ground_truth" / "depth" / f"{self.cameras[i].name}.npy")
+
+    @property
+    def dynamic(self) -> bool:
+        return bool(self.meta.get("dynamic"))
+
+    def moving_mask(self, i: int) -> np.ndarray:
+        """(H, W) uint8 of frame i: 0 = static surface or nothing, k + 1 = moving part k (dynamic captures)."""
+        p = self.root / "ground_truth" / "moving" / f"{self.cameras[i].name}.png"
+        m = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        if m is None:
+            raise InputError(f"{p}: no moving-part mask (not a dynamic capture?)")
+        return m
+
+    def motion(self) -> dict:
+        """ground_truth/motion.json of a dynamic capture: the parts' motions and per-frame poses."""
+        p = self.root / "ground_truth" / "motion.json"
+        if not p.exists():
+            raise InputError(f"{self.root}: not a dynamic capture (ground_truth/motion.json missing)")
+        return json.loads(p.read_text())
 
     def image_path(self, i: int) -> Path:
         return self.root / self.cameras[i].image

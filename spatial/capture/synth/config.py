@@ -42,6 +42,15 @@ class SynthConfig:
     shadows: bool = opt(True, "cast shadow rays towards the light")
     jpeg_quality: int = opt(92, "JPEG quality of frames/*.jpg", low=1, high=100)
     video_crf: int = opt(18, "x264 constant rate factor of capture.mp4 (lower = better)", low=0, high=51)
+    texture_scale: float = opt(1.0, "size of the surface patterns (noise cells, speckles) relative to the default: "
+                                    "> 1 gives smoother surfaces (fewer details finer than a few pixels)", low=0.1,
+                               high=20)
+    dynamic: bool = opt(False, "a moving scene: on the table a box slides, a box spins and a chest's lid opens "
+                               "while the phone films (per-pixel moving-part masks and part poses in the ground "
+                               "truth)")
+    bundle: Path | None = opt(None, "also write a scene bundle from the ground truth (true cameras, the frames, "
+                                    "true depth, points fused from it; no SfM), ready for `twin splat` "
+                                    "(replaced if it holds an earlier ground-truth bundle)", metavar="DIR")
 
     def __post_init__(self):
         validate_config(self)

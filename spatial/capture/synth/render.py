@@ -78,10 +78,12 @@ def rows_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Render:
-    """A noise-free render: linear colour (H, W, 3) and z-depth (H, W), 0 where no surface was hit."""
+    """A noise-free render: linear colour (H, W, 3) and z-depth (H, W), 0 where no surface was hit; for a scene
+    with moving parts, `part` (H, W) int16 is the moving part seen at each pixel (-1: static or nothing)."""
 
     colour: np.ndarray
     depth: np.ndarray
+    part: np.ndarray | None = None
 
 
 def render_frame(tracer: Tracer, field: NoiseField, cam: Camera, shadows: bool = True) -> Render:
@@ -94,8 +96,13 @@ def render_frame(tracer: Tracer, field: NoiseField, cam: Camera, shadows: bool =
     depth = np.zeros(H * W, dtype=np.float32)
     depth[hit] = t[hit]
     colour = np.zeros((H * W, 3), dtype=np.float32)
+    part = None
+    if scene.face_part is not None:
+        part = np.full(H * W, -1, dtype=np.int16)
+        part[hit] = scene.face_part[tri[hit]]
+        part = part.reshape(H, W)
     if len(hit) == 0:
-        return Render(colour.reshape(H, W, 3), depth.reshape(H, W))
+        return Render(colour.reshape(H, W, 3), depth.reshape(H, W), part)
     f = tri[hit]
     d = dirs[hit].astype(np.float32)
     p = (centre + t[hit, None] * dirs[hit]).astype(np.float32)  # float32: shading and texture only
@@ -110,13 +117,14 @@ def render_frame(tracer: Tracer, field: NoiseField, cam: Camera, shadows: bool =
     footprint = (t[hit].astype(np.float32) / np.float32(cam.fx)) / np.clip(np.abs(cos_v), 0.25, 1.0)
 
     mats = scene.face_material[f]
+    p_tex = scene.texture_points(f, p)  # moving parts carry their texture with them
     albedo = np.zeros((len(hit), 3), dtype=np.float32)
     for m in np.unique(mats):
         sel = mats == m
         if MATERIALS[m].marker:
             albedo[sel] = _marker_albedo(scene, cam, hit[sel])[:, None]
         else:
-            albedo[sel] = material_albedo(field, int(m), MATERIALS[m], p[sel], footprint[sel])
+            albedo[sel] = material_albedo(field, int(m), MATERIALS[m], p_tex[sel], footprint[sel])
 
     to_light = scene.light.astype(np.float32) - p
     dist = np.sqrt(rows_dot(to_light, to_light))
@@ -128,7 +136,7 @@ def render_frame(tracer: Tracer, field: NoiseField, cam: Camera, shadows: bool =
         lam[np.flatnonzero(lit)[ts < 1.0 - 1e-6]] = 0.0
     diffuse = lam * np.float32(1.5) / (1.0 + np.float32(0.22) * dist * dist)
     colour[hit] = albedo * (AMBIENT + diffuse[:, None] * LIGHT_COLOUR)
-    return Render(colour.reshape(H, W, 3), depth.reshape(H, W))
+    return Render(colour.reshape(H, W, 3), depth.reshape(H, W), part)
 
 
 def _marker_albedo(scene: Scene, cam: Camera, pix: np.ndarray) -> np.ndarray:

@@ -6,11 +6,13 @@ The layout is fixed; the seed changes textures, trajectory and noise (see `traje
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import trimesh
 
+from spatial.capture.synth.geometry import rows_at
+from spatial.capture.synth.motion import MovingPart
 from spatial.capture.synth.textures import MATERIALS, material_index
 
 ROOM = (4.0, 4.0, 2.5)  # x, y, z extents; floor at z = 0, room centred on the origin in x and y
@@ -66,10 +68,46 @@ class Scene:
     light: np.ndarray  # (3,) point light position
     table_top_z: float
     table_centre: np.ndarray  # (3,) centre of the table top surface
+    moving: tuple[MovingPart, ...] = ()  # the dynamic scene's rigid moving parts (empty: a static scene)
+    face_part: np.ndarray | None = None  # (F,) int: index into `moving`, -1 for static faces
+    part_poses: tuple | None = None  # world-from-rest (R, t) per moving part of this posed mesh; None = rest
 
     @property
     def bounds(self) -> np.ndarray:
         return np.asarray(self.mesh.bounds)
+
+    def texture_points(self, faces: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """Where the solid texture is looked up for hits p (N, 3) on `faces`: the part's rest pose, so that the
+        texture moves with a moving part; static faces use the world point itself."""
+        if self.part_poses is None or self.face_part is None:
+            return p
+        part = self.face_part[faces]
+        out = p.copy()
+        for k, (R, t) in enumerate(self.part_poses):
+            sel = part == k
+            if sel.any():
+                out[sel] = rows_at((p[sel] - t).astype(p.dtype), R)  # R^T (p - t), row by row
+        return out
+
+
+def pose_scene(scene: Scene, s: float) -> Scene:
+    """The scene at normalised time s: each moving part's vertices and corner normals moved rigidly."""
+    if not scene.moving:
+        return scene
+    verts = np.array(scene.mesh.vertices, dtype=np.float64)
+    faces = np.asarray(scene.mesh.faces)
+    normals = scene.corner_normals.copy()
+    poses = []
+    for k, part in enumerate(scene.moving):
+        R, t = part.pose(s)
+        sel = scene.face_part == k
+        vids = np.unique(faces[sel])
+        verts[vids] = verts[vids] @ R.T + t
+        normals[sel] = normals[sel] @ R.T
+        poses.append((R, t))
+    mesh = trimesh.Trimesh(verts, faces, process=False)
+    mesh.visual.face_colors = scene.mesh.visual.face_colors
+    return replace(scene, mesh=mesh, corner_normals=normals, part_poses=tuple(poses))
 
 
 def marker_bitmap(border_modules: int = MARKER_BORDER_MODULES) -> np.ndarray:
@@ -130,7 +168,7 @@ def _room_parts():
     return parts
 
 
-def _table_parts(top: float):
+def _table_frame(top: float):
     tx, ty = TABLE_SIZE
     parts = [_box((tx, ty, TABLE_THICKNESS), (0, 0, top - TABLE_THICKNESS / 2), "table_top")]
     leg_h = top - TABLE_THICKNESS
@@ -138,20 +176,40 @@ def _table_parts(top: float):
         for sy in (-1, 1):
             parts.append(_box((0.05, 0.05, leg_h), (sx * (tx / 2 - 0.07), sy * (ty / 2 - 0.07), leg_h / 2),
                               "table_leg"))
+    return parts
+
+
+def _mug_and_ball(top: float):
     mug_c = np.array([0.02, -0.2, top + 0.055])
     mug = trimesh.creation.cylinder(radius=0.045, height=0.11, sections=48)
     mug.apply_translation(mug_c)
     ball_c = np.array([-0.38, -0.2, top + 0.07])
     ball = trimesh.creation.icosphere(subdivisions=3, radius=0.07)
     ball.apply_translation(ball_c)
-    parts += [
+    return [_part(mug, "mug", smooth_centre=mug_c, smooth_axis=(0, 0, 1)), _part(ball, "ball", smooth_centre=ball_c)]
+
+
+def _table_parts(top: float):
+    return _table_frame(top) + [
         _box((0.25, 0.18, 0.12), (-0.3, 0.12, top + 0.06), "box_card", yaw_deg=15.0),
         _box((0.12, 0.12, 0.22), (0.0, 0.2, top + 0.11), "box_blue", yaw_deg=-30.0),
         _box((0.22, 0.16, 0.03), (0.35, 0.25, top + 0.015), "book", yaw_deg=5.0),
-        _part(mug, "mug", smooth_centre=mug_c, smooth_axis=(0, 0, 1)),
-        _part(ball, "ball", smooth_centre=ball_c),
+    ] + _mug_and_ball(top)
+
+
+def _moving_table_parts(top: float) -> list[tuple[MovingPart, tuple]]:
+    """The dynamic scene's moving objects in their rest pose (time 0), each with its motion: a box slides
+    0.3 m along the table, a tall box spins half a turn, the lid of a chest opens 110 degrees."""
+    card_c, blue_c = (-0.38, 0.18, top + 0.06), (0.2, 0.12, top + 0.11)
+    hinge = (0.45, 0.32, top + 0.09)  # back top edge of the chest
+    return [
+        (MovingPart("sliding_box", "slide", (1.0, 0.0, 0.0), 0.3, (0.1, 0.9)),
+         _box((0.25, 0.18, 0.12), card_c, "box_card")),
+        (MovingPart("spinning_box", "spin", (0.0, 0.0, 1.0), 180.0, (0.0, 1.0), blue_c),
+         _box((0.12, 0.12, 0.22), blue_c, "box_blue", yaw_deg=-30.0)),
+        (MovingPart("chest_lid", "hinge", (-1.0, 0.0, 0.0), 110.0, (0.2, 0.7), hinge),
+         _box((0.2, 0.14, 0.02), (0.45, 0.25, top + 0.1), "book")),
     ]
-    return parts
 
 
 def _marker(top: float, size: float) -> tuple[Marker, tuple]:
@@ -167,26 +225,40 @@ def _marker(top: float, size: float) -> tuple[Marker, tuple]:
     return marker, _quad(corners, "marker")
 
 
-def build_scene(marker_size_m: float = 0.15) -> Scene:
-    """The room, table, objects and marker as one mesh in metres, +Z up, floor at z = 0."""
+def build_scene(marker_size_m: float = 0.15, dynamic: bool = False) -> Scene:
+    """The room, table, objects and marker as one mesh in metres, +Z up, floor at z = 0 (at rest: time 0).
+
+    `dynamic` lays the table out with moving objects (see `_moving_table_parts`, `pose_scene`).
+    """
     top = TABLE_HEIGHT
     if not 0.02 <= marker_size_m <= 0.3:
         from twin_kit import InputError
 
         raise InputError(f"marker size {marker_size_m} m does not fit on the table (0.02 .. 0.3 m)")
     marker, marker_part = _marker(top, marker_size_m)
-    parts = _room_parts() + _table_parts(top) + [marker_part]
-    verts, faces, normals, mats = [], [], [], []
+    if dynamic:
+        moving = _moving_table_parts(top)
+        chest = _box((0.2, 0.14, 0.09), (0.45, 0.25, top + 0.045), "cabinet")
+        parts = _room_parts() + _table_frame(top) + _mug_and_ball(top) + [chest, marker_part]
+        part_of = [-1] * len(parts) + list(range(len(moving)))
+        parts += [p for _, p in moving]
+    else:
+        moving = []
+        parts = _room_parts() + _table_parts(top) + [marker_part]
+        part_of = [-1] * len(parts)
+    verts, faces, normals, mats, face_part = [], [], [], [], []
     base = 0
-    for v, f, cn, m in parts:
+    for (v, f, cn, m), k in zip(parts, part_of):
         verts.append(v)
         faces.append(f + base)
         normals.append(cn)
         mats.append(m)
+        face_part.append(np.full(len(f), k, dtype=np.int64))
         base += len(v)
     mesh = trimesh.Trimesh(np.concatenate(verts), np.concatenate(faces), process=False)
     face_material = np.concatenate(mats)
     colours = np.array([m.mean_colour for m in MATERIALS])[face_material]
     mesh.visual.face_colors = np.concatenate([(colours * 255).round(), np.full((len(colours), 1), 255)], 1)
     return Scene(mesh=mesh, face_material=face_material, corner_normals=np.concatenate(normals), marker=marker,
-                 light=np.array([0.7, -0.9, 2.35]), table_top_z=top, table_centre=np.array([0.0, 0.0, top]))
+                 light=np.array([0.7, -0.9, 2.35]), table_top_z=top, table_centre=np.array([0.0, 0.0, top]),
+                 moving=tuple(m for m, _ in moving), face_part=np.concatenate(face_part) if moving else None)

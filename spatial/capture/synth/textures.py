@@ -42,14 +42,15 @@ class NoiseField:
     table: np.ndarray  # (GRID**3,) float32 uniform [0, 1)
     rotations: np.ndarray  # (M, O, 3, 3) float32
     offsets: np.ndarray  # (M, O, 3) float32
+    scale: float = 1.0  # every pattern (noise cells, speckles, brightness blotches) this many times larger
 
 
 LACUNARITY = 2.17  # not 2, so octave lattices do not nest
 N_OCT = 8  # octave slots: 0..5 fbm, 6 speckle, 7 brightness
 
 
-def make_noise(seed: int, n_materials: int) -> NoiseField:
-    """Deterministic noise tables for `n_materials` materials."""
+def make_noise(seed: int, n_materials: int, scale: float = 1.0) -> NoiseField:
+    """Deterministic noise tables for `n_materials` materials, patterns `scale` times their nominal size."""
     rng = np.random.default_rng([seed, 7101])
     table = rng.random(GRID ** 3, dtype=np.float32)
     q = rng.normal(size=(n_materials, N_OCT, 4))
@@ -61,7 +62,8 @@ def make_noise(seed: int, n_materials: int) -> NoiseField:
         np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
     ], -2)
     offsets = rng.uniform(0, GRID, size=(n_materials, N_OCT, 3))
-    return NoiseField(table=table, rotations=R.astype(np.float32), offsets=offsets.astype(np.float32))
+    return NoiseField(table=table, rotations=R.astype(np.float32), offsets=offsets.astype(np.float32),
+                      scale=float(scale))
 
 
 def value_noise(table: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -96,6 +98,7 @@ def material_albedo(field: NoiseField, m: int, mat: Material, p: np.ndarray, foo
     n = len(p)
     n_fbm = min(mat.octaves, 6)
     cells = [mat.cell / LACUNARITY ** k for k in range(n_fbm)] + [0.0] * (6 - n_fbm) + [mat.speck_cell, 0.7]
+    cells = [c * field.scale for c in cells]
     used = [k for k in range(N_OCT) if cells[k] > 0]
     # lattice coordinates of every octave at once: q_k = R_k p / cell_k + offset_k
     A = np.concatenate([field.rotations[m, k].T / cells[k] for k in used], axis=1)
