@@ -10,6 +10,7 @@ Public API (names load on first use, so `import twin_kit` stays cheap):
          make_parents, remove_empty, private_temp_dir
   rotations: qmul, qconj, qrot, qmat, tmul, tinv (xyzw, NumPy), quat_to_rotmat (wxyz), CV_TO_GL
   threads: torch_threads, Prefetch;  warp: quiet_warp;  assets: asset_path (the repo's or installed assets/)
+  isolated: IsolatedWorker, WorkerTimeout (a native call in a killable child process, with timeout and retry)
 """
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ _API = {
     **dict.fromkeys(["torch_threads", "Prefetch"], "threads"),
     "quiet_warp": "warp",
     "asset_path": "assets",
+    **dict.fromkeys(["IsolatedWorker", "WorkerTimeout"], "isolated"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _API)
 __all__ = [*__all__, "lazy_exports"]

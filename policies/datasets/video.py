@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from twin_kit import InputError, deferred_interrupts
+from twin_kit import InputError, IsolatedWorker
 
 TOLERANCE_S = 1e-4  # LeRobot's default tolerance between a query timestamp and a decoded frame
 
@@ -56,17 +56,29 @@ def _quiet_encoders() -> None:
     os.environ.setdefault("SVT_LOG", "1")
 
 
+_ENCODER = IsolatedWorker("twin-video-encoder")
+
+
 def encode_video(frames: np.ndarray, fps: int, path: Path, enc: VideoEncoding) -> None:
-    """Write (T, H, W, 3) uint8 frames as an mp4 whose frame i is shown at i / fps."""
+    """Write (T, H, W, 3) uint8 frames as an mp4 whose frame i is shown at i / fps.
+
+    The encoder runs in a killable child process: SVT-AV1 (PyAV 18's libSvtAv1Enc 4.1) deadlocked once in a
+    few hundred clips of a long `twin record`, so a clip that hangs is killed and encoded again.
+    """
+    frames = np.ascontiguousarray(frames, dtype=np.uint8)
+    timeout = 60.0 + frames.nbytes / 2e6  # generous: 96 px clips take well under a second
+    _ENCODER.call(_encode_clip, (frames, fps, str(path), enc), timeout=timeout)
+
+
+def _encode_clip(frames: np.ndarray, fps: int, path: str, enc: VideoEncoding) -> None:
+    """The encode itself (runs in the encoder process)."""
     import av
 
     _quiet_encoders()
     options = {"g": str(enc.gop), "crf": str(enc.crf)}
     if enc.codec == "libsvtav1":
         options["preset"] = str(enc.preset)
-    # Ctrl-C waits for the clip (a second or two): an interrupt inside the encoder can leave SVT-AV1's threads
-    # waiting for an end of stream that never comes, and the process hangs at exit instead of stopping.
-    with deferred_interrupts(), av.open(str(path), "w", format="mp4", options={"movflags": "faststart"}) as out:
+    with av.open(path, "w", format="mp4", options={"movflags": "faststart"}) as out:
         stream = out.add_stream(enc.codec, rate=fps, options=options)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = enc.pix_fmt
