@@ -9,7 +9,10 @@ In the metric synthetic twin (`twin demo`'s capture, with its splats) and the Fr
   initial states restyled with the *train* style splits (`twin train V R --mix 1,1`).
 - Both evaluated with `twin eval` on `vanilla` and on every held-out style family, --eval-episodes per style,
   from seeds disjoint from the training ones (--eval-seed), so A and B meet the same initial states.
-- Without --headline, also the flow-matching policy, plain and restyled, on --flow-task.
+- Without --headline, also the flow-matching policy, plain and restyled, on --flow-task; A and B of the headline
+  task evaluated in a second capture (--other-scene, the bird scan); and the G1's one-arm reach policy (ACT on
+  the head camera, the goal in observation.state), which `twin deploy` sends to the simulated humanoid.
+  `--only g1` or `--only other_scene` runs one of those two alone.
 Data: V100 = vanilla seeds 0..N/2-1; V = V100 appended with seeds N/2..N-1 (A's data); R = seeds N/2..N-1
 restyled (B trains on V100 + R). Datasets and trained runs in --work are reused when complete, so an
 interrupted experiment continues where it stopped (--fresh starts over).
@@ -56,16 +59,16 @@ def episodes_in(dataset: Path) -> int:
     return int(json.loads(info.read_text())["total_episodes"]) if info.exists() else 0
 
 
-def record(a, task: str, out: Path, episodes: int, seed: int, restyle: str, log: Path, append_to: Path | None = None
-           ) -> dict:
+def record(a, task: str, out: Path, episodes: int, seed: int, restyle: str, log: Path, append_to: Path | None = None,
+           robot: str | None = None, cameras: str | None = None) -> dict:
     """One dataset of `episodes` expert demonstrations from `seed` on (reused when already complete)."""
     want = episodes + (episodes_in(append_to) if append_to else 0)
     if episodes_in(out) == want:
         return {"reused": True, "episodes": want}
     if out.exists():
         shutil.rmtree(out)
-    common = ["--task", task, "--robot", a.robot, "--cameras", a.cameras, "--size", str(a.size), "--worlds",
-              str(a.worlds), "--restyle", restyle]
+    common = ["--task", task, "--robot", robot or a.robot, "--cameras", cameras or a.cameras, "--size", str(a.size),
+              "--worlds", str(a.worlds), "--restyle", restyle]
     if restyle != "none":
         common += ["--style-split", "train"]
     if append_to is not None:
@@ -75,12 +78,13 @@ def record(a, task: str, out: Path, episodes: int, seed: int, restyle: str, log:
                 log=log)
 
 
-def train(a, policy: str, datasets: list[Path], out: Path, log: Path, mix: str | None = None) -> dict:
+def train(a, policy: str, datasets: list[Path], out: Path, log: Path, mix: str | None = None,
+          steps: int | None = None) -> dict:
     """A policy trained on `datasets` into the run folder `out` (reused when its summary exists)."""
     done = out / "bench_train.json"
     if done.exists():
         return {**json.loads(done.read_text()), "reused": True}
-    args = ["train", *map(str, datasets), "--policy", policy, "--out", str(out), "--steps", str(a.steps),
+    args = ["train", *map(str, datasets), "--policy", policy, "--out", str(out), "--steps", str(steps or a.steps),
             "--batch-size", str(a.batch_size), "--image-size", str(a.image_size), "--threads", str(a.threads),
             "--seed", str(a.seed)]
     if mix:
@@ -94,11 +98,13 @@ def train(a, policy: str, datasets: list[Path], out: Path, log: Path, mix: str |
     return res
 
 
-def evaluate(a, task: str, run: Path, log: Path) -> dict:
-    """`twin eval` of a run on vanilla and every held-out family, from --eval-seed on."""
-    return twin("eval", str(run), "--bundle", a.scene, "--task", task, "--robot", a.robot, "--styles",
-                "vanilla,held_out", "--episodes", str(a.eval_episodes), "--seed", str(a.eval_seed), "--worlds",
-                str(a.worlds), "--threads", str(a.threads), "--videos", str(run / "eval" / task), log=log)
+def evaluate(a, task: str, run: Path, log: Path, scene: str | None = None, styles: str = "vanilla,held_out",
+             robot: str | None = None, extra: tuple[str, ...] = (), tag: str = "") -> dict:
+    """`twin eval` of a run on vanilla and every held-out family (or `styles`), from --eval-seed on."""
+    return twin("eval", str(run), "--bundle", scene or a.scene, "--task", task, "--robot", robot or a.robot,
+                "--styles", styles, "--episodes", str(a.eval_episodes), "--seed", str(a.eval_seed), "--worlds",
+                str(a.worlds), "--threads", str(a.threads), "--videos", str(run / "eval" / (task + tag)), *extra,
+                log=log)
 
 
 def arm(a, task: str, policy: str, name: str, datasets: list[Path], mix: str | None, log: Path) -> dict:
@@ -145,6 +151,39 @@ def run_task(a, task: str, flow: bool) -> dict:
     return out
 
 
+def g1_reach(a) -> dict:
+    """The G1's one-arm reach policy (ACT, head camera, the goal in observation.state), which the deployment
+    issue sends to the simulated humanoid: its demos, training and success in the capture's appearance."""
+    log = Path(a.work) / "logs" / "g1_reach.log"
+    ds = Path(a.work) / "datasets" / f"reach_g1_{a.demos}"
+    t0 = time.perf_counter()
+    rec = record(a, "reach", ds, a.demos, 0, "none", log, robot="g1", cameras="head")
+    record_s = time.perf_counter() - t0
+    tr = train(a, "act", [ds], Path(a.work) / "runs" / "reach_g1_act", log, steps=a.g1_steps)
+    ev = evaluate(a, "reach", Path(tr["run"]), log, styles="vanilla", robot="g1")
+    return {"success": ev["success"]["vanilla"], "interval": ev["intervals"]["vanilla"],
+            "expert_success": rec.get("expert_success"), "record_seconds": round(record_s, 1),
+            "train_seconds": tr["seconds"], "train_reused": bool(tr.get("reused")), "eval_seconds": ev["seconds"],
+            "parameters": tr["parameters"], "steps": a.g1_steps, "run": tr["run"]}
+
+
+def other_scene(a, task: str) -> dict:
+    """A and B of `task`, trained in the demo twin, evaluated in another capture (--other-scene, metres per
+    unit --other-scale) in its own appearance: a scene neither policy has seen."""
+    log = Path(a.work) / "logs" / f"{task}_other_scene.log"
+    out = {"scene": a.other_scene, "scale": a.other_scale, "task": task}
+    for name in ("plain", "restyled"):
+        run = Path(a.work) / "runs" / f"{task}_act_{name}"
+        if not (run / "bench_train.json").exists():
+            raise SystemExit(f"{run}: not trained yet (run the {task} arms first)")
+        ev = evaluate(a, task, run, log, scene=a.other_scene, styles="vanilla", tag="_other_scene",
+                      extra=("--scale", str(a.other_scale)) if a.other_scale else ())
+        out[f"{name}_success"] = ev["success"]["vanilla"]
+        out[f"{name}_interval"] = ev["intervals"]["vanilla"]
+        out[f"{name}_eval_seconds"] = ev["seconds"]
+    return out
+
+
 def goals(res: dict) -> dict:
     gain = res["restyled_heldout_success"] - res["plain_heldout_success"]
     slowest = max(res["plain_train_seconds"], res["restyled_train_seconds"]) / 60
@@ -175,6 +214,11 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", default=str(REPO / "benches" / "work" / "sim2real"))
     p.add_argument("--fresh", action="store_true", help="record and train everything anew")
+    p.add_argument("--g1-steps", type=int, default=3000, help="training steps of the G1 reach policy")
+    p.add_argument("--other-scene", default="twins/bird", help="a second capture the headline arms are evaluated in")
+    p.add_argument("--other-scale", type=float, default=None, help="metres per unit of --other-scene if arbitrary")
+    p.add_argument("--only", choices=("g1", "other_scene"), default=None,
+                   help="run one extra section alone (reusing the trained headline arms)")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
     os.chdir(REPO)
@@ -185,19 +229,28 @@ def main() -> None:
     if a.fresh and Path(a.work).exists():
         shutil.rmtree(a.work)
     t0 = time.perf_counter()
-    tasks = [a.headline_task] if a.headline else [t for t in a.tasks.split(",") if t]
-    per_task = {t: run_task(a, t, flow=not a.headline and t == a.flow_task) for t in tasks}
-    head = per_task[a.headline_task]
-    res = {"headline_task": a.headline_task,
-           **{k: head[k] for k in ("restyled_vanilla_success", "restyled_heldout_success", "plain_heldout_success",
-                                   "plain_vanilla_success")},
-           "train_seconds": max(head["plain_train_seconds"], head["restyled_train_seconds"]),
-           **goals(head), "goals": GOALS, "tasks": per_task,
-           "settings": {k: getattr(a, k) for k in ("scene", "robot", "demos", "eval_episodes", "eval_seed",
-                                                    "cameras", "size", "image_size", "steps", "batch_size",
-                                                    "worlds", "threads", "seed", "headline")},
-           "seconds": round(time.perf_counter() - t0, 1)}
-    out = REPO / "benches" / "results" / "sim2real.json"
+    if a.only:
+        res = {"g1_reach": g1_reach(a)} if a.only == "g1" else {"other_scene": other_scene(a, a.headline_task)}
+        res["seconds"] = round(time.perf_counter() - t0, 1)
+        name = f"sim2real_{a.only}.json"
+    else:
+        tasks = [a.headline_task] if a.headline else [t for t in a.tasks.split(",") if t]
+        per_task = {t: run_task(a, t, flow=not a.headline and t == a.flow_task) for t in tasks}
+        head = per_task[a.headline_task]
+        res = {"headline_task": a.headline_task,
+               **{k: head[k] for k in ("restyled_vanilla_success", "restyled_heldout_success",
+                                       "plain_heldout_success", "plain_vanilla_success")},
+               "train_seconds": max(head["plain_train_seconds"], head["restyled_train_seconds"]),
+               **goals(head), "goals": GOALS, "tasks": per_task}
+        if not a.headline:
+            res["other_scene"] = other_scene(a, a.headline_task)
+            res["g1_reach"] = g1_reach(a)
+        res["settings"] = {k: getattr(a, k) for k in ("scene", "robot", "demos", "eval_episodes", "eval_seed",
+                                                       "cameras", "size", "image_size", "steps", "batch_size",
+                                                       "worlds", "threads", "seed", "headline", "g1_steps")}
+        res["seconds"] = round(time.perf_counter() - t0, 1)
+        name = "sim2real.json"
+    out = REPO / "benches" / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
     print(json.dumps(res) if a.json else json.dumps(res, indent=1))

@@ -122,11 +122,12 @@ class PolicyRollout:
                         episode_s=cfg.episode_s, visuals=bool(names) or self.films)
         with contextlib.redirect_stdout(sys.stderr):  # building prints notes: stdout is for --json
             self.env = TaskEnv(tc)
-        joints = joint_names(self.env.world)
-        if joints != list(features.state_names) or len(joints) != features.action_dim:
-            raise InputError(f"the policy reads and writes the joints {', '.join(features.state_names[:3])}, ... "
-                             f"({features.state_dim}); {self.env.profile.name} in this task has "
-                             f"{', '.join(joints[:3])}, ... ({len(joints)})")
+        joints, states = joint_names(self.env.world), self.env.state_names()
+        if states != list(features.state_names) or len(joints) != features.action_dim:
+            raise InputError(f"the policy reads {', '.join(features.state_names[:3])}, ... ({features.state_dim}) "
+                             f"and writes {features.action_dim} joint targets; {self.env.profile.name} in "
+                             f"{cfg.task} has the state {', '.join(states[:3])}, ... ({len(states)}) and "
+                             f"{len(joints)} joints")
         self.cameras = build_cameras(self.env, names, size)
         self.view = None  # the video's front view in the capture's appearance: the policy's front camera if any
         if self.films and "front" not in names:

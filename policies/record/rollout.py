@@ -113,7 +113,7 @@ def dataset_spec(env, cameras: list[RecordCamera], cfg: RecordConfig) -> Dataset
                                                    {"objects": [o.name for o in env.objects], "pose": POSE})
     extra["style_id"] = Feature("int64", (1,))
     cams = {c.name: (cfg.size, cfg.size) for c in cameras}
-    return standard_spec(cfg.fps, env.profile.name, names, names, cams, extra=extra)
+    return standard_spec(cfg.fps, env.profile.name, env.state_names(), names, cams, extra=extra)
 
 
 @dataclass

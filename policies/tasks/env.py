@@ -66,6 +66,7 @@ def robot_surface_points(world, per_shape: int = 300) -> np.ndarray:
     return np.concatenate(pts) if pts else np.zeros((0, 3))
 
 
+GOAL_NAMES = ("goal_x", "goal_y", "goal_z")  # a goal in observation.state (TaskDef.goal_in_state)
 BASE_ATTEMPTS = 5  # base poses tried, best first, when sim refuses one as inside the scan
 
 
@@ -226,12 +227,28 @@ class TaskEnv:
         return TaskState(ee_pos=p, ee_quat=q, object_pos=bq[..., :3], object_quat=bq[..., 3:], goal=self.goal.copy(),
                          support_z=self.support_z, objects=self.objects)
 
+    def state_names(self) -> list[str]:
+        """Names of `observation.state`: the robot's joint coordinates, then the goal in the base frame (x, y, z)
+        when the task puts it there."""
+        from policies.record.rollout import joint_names
+
+        return joint_names(self.world) + (list(GOAL_NAMES) if self.task.goal_in_state else [])
+
+    def goal_in_base(self, goal: np.ndarray) -> np.ndarray:
+        """World-frame goals (N, 3) in the robot's base frame (origin on the support under the base, yaw)."""
+        c, s = np.cos(self.base[3]), np.sin(self.base[3])
+        d = goal - self.base[:3]
+        return np.stack([c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1], d[:, 2]], axis=1)
+
     def observe(self, s: TaskState | None = None) -> dict[str, torch.Tensor]:
         s = s or self.state()
 
         def t(a):
             return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)
 
-        return {"observation.state": t(get_joint_positions(self.world)), "ee_pos": t(s.ee_pos),
+        q = get_joint_positions(self.world)
+        if self.task.goal_in_state:
+            q = np.concatenate([np.asarray(q), self.goal_in_base(s.goal)], axis=1)
+        return {"observation.state": t(q), "ee_pos": t(s.ee_pos),
                 "ee_quat": t(s.ee_quat), "object_pos": t(s.object_pos), "object_quat": t(s.object_quat),
                 "goal": t(s.goal)}

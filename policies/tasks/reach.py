@@ -25,4 +25,4 @@ def reward(s: TaskState) -> np.ndarray:
 
 
 TASK = TaskDef("reach", objects=(), robots=("franka", "so101", "g1_upper"), episode_s=6.0,
-               sample=sample, success=success, reward=reward)
+               sample=sample, success=success, reward=reward, goal_in_state=True)

@@ -64,6 +64,8 @@ class TaskDef:
 
     `sample(workspace, rng, profile, objects) -> (object poses (K, 4) x y z yaw, goal (3,))`;
     `success(state) -> (N,) bool` (instantaneous; the env asks it to hold for `hold_s`); `reward(state) -> (N,)`.
+    `goal_in_state`: the goal is appended to `observation.state` (in the robot's base frame), for tasks whose goal
+    no camera sees (a reach target is a point in the air), as Isaac Lab's reach puts its command in the observation.
     """
 
     name: str
@@ -73,3 +75,4 @@ class TaskDef:
     sample: Callable
     success: Callable
     reward: Callable
+    goal_in_state: bool = False

@@ -131,3 +131,12 @@ def test_g1_reaches_with_one_arm_on_a_fixed_pelvis(desk):
     ok = run_episodes(env, [0, 1, 2])
     assert ok.all(), ok
     assert env.world.base_xform[2] == pelvis_z == pytest.approx(TABLE_Z + spec.base_height)
+    # the reach goal is a point in the air no camera sees: it travels in observation.state, in the base frame
+    obs = env.observe()["observation.state"].numpy()
+    assert env.state_names()[-3:] == ["goal_x", "goal_y", "goal_z"] and obs.shape == (3, 7 + 3)
+    yaw = env.base[3]
+    c, s = np.cos(yaw), np.sin(yaw)
+    back = env.base[:3] + np.stack([c * obs[:, 7] - s * obs[:, 8], s * obs[:, 7] + c * obs[:, 8], obs[:, 9]], 1)
+    np.testing.assert_allclose(back, env.goal, atol=1e-5)
+    lo, hi = np.array(env.profile.reach_box).T
+    assert ((obs[:, 7:] > lo - 0.35) & (obs[:, 7:] < hi + 0.35)).all()  # near the box (base height aside)
