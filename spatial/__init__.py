@@ -1,7 +1,8 @@
 """spatial: phone capture -> cameras, depth, points and collision mesh (real-to-geometry).
 
 Stages: `capture/` (frames in, synthetic captures, marker sheet) -> `sfm/` (COLMAP mapping, alignment) ->
-`dense/` (plane-sweep depth, fusion, mesh) -> the bundle (`bundle.py`, the contract every stage reads).
+`dense/` (plane-sweep depth, fusion, mesh) -> the bundle (`bundle.py`, the contract every stage reads;
+`bundle_files.py` reads and writes its files).
 `interop/` reads and writes other tools' camera formats; `evaluation/` scores against references.
 Public API below (loaded on first use): other packages, benches and examples import only these names.
 """
@@ -11,10 +12,10 @@ __version__ = "0.1.0"
 
 _API = {
     **dict.fromkeys(["Bundle", "BundleError", "BundlePaths", "read_bundle", "staged_bundle", "updating_bundle",
-                     "new_manifest", "finalize_manifest", "write_cameras", "read_cameras", "atomic_write_bytes",
-                     "read_points", "write_points", "read_collision_mesh", "read_depth", "write_depth",
-                     "CollisionPieces", "read_collision_pieces", "write_collision_pieces", "DynamicRecord",
-                     "read_dynamic", "write_dynamic"], "bundle"),
+                     "new_manifest", "finalize_manifest", "write_cameras", "read_cameras"], "bundle"),
+    **dict.fromkeys(["atomic_write_bytes", "read_points", "write_points", "read_collision_mesh", "read_depth",
+                     "write_depth", "CollisionPieces", "read_collision_pieces", "write_collision_pieces",
+                     "DynamicRecord", "read_dynamic", "write_dynamic"], "bundle_files"),
     **dict.fromkeys(["ConvexConfig", "convex_components", "decompose", "stored_convex_pieces"], "dense.convex"),
     **dict.fromkeys(["Camera", "look_at"], "cameras"),
     **dict.fromkeys(["FramesConfig", "load_frames"], "capture.frames"),

@@ -15,15 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spatial.bundle import (
-    BundlePaths,
-    finalize_manifest,
-    new_manifest,
-    staged_bundle,
-    write_cameras,
-    write_depth,
-    write_points,
-)
+from spatial.bundle import BundlePaths, finalize_manifest, new_manifest, staged_bundle, write_cameras
+from spatial.bundle_files import write_depth, write_points
 from spatial.cameras import Camera
 from twin_kit import InputError, emit_json, info, progress, warn
 

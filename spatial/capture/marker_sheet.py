@@ -280,7 +280,7 @@ def _check_out(out: Path) -> str:
 
 def write_marker_sheet(cfg: MarkerConfig) -> dict:
     """Validate every option, lay the page out and write it atomically; returns what was written."""
-    from spatial.bundle import atomic_write_bytes
+    from spatial.bundle_files import atomic_write_bytes
 
     fmt = _check_out(Path(cfg.out))
     if not (isinstance(cfg.size, (int, float)) and math.isfinite(cfg.size) and cfg.size > 0):

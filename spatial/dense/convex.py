@@ -18,14 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spatial.bundle import (
-    BundleError,
-    BundlePaths,
-    CollisionPieces,
-    read_collision_pieces,
-    updating_bundle,
-    write_collision_pieces,
-)
+from spatial.bundle import BundleError, BundlePaths, updating_bundle
+from spatial.bundle_files import CollisionPieces, read_collision_pieces, write_collision_pieces
 
 
 @dataclass(frozen=True)

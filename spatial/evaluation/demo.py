@@ -21,7 +21,8 @@ def score_against_ground_truth(bundle_dir: Path, capture_dir: Path) -> dict:
     """Pose accuracy (similarity-aligned) and depth AbsRel of a bundle against its synthetic ground truth."""
     import cv2
 
-    from spatial.bundle import read_bundle, read_depth
+    from spatial.bundle import read_bundle
+    from spatial.bundle_files import read_depth
     from spatial.capture.synth import load_ground_truth
     from spatial.evaluation.metrics import evaluate_poses, umeyama
 

@@ -25,21 +25,34 @@ from spatial.cameras import Camera
 AUC_THRESHOLDS = (5, 15, 30)
 
 
-def umeyama(src: np.ndarray, dst: np.ndarray, with_scale: bool = True) -> np.ndarray:
-    """4x4 similarity S (x' = s R x + t) minimising sum ||S src_i - dst_i||^2 (Umeyama 1991)."""
+def umeyama(src: np.ndarray, dst: np.ndarray, with_scale: bool = True, weights: np.ndarray | None = None
+            ) -> np.ndarray:
+    """4x4 similarity S (x' = s R x + t) minimising sum w_i ||S src_i - dst_i||^2 (Umeyama 1991; weighted when
+    `weights` (N,) >= 0 are given, which need a positive sum; without them every w_i is 1)."""
     src = np.asarray(src, dtype=np.float64).reshape(-1, 3)
     dst = np.asarray(dst, dtype=np.float64).reshape(-1, 3)
     if len(src) != len(dst) or len(src) < 2:
         raise ValueError(f"umeyama needs two equally long sets of >= 2 points, got {len(src)} and {len(dst)}")
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    xs, xd = src - mu_s, dst - mu_d
-    cov = xd.T @ xs / len(src)
+    if weights is None:
+        mu_s, mu_d = src.mean(0), dst.mean(0)
+        xs, xd = src - mu_s, dst - mu_d
+        cov = xd.T @ xs / len(src)
+        var_s = float((xs ** 2).sum(1).mean())
+    else:
+        w = np.asarray(weights, dtype=np.float64).reshape(-1)
+        total = w.sum()
+        if len(w) != len(src) or not total > 0:
+            raise ValueError(f"umeyama weights: need {len(src)} with a positive sum, got {len(w)} summing to {total}")
+        w = w / total
+        mu_s, mu_d = w @ src, w @ dst
+        xs, xd = src - mu_s, dst - mu_d
+        cov = (xd * w[:, None]).T @ xs
+        var_s = float(w @ (xs ** 2).sum(1))
     U, D, Vt = np.linalg.svd(cov)
     E = np.ones(3)
     if np.linalg.det(U) * np.linalg.det(Vt) < 0:
         E[2] = -1.0
     R = (U * E) @ Vt
-    var_s = float((xs ** 2).sum(1).mean())
     s = float((D * E).sum() / var_s) if with_scale and var_s > 0 else 1.0
     S = np.eye(4)
     S[:3, :3] = s * R

@@ -12,31 +12,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from spatial.evaluation.metrics import umeyama
+
 
 def weighted_umeyama(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None,
                      with_scale: bool = True) -> np.ndarray:
-    """4x4 similarity S (x' = s R x + t) minimising sum w_i ||S src_i - dst_i||^2 (Umeyama 1991, weighted)."""
-    src = np.asarray(src, np.float64).reshape(-1, 3)
-    dst = np.asarray(dst, np.float64).reshape(-1, 3)
-    w = np.ones(len(src)) if weights is None else np.asarray(weights, np.float64).reshape(-1)
-    total = w.sum()
-    if len(src) != len(dst) or len(src) != len(w) or len(src) < 3 or not total > 0:
-        raise ValueError("weighted_umeyama needs >= 3 corresponding points with positive total weight")
-    w = w / total
-    mu_s, mu_d = w @ src, w @ dst
-    xs, xd = src - mu_s, dst - mu_d
-    cov = (xd * w[:, None]).T @ xs
-    U, D, Vt = np.linalg.svd(cov)
-    E = np.ones(3)
-    if np.linalg.det(U) * np.linalg.det(Vt) < 0:
-        E[2] = -1.0
-    R = (U * E) @ Vt
-    var_s = float(w @ (xs ** 2).sum(1))
-    s = float((D * E).sum() / var_s) if with_scale and var_s > 0 else 1.0
-    S = np.eye(4)
-    S[:3, :3] = s * R
-    S[:3, 3] = mu_d - s * R @ mu_s
-    return S
+    """4x4 similarity S (x' = s R x + t) minimising sum w_i ||S src_i - dst_i||^2: the evaluation's Umeyama fit,
+    in the argument order this module's callers use."""
+    return umeyama(src, dst, with_scale=with_scale, weights=weights)
 
 
 def transform_points(S: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -27,7 +27,8 @@ def median_scaled_absrel(bundle_dir: Path, capture: Path) -> float | None:
     import cv2
     import numpy as np
 
-    from spatial.bundle import read_bundle, read_depth
+    from spatial.bundle import read_bundle
+    from spatial.bundle_files import read_depth
     from spatial.capture.synth import load_ground_truth
     from spatial.evaluation.demo import frame_index
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from spatial.bundle import read_bundle, read_depth, read_points
+from spatial.bundle import read_bundle
+from spatial.bundle_files import read_depth, read_points
 from spatial.feedforward import build_vggt, tiny_config
 from spatial.feedforward.pipeline import confidence_ranks
 from spatial.feedforward.weights import save_vggt_weights

@@ -6,7 +6,7 @@ import open3d as o3d
 import pytest
 from support import box_room
 
-from spatial.bundle import write_points
+from spatial.bundle_files import write_points
 from spatial.dense.fusion import FusionConfig, fuse_points, tsdf_mesh
 from twin_kit.errors import InputError
 

@@ -57,6 +57,23 @@ def test_umeyama_recovers_similarity_and_ignores_outliers():
     assert inl.sum() == 42 and not inl[:8].any()
 
 
+def test_weighted_umeyama_with_zero_weight_on_outliers_is_exact():
+    rng = np.random.default_rng(2)
+    src = rng.normal(size=(40, 3))
+    S = similarity(5, scale=1.9)
+    dst = src @ S[:3, :3].T + S[:3, 3]
+    bad = dst.copy()
+    bad[:10] += rng.normal(size=(10, 3)) * 10
+    w = np.ones(len(src))
+    w[:10] = 0.0
+    assert np.abs(umeyama(src, bad) - S).max() > 1e-2                       # the outliers do pull the plain fit
+    np.testing.assert_allclose(umeyama(src, bad, weights=w), S, atol=1e-10)
+    np.testing.assert_allclose(umeyama(src, bad, weights=3.5 * w), S, atol=1e-10)    # only relative weight counts
+    np.testing.assert_allclose(umeyama(src, dst, weights=np.ones(len(src))), umeyama(src, dst), atol=1e-12)
+    with pytest.raises(ValueError, match="positive sum"):
+        umeyama(src, dst, weights=np.zeros(len(src)))
+
+
 def test_identical_and_similarity_copies_score_perfectly():
     ref = ring()
     for est in (ref, apply_similarity(similarity(), ref)[0]):

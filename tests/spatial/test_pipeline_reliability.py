@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from support import box_room
 
-from spatial.bundle import read_bundle, read_points
+from spatial.bundle import read_bundle
+from spatial.bundle_files import read_points
 from spatial.dense.fusion import FusionConfig, tsdf_mesh
 from spatial.interop.colmap_io import write_colmap
 from spatial.interop.nerfstudio_io import write_transforms

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import trimesh
 
-from spatial.bundle import read_bundle, read_points
+from spatial.bundle import read_bundle
+from spatial.bundle_files import read_points
 from spatial.capture.synth import SynthConfig, load_ground_truth, synthesize_capture
 from spatial.capture.synth.geometry import project, unproject
 from twin_kit.errors import InputError

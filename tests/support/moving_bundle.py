@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spatial.bundle import finalize_manifest, new_manifest, staged_bundle, write_cameras, write_points
+from spatial.bundle import finalize_manifest, new_manifest, staged_bundle, write_cameras
+from spatial.bundle_files import write_points
 from spatial.cameras import Camera, look_at
 
 W, H = 48, 36

@@ -11,16 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spatial.bundle import (
-    BundlePaths,
-    finalize_manifest,
-    is_bundle,
-    new_manifest,
-    staged_bundle,
-    write_cameras,
-    write_depth,
-    write_points,
-)
+from spatial.bundle import BundlePaths, finalize_manifest, is_bundle, new_manifest, staged_bundle, write_cameras
+from spatial.bundle_files import write_depth, write_points
 from spatial.capture.synth.capture import load_ground_truth
 from spatial.capture.synth.geometry import unproject
 
