@@ -20,6 +20,8 @@ _API = {
     **dict.fromkeys(["Sensors", "SensorFrame", "control_maps"], "sensors.cameras"),
     **dict.fromkeys(["SplatBackground"], "sensors.splat_background"),
     **dict.fromkeys(["SimViewConfig", "run_view"], "live.cli"),
-    **dict.fromkeys(["LinkMesh", "link_meshes"], "live.viewer"),
+    **dict.fromkeys(["LinkMesh", "link_meshes", "add_bodies", "add_goal", "set_pose", "draw_bodies", "look_from",
+                     "speed_text", "start_view", "serve_view", "stop_view"], "live.viewer"),
+    **dict.fromkeys(["ThreadedSession", "RealTimePacer", "ticker", "SnapshotDrawer"], "live.threaded"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _API)

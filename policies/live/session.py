@@ -11,18 +11,18 @@ The physics thread is the only one that touches Warp and the policy. Commands (p
 from any thread and are applied between control steps. After every control step the thread publishes an
 immutable `PolicySnapshot` to its subscribers, which is all a viewer or a test needs to read. Slower than real
 time (a large policy on a small CPU) it runs as fast as it can. An ended episode stays shown for `next_after`
-seconds of play, then the next seed starts. This module imports no viewer code (`policies.live.viewer` draws).
+seconds of play, then the next seed starts. The thread, command queue, subscribers and pacing are sim's live
+session's (`ThreadedSession`, `RealTimePacer`). This module imports no viewer code (`policies.live.viewer` draws).
 """
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from policies.evaluate.rollout import EpisodeResult, Job, PolicyRollout, camera_names
+from sim import RealTimePacer, ThreadedSession
 from twin_kit import InputError
 
 
@@ -107,81 +107,36 @@ class LiveRollout(PolicyRollout):
         self.left = self.k
 
 
-class PolicySession:
-    """A `LiveRollout` stepped on its own thread; commands from any thread, snapshots to subscribers."""
+class PolicySession(ThreadedSession):
+    """A `LiveRollout` stepped on its own thread; commands from any thread, snapshots to subscribers after every
+    control step (`subscribe`, `set_playing`, `start`, `stop`, `error`, `finished`: `ThreadedSession`'s)."""
 
     def __init__(self, rollout: LiveRollout, cfg: PlayConfig | None = None):
+        self._setup("twin-policy", PolicySnapshot())
         self.rollout = rollout
         self.cfg = cfg or PlayConfig()
         self.styles = [s.name for s in rollout.styles]
         if self.cfg.style not in self.styles:
             raise InputError(f"style {self.cfg.style!r}: not one of {', '.join(self.styles)}")
-        self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._subscribers: list[Callable[[PolicySnapshot], None]] = []
-        self._pending: list[tuple[str, object]] = []
-        self.playing = True
-        self.error: BaseException | None = None
-        self.finished = threading.Event()       # the thread ended (asked to, or failed)
         self.results: list[EpisodeResult] = []  # every ended episode, as `twin eval` reports it
         self.episodes = 0
         self.seed, self.style = self.cfg.seed, self.styles.index(self.cfg.style)
-        self.snapshot = PolicySnapshot()
         self._begin(self.seed, self.style)      # on the caller's thread: the first frame is there before start()
-
-    # ------------------------------------------------------------------ subscribers
-
-    def subscribe(self, callback: Callable[[PolicySnapshot], None]) -> Callable[[PolicySnapshot], None]:
-        """Call `callback(snapshot)` on the physics thread after every control step (keep it short). It first
-        gets the current snapshot, on the caller's thread."""
-        with self._lock:
-            self._subscribers.append(callback)
-            snap = self.snapshot
-        callback(snap)
-        return callback
-
-    def unsubscribe(self, callback: Callable[[PolicySnapshot], None]) -> None:
-        with self._lock:
-            if callback in self._subscribers:
-                self._subscribers.remove(callback)
 
     # ------------------------------------------------------------------ commands (any thread)
 
-    def set_playing(self, playing: bool) -> None:
-        self.playing = bool(playing)
-
     def next_episode(self) -> None:
         """Reset: start the episode of the next seed, in the current style."""
-        with self._lock:
-            self._pending.append(("seed", None))
+        self._queue("seed")
 
     def set_style(self, name: str) -> None:
         """Play the current seed again from its start under style `name` (vanilla or a family): the episode eval
         plays for that seed and style. The current style: nothing happens."""
         if name not in self.styles:
             raise InputError(f"style {name!r}: not one of {', '.join(self.styles)}")
-        with self._lock:
-            self._pending.append(("style", self.styles.index(name)))
+        self._queue("style", self.styles.index(name))
 
     # ------------------------------------------------------------------ thread
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="twin-policy", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        try:
-            self._loop()
-        except BaseException as e:  # noqa: BLE001 - shown by the viewer and re-raised by the caller
-            self.error = e
-        finally:
-            self.finished.set()
 
     def _begin(self, seed: int, style: int) -> None:
         self.rollout.begin(style, seed)
@@ -191,10 +146,8 @@ class PolicySession:
 
     def _apply_pending(self) -> bool:
         """Apply queued commands; whether an episode was (re)started."""
-        with self._lock:
-            todo, self._pending = self._pending, []
         began = False
-        for kind, arg in todo:
+        for kind, arg in self._take_pending():
             if kind == "seed":
                 self._begin(self.seed + 1, self.style)
                 began = True
@@ -207,9 +160,9 @@ class PolicySession:
         ro = self.rollout
         dt = ro.env.dt
         sim = 0.0                                   # simulated seconds of play
-        anchor_wall, anchor_sim = time.monotonic(), sim
-        win_wall, win_sim = anchor_wall, sim
-        speed, warned, ended_at = 0.0, False, None
+        pace = RealTimePacer(sim, "the policy and physics run at {speed:.2f}x real time on this CPU (as fast as they "
+                                  "can)")
+        ended_at = None
         while not self._stop.is_set():
             if self._apply_pending():
                 ended_at = None
@@ -223,28 +176,17 @@ class PolicySession:
                         self._begin(self.seed + 1, self.style)
                         ended_at = None
                         continue
-                anchor_wall, anchor_sim, win_wall, win_sim, speed = now, sim, now, sim, 0.0
+                pace.hold(sim, now)
                 if self.snapshot.playing != self.playing or self.snapshot.speed:
                     self._publish(0.0)
                 self._stop.wait(0.05)
                 continue
             ro.step()
             sim += dt
-            now = time.monotonic()
-            if now - win_wall >= 1.0:
-                speed = (sim - win_sim) / (now - win_wall)
-                win_wall, win_sim = now, sim
-                if speed < 0.9 and not warned and sim > 3.0:
-                    from twin_kit import warn
-
-                    warn(f"the policy and physics run at {speed:.2f}x real time on this CPU (as fast as they can)")
-                    warned = True
-            self._publish(speed)
-            ahead = (sim - anchor_sim) - (now - anchor_wall)
-            if ahead > 0:
-                self._stop.wait(ahead)
-            elif ahead < -0.25:  # behind real time: run flat out, do not try to catch up later
-                anchor_wall, anchor_sim = now, sim
+            wait = pace.wait_after(sim)
+            self._publish(pace.speed)
+            if wait > 0:
+                self._stop.wait(wait)
 
     def _publish(self, speed: float) -> None:
         """Read the world into a new snapshot and hand it to every subscriber."""
@@ -253,18 +195,13 @@ class PolicySession:
         ro = self.rollout
         env, s = ro.env, ro.slot
         w = env.world
-        with self._lock:
-            snap = PolicySnapshot(
-                published=self.snapshot.published + 1, episodes=self.episodes, seed=self.seed, style=s.style.name,
-                style_id=s.style_id, t=int(env.steps[0]) * env.dt, steps=int(env.steps[0]), frames=s.frames,
-                body_q=_frozen(body_poses(w)[0].astype(np.float64)),
-                joint_q=_frozen(np.asarray(get_joint_positions(w))[0].astype(np.float64)),
-                goal=_frozen(np.asarray(env.goal[0], np.float64).copy()), images=dict(ro.images), done=ro.ended,
-                success=bool(env.success[0]), playing=self.playing, speed=speed, digest=s.digest.hexdigest())
-            self.snapshot = snap
-            subscribers = list(self._subscribers)
-        for cb in subscribers:
-            cb(snap)
+        self._send(lambda: PolicySnapshot(
+            published=self.snapshot.published + 1, episodes=self.episodes, seed=self.seed, style=s.style.name,
+            style_id=s.style_id, t=int(env.steps[0]) * env.dt, steps=int(env.steps[0]), frames=s.frames,
+            body_q=_frozen(body_poses(w)[0].astype(np.float64)),
+            joint_q=_frozen(np.asarray(get_joint_positions(w))[0].astype(np.float64)),
+            goal=_frozen(np.asarray(env.goal[0], np.float64).copy()), images=dict(ro.images), done=ro.ended,
+            success=bool(env.success[0]), playing=self.playing, speed=speed, digest=s.digest.hexdigest()))
 
 
 def build_session(cfg, spec: dict, play: PlayConfig | None = None) -> PolicySession:

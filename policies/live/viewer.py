@@ -6,15 +6,12 @@ the frames the policy saw (restyled when the style says so) in the GUI panel bes
 status: seed, style, time, speed, and its outcome when it ends. Play/Pause, Reset (the next seed) and the style
 dropdown (vanilla and each held-out style family, as `twin eval --styles vanilla,held_out` plays them) only queue
 commands to the session; nothing here touches Warp or the policy. The viewer shows the scene in its own units, so
-poses (metres) are divided by the scene's metres per unit.
+poses (metres) are divided by the scene's metres per unit. Sending the bodies, the drawing thread, starting and
+stopping are sim's live viewer's (`add_bodies`, `SnapshotDrawer`, `start_view`, `serve_view`).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import sys
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,13 +19,18 @@ import numpy as np
 
 from policies.live.session import PlayConfig, PolicySession, PolicySnapshot
 from policies.replay.viewer import display_image
+from sim import (
+    SnapshotDrawer,
+    add_bodies,
+    add_goal,
+    draw_bodies,
+    look_from,
+    serve_view,
+    speed_text,
+    start_view,
+    stop_view,
+)
 from twin_kit import info, qrot
-
-GOAL_COLOR = (40, 200, 90)
-
-
-def _wxyz(q_xyzw: np.ndarray) -> np.ndarray:
-    return np.asarray(q_xyzw, np.float64)[..., [3, 0, 1, 2]]
 
 
 def outcome(snap: PolicySnapshot) -> str:
@@ -52,47 +54,31 @@ class PolicyView:
     def __post_init__(self):
         scene = self.session.rollout.env.world.scene
         self.mpu = scene.metres_per_unit if scene is not None else 1.0
-        self._latest: PolicySnapshot | None = None
         self._style_shown = ""              # the style of the last snapshot drawn
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._seen = None                   # (episode, policy frame) whose camera images are shown
+        self._drawer = SnapshotDrawer(self.session, self.ui_hz, self._draw_new, self._update_status,
+                                      "twin-policy-draw")
 
     # ------------------------------------------------------------------ lifecycle
 
     def attach(self) -> None:
         """Send the bodies' meshes and the goal, add the Policy and Policy cameras panels, frame the robot, and
         start drawing."""
-        from sim import link_meshes
-
         server = self.viewer.server
         s = 1.0 / self.mpu
         h = self.handles
         h["root"] = server.scene.add_frame("/policy", show_axes=False)
-        h["bodies"] = []
-        frames: dict[int, object] = {}
-        for lm in link_meshes(self.session.rollout.env.world):
-            body = lm.name.split("/")[0]
-            if lm.body not in frames:
-                frames[lm.body] = server.scene.add_frame(f"/policy/{body}", show_axes=False)
-                h["bodies"].append((lm.body, frames[lm.body]))
-            server.scene.add_mesh_simple(f"/policy/{lm.name}", lm.vertices * s, lm.faces, color=lm.color,
-                                         flat_shading=False, cast_shadow=False, receive_shadow=False)
+        h["bodies"] = add_bodies(server, self.session.rollout.env.world, "/policy", s)
         snap = self.session.snapshot
-        h["goal"] = server.scene.add_icosphere("/policy_goal", radius=0.012 * s, color=GOAL_COLOR, subdivisions=2,
-                                               cast_shadow=False, receive_shadow=False)
+        h["goal"] = add_goal(server, "/policy_goal", s)
         self._add_gui(server, snap)
         self._draw(snap, images=True)
         self._frame_robot()
-        self.session.subscribe(self._on_snapshot)
-        self._thread = threading.Thread(target=self._run, name="twin-policy-draw", daemon=True)
-        self._thread.start()
+        self._drawer.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop drawing (the session keeps running until its own stop)."""
-        self.session.unsubscribe(self._on_snapshot)
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._drawer.stop(timeout)
 
     def body_positions(self) -> np.ndarray:
         """(bodies, 3) positions of the drawn body frames, in viewer (scene) units."""
@@ -127,40 +113,21 @@ class PolicyView:
         err = self.session.error
         if err is not None:
             return f"**Stopped:** {type(err).__name__}: {err}"
-        if not snap.playing:
-            rate = "paused"
-        elif snap.done or snap.speed == 0.0:
-            rate = "…"
-        elif snap.speed >= 0.9:
-            rate = f"{snap.speed:.2f}x real time"
-        else:
-            rate = f"**{snap.speed:.2f}x real time** (as fast as this CPU allows)"
+        rate = speed_text(snap.playing, 0.0 if snap.done else snap.speed, idle="…")
         style = snap.style if snap.style == snap.style_id else f"{snap.style} ({snap.style_id})"
         return (f"Episode {snap.episodes} · seed {snap.seed} · style {style}  \n"
                 f"t = {snap.t:.1f} s · frame {snap.frames} · {rate}")
 
-    # ------------------------------------------------------------------ drawing thread
+    # ------------------------------------------------------------------ drawing thread (`SnapshotDrawer`)
 
-    def _on_snapshot(self, snap: PolicySnapshot) -> None:
-        """Physics thread: keep the newest snapshot for the drawing thread."""
-        self._latest = snap
+    def _draw_new(self, snap: PolicySnapshot) -> None:
+        """A new snapshot: draw it, with the camera images when the policy saw a new frame."""
+        frame = (snap.episodes, snap.frames)
+        self._draw(snap, images=frame != self._seen)
+        self._seen = frame
 
-    def _run(self) -> None:
-        """Every 1/ui_hz seconds: draw the newest snapshot if it is new (camera images when the policy saw a new
-        frame); the status line at most twice a second."""
-        drawn, seen, last_status = None, None, 0.0
-        while not self._stop.wait(1.0 / self.ui_hz):
-            snap = self._latest
-            if snap is None:
-                continue
-            if snap is not drawn:
-                frame = (snap.episodes, snap.frames)
-                self._draw(snap, images=frame != seen)
-                drawn, seen = snap, frame
-            now = time.monotonic()
-            if now - last_status >= 0.5 or self.session.error is not None:
-                self._show(self.gui["status"], self._status(snap))
-                last_status = now
+    def _update_status(self, snap: PolicySnapshot) -> None:
+        self._show(self.gui["status"], self._status(snap))
 
     @staticmethod
     def _show(handle, text: str) -> None:
@@ -170,10 +137,7 @@ class PolicyView:
     def _draw(self, snap: PolicySnapshot, images: bool) -> None:
         s = 1.0 / self.mpu
         with self.viewer.server.atomic():
-            for b, fh in self.handles["bodies"]:
-                if b >= 0:
-                    fh.position = snap.body_q[b, :3] * s
-                    fh.wxyz = _wxyz(snap.body_q[b, 3:])
+            draw_bodies(self.handles["bodies"], snap.body_q, s)
             self.handles["goal"].position = snap.goal * s
         if images:
             for cam, handle in self.gui["images"].items():
@@ -194,10 +158,7 @@ class PolicyView:
         x, y, z, yaw = self.session.rollout.env.base
         q = np.array([0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2)])
         target = np.array([x, y, z]) + qrot(q, np.array([0.35, 0.0, 0.35]))
-        ic = self.viewer.server.initial_camera
-        ic.position = tuple((target + qrot(q, np.array([1.3, -1.0, 0.6]))) / self.mpu)
-        ic.look_at = tuple(target / self.mpu)
-        ic.up = (0.0, 0.0, 1.0)
+        look_from(self.viewer, target + qrot(q, np.array([1.3, -1.0, 0.6])), target, 1.0 / self.mpu)
 
 
 # ---------------------------------------------------------------------- starting
@@ -218,7 +179,7 @@ def start_policy_viewer(cfg, play: PlayConfig | None = None, announce: bool = Tr
     `view.session`. Bad input raises InputError before anything is served."""
     from policies.evaluate.run import check_eval
     from policies.live.session import build_session
-    from scenes import ViewerOptions, check_port_free, start_viewer
+    from scenes import check_port_free, start_viewer
     from twin_kit import quiet_warp
 
     ecfg = eval_config(cfg)
@@ -227,30 +188,17 @@ def start_policy_viewer(cfg, play: PlayConfig | None = None, announce: bool = Tr
     check_port_free(cfg.host, cfg.port)        # before the world build, which takes seconds
     quiet_warp()
     session = build_session(ecfg, spec, play or PlayConfig(seed=cfg.episode))
-    opts = ViewerOptions(host=cfg.host, port=cfg.port, max_gaussians=cfg.max_gaussians, max_points=cfg.max_points,
-                         max_frustums=cfg.max_frustums, thumbnails=cfg.thumbnails)
-    v = start_viewer(cfg.bundle, opts, announce=announce)
+    v = start_viewer(cfg.bundle, cfg.viewer_options(), announce=announce)
     policy = spec["policy"]
     title = f"**{policy.name}** policy `{Path(cfg.policy).name}` · **{cfg.task}** with {spec['robot']}"
     view = PolicyView(session, v, title)
-    try:
-        view.attach()
-        with contextlib.redirect_stdout(sys.stderr):
-            session.start()
-    except BaseException:
-        view.stop()
-        session.stop()
-        v.stop()
-        raise
+    start_view(v, view, session)
     return v, view
 
 
 def stop_policy_viewer(v, view: PolicyView) -> None:
     """Stop drawing, then the session, then the server (viser's farewell on stderr, not before the JSON)."""
-    view.stop()
-    view.session.stop()
-    with contextlib.redirect_stdout(sys.stderr):
-        v.stop()
+    stop_view(v, view, view.session)
 
 
 def run_policy_view(cfg, json_out: bool = False) -> int:
@@ -261,14 +209,7 @@ def run_policy_view(cfg, json_out: bool = False) -> int:
     session = view.session
     info(f"serving {v.bundle.root} with the policy of {cfg.policy} playing {cfg.task} from seed {cfg.episode} "
          f"(styles: {', '.join(session.styles)}); Ctrl-C to stop")
-    t0 = time.monotonic()
-    try:
-        while (cfg.seconds is None or time.monotonic() - t0 < cfg.seconds) and session.error is None:
-            time.sleep(0.2)
-    finally:
-        stop_policy_viewer(v, view)
-    if session.error is not None:
-        raise session.error
+    serve_view(v, view, cfg.seconds, session)
     if json_out:
         snap = session.snapshot
         emit_json({"url": v.url, "policy": str(cfg.policy), "task": cfg.task,

@@ -5,28 +5,24 @@ frame moves the link frames to their forward-kinematics poses (`ReplayEpisode.li
 to their recorded poses, and each camera's image (in the GUI panel beside the 3D view) to its recorded video
 frame. A time slider picks the frame, Play advances it at the dataset's rate, the episode number picks the
 episode. Poses are metres; the viewer shows the scene in its own units, so they are divided by the recording's
-metres per scene unit.
+metres per scene unit. Sending the robot, posing, the play clock's thread, starting and stopping are sim's live
+viewer's (`add_bodies`, `draw_bodies`, `ticker`, `start_view`, `serve_view`).
 """
 from __future__ import annotations
 
 import contextlib
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from policies.replay.episodes import ReplayEpisode, ReplaySource, base_transform
+from sim import add_bodies, add_goal, draw_bodies, look_from, serve_view, set_pose, start_view, ticker
 from twin_kit import InputError, info, one_line, qrot
 
-GOAL_COLOR = (40, 200, 90)
 OBJECT_COLOR = (240, 140, 40)
 IMAGE_WIDTH = 256   # camera images are enlarged (whole pixels repeated) to about this width in the GUI panel
-
-
-def _wxyz(q_xyzw) -> np.ndarray:
-    return np.asarray(q_xyzw, np.float64)[..., [3, 0, 1, 2]]
 
 
 def display_image(frame: np.ndarray) -> np.ndarray:
@@ -55,44 +51,29 @@ class ReplayView:
         self.playing = False
         self.mpu = 1.0
         self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._clock = ticker(1.0 / self.source.fps, self._tick, "twin-replay-clock")
 
     # ------------------------------------------------------------------ lifecycle
 
     def attach(self, episode: int) -> None:
         """Send the robot and objects, add the Replay and Cameras panels, show `episode`, start the play clock."""
-        from sim import link_meshes
-
         server = self.viewer.server
         ep = self.source.load(episode)
         self.mpu = self.source.metres_per_unit(episode)
         s = 1.0 / self.mpu
         h = self.handles
         h["robot"] = server.scene.add_frame("/replay/robot", show_axes=False)
-        h["links"] = []
-        frames: dict[int, object] = {}
-        for lm in link_meshes(self.source.world):
-            link = lm.name.split("/")[0]
-            if lm.body not in frames:
-                frames[lm.body] = server.scene.add_frame(f"/replay/robot/{link}", show_axes=False)
-                h["links"].append((lm.body, frames[lm.body]))
-            server.scene.add_mesh_simple(f"/replay/robot/{lm.name}", lm.vertices * s, lm.faces, color=lm.color,
-                                         flat_shading=False, cast_shadow=False, receive_shadow=False)
+        h["links"] = add_bodies(server, self.source.world, "/replay/robot", s)
         h["objects"] = [self._add_object(server, k, name, s) for k, name in enumerate(self.source.object_names)]
         if ep.goal is not None:
-            h["goal"] = server.scene.add_icosphere("/replay/goal", radius=0.012 * s, color=GOAL_COLOR, subdivisions=2,
-                                                   cast_shadow=False, receive_shadow=False)
+            h["goal"] = add_goal(server, "/replay/goal", s)
         self._add_gui(server, ep)
         self._show_episode(ep)
         self._frame_robot()
-        self._thread = threading.Thread(target=self._run, name="twin-replay-clock", daemon=True)
-        self._thread.start()
+        self._clock.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._clock.stop(timeout)
 
     def _add_object(self, server, k: int, name: str, s: float):
         """A frame per task object holding its boxes (in the object's body frame), coloured as the asset."""
@@ -169,9 +150,7 @@ class ReplayView:
         with self._lock:
             self.episode = ep
             self.frame = -1
-            base = base_transform(ep.base)
-            self.handles["robot"].position = base[:3] / self.mpu
-            self.handles["robot"].wxyz = _wxyz(base[3:])
+            set_pose(self.handles["robot"], base_transform(ep.base), 1.0 / self.mpu)
             g = self.gui
             g["status"].content = self._status(ep)
             if int(g["episode"].value) != ep.index:
@@ -194,13 +173,9 @@ class ReplayView:
             self.frame = k
             s = 1.0 / self.mpu
             with self.viewer.server.atomic():
-                for b, fh in self.handles["links"]:
-                    if b >= 0:
-                        fh.position = ep.link_poses[k, b, :3] * s
-                        fh.wxyz = _wxyz(ep.link_poses[k, b, 3:])
+                draw_bodies(self.handles["links"], ep.link_poses[k], s)
                 for j, fh in enumerate(self.handles["objects"]):
-                    fh.position = ep.object_poses[k, j, :3] * s
-                    fh.wxyz = _wxyz(ep.object_poses[k, j, 3:])
+                    set_pose(fh, ep.object_poses[k, j], s)
                 if ep.goal is not None and "goal" in self.handles:
                     self.handles["goal"].position = ep.goal[k] * s
             for cam, handle in self.gui["images"].items():
@@ -216,29 +191,24 @@ class ReplayView:
             self.playing = bool(on)
             self.gui["play"].label = "Pause" if self.playing else "Play"
 
-    def _run(self) -> None:
-        """The play clock: while playing, one frame per 1/fps seconds; it pauses at the episode's end."""
-        while not self._stop.wait(1.0 / self.source.fps):
-            with self._lock:
-                if not self.playing:
-                    continue
-                k = self.frame + 1
-                if k >= self.episode.length:
-                    self.set_playing(False)
-                    continue
-                self.gui["time"].value = k / self.episode.fps   # its callback shows frame k
+    def _tick(self) -> None:
+        """The play clock (every 1/fps seconds): while playing, the next frame; it pauses at the episode's end."""
+        with self._lock:
+            if not self.playing:
+                return
+            k = self.frame + 1
+            if k >= self.episode.length:
+                self.set_playing(False)
+                return
+            self.gui["time"].value = k / self.episode.fps   # its callback shows frame k
 
     def _frame_robot(self) -> None:
         """Open new clients looking at the robot's workspace from its front-right, from a distance that grows with
         its height (its highest link at the first frame, at least 0.5 m: 1.3 m for the G1's upper body)."""
-        s = 1.0 / self.mpu
         base = base_transform(self.episode.base)
         size = max(float(self.episode.link_poses[0, :, 2].max()), 0.5)
         target = base[:3] + qrot(base[3:], np.array([0.35, 0.0, 0.45]) * size)
-        ic = self.viewer.server.initial_camera
-        ic.position = tuple((target + qrot(base[3:], np.array([1.5, -1.15, 0.7]) * size)) * s)
-        ic.look_at = tuple(target * s)
-        ic.up = (0.0, 0.0, 1.0)
+        look_from(self.viewer, target + qrot(base[3:], np.array([1.5, -1.15, 0.7]) * size), target, 1.0 / self.mpu)
 
     # ------------------------------------------------------------------ reading back (tests, scripts)
 
@@ -277,35 +247,20 @@ def start_replay_viewer(bundle, dataset, opts, episode: int = 0, robot: str | No
         source.build()
     v = start_viewer(bundle, opts, announce=announce)
     view = ReplayView(source, v)
-    try:
-        view.attach(episode)
-    except BaseException:
-        view.stop()
-        v.stop()
-        raise
+    start_view(v, view, attach=(episode,))
     return v, view
 
 
 def run_replay(cfg, json_out: bool = False) -> int:
     """`twin view BUNDLE --dataset DIR [--episode K]`: serve the replay until Ctrl-C or `cfg.seconds`."""
-    from scenes import ViewerOptions
     from twin_kit import emit_json
 
-    opts = ViewerOptions(host=cfg.host, port=cfg.port, max_gaussians=cfg.max_gaussians, max_points=cfg.max_points,
-                         max_frustums=cfg.max_frustums, thumbnails=cfg.thumbnails)
-    v, view = start_replay_viewer(cfg.bundle, cfg.dataset, opts, episode=cfg.episode, robot=cfg.robot,
+    v, view = start_replay_viewer(cfg.bundle, cfg.dataset, cfg.viewer_options(), episode=cfg.episode, robot=cfg.robot,
                                   scale=cfg.scale)
     src, ep = view.source, view.episode
     info(f"serving {v.bundle.root} with episode {ep.index} of {src.root} ({src.total_episodes} episodes, "
          f"{src.robot}, {len(src.cameras)} cameras); Ctrl-C to stop")
-    t0 = time.monotonic()
-    try:
-        while cfg.seconds is None or time.monotonic() - t0 < cfg.seconds:
-            time.sleep(0.2)
-    finally:
-        view.stop()
-        with contextlib.redirect_stdout(sys.stderr):  # viser says "Server stopped" on stdout, before the JSON
-            v.stop()
+    serve_view(v, view, cfg.seconds)
     if json_out:
         emit_json({"url": v.url, "dataset": str(src.root), "episode": ep.index, "episodes": src.total_episodes,
                    "frames": ep.length, "robot": src.robot, "cameras": src.cameras})

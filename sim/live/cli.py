@@ -24,6 +24,13 @@ class SimViewConfig(ViewConfig):
     solver: str | None = opt(None, "with --sim: physics solver, as for `twin sim` (default: its default)",
                              choices=SOLVERS)
 
+    def viewer_options(self):
+        """The scenes viewer's options of these (address, port, display budgets, thumbnails)."""
+        from scenes import ViewerOptions
+
+        return ViewerOptions(host=self.host, port=self.port, max_gaussians=self.max_gaussians,
+                             max_points=self.max_points, max_frustums=self.max_frustums, thumbnails=self.thumbnails)
+
 
 def run_view(cfg: SimViewConfig, json_out: bool = False) -> int:
     """`twin view` without --dataset: the live robot with --sim, else the static viewer."""

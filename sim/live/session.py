@@ -4,20 +4,20 @@ The thread drives the end effector along `twin sim`'s scripted path or toward a 
 differential IK (or runs as fast as the CPU allows, and says so). Commands (nudge, set_gripper, reset,
 set_playing, set_mode) may come from any thread; they are queued or applied under a lock and take effect on
 the physics thread, the only one that touches Warp. After every step the session publishes an immutable
-`Snapshot` to its subscribers (`subscribe(callback)`), which is all a viewer or a test needs to read.
+`Snapshot` to its subscribers (`subscribe(callback)`), which is all a viewer or a test needs to read; the
+thread, queue and subscribers are `ThreadedSession`'s, the pacing `RealTimePacer`'s (sim.live.threaded).
 This module imports no viewer code: `sim.live.viewer` draws a session into the browser.
 """
 from __future__ import annotations
 
 import contextlib
 import sys
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from sim.live.threaded import RealTimePacer, ThreadedSession
 from sim.physics.control import default_reach, scripted_goal
 
 MODES = ("scripted", "teleop")
@@ -58,25 +58,21 @@ class Snapshot:
 
 
 @dataclass
-class LiveSession:
-    """A world stepped on its own thread; commands from any thread, snapshots to subscribers."""
+class LiveSession(ThreadedSession):
+    """A world stepped on its own thread; commands from any thread, snapshots to subscribers (`finished`: the
+    session was asked to end, e.g. by the viewer's "Stop & save", or its thread ended)."""
 
     world: object
     cfg: SessionConfig = field(default_factory=SessionConfig)
     recording: list = field(default_factory=list)     # world-0 body poses at cfg.record_fps
-    finished: threading.Event = field(default_factory=threading.Event)  # the session was asked to end, or failed
 
     def __post_init__(self):
         from sim.physics import control
         from sim.physics.env import SimEnv
 
+        self._setup("twin-physics", Snapshot())
         w = self.world
         self._env = SimEnv(w)
-        self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._subscribers: list[Callable[[Snapshot], None]] = []
-        self.playing = True
         self.mode = "teleop" if self.cfg.teleop else "scripted"
         p0, r0 = control.ee_pose(w)
         self.home_pos, self.home_quat = p0[0].copy(), r0[0].copy()
@@ -85,27 +81,8 @@ class LiveSession:
         self.goal = self.home_pos.copy()
         self._t_motion = 0.0
         self.nudges = 0                  # teleop nudges received (GUI clicks and keys)
-        self._pending: list[tuple[str, object]] = []
         self._next_rec = w.sim_time
-        self.error: BaseException | None = None
-        self.snapshot = Snapshot()
         self._publish(0.0)
-
-    # ------------------------------------------------------------------ subscribers
-
-    def subscribe(self, callback: Callable[[Snapshot], None]) -> Callable[[Snapshot], None]:
-        """Call `callback(snapshot)` on the physics thread after every step (keep it short: hand the snapshot
-        to another thread to do real work). It first gets the current snapshot, on the caller's thread."""
-        with self._lock:
-            self._subscribers.append(callback)
-            snap = self.snapshot
-        callback(snap)
-        return callback
-
-    def unsubscribe(self, callback: Callable[[Snapshot], None]) -> None:
-        with self._lock:
-            if callback in self._subscribers:
-                self._subscribers.remove(callback)
 
     # ------------------------------------------------------------------ commands (any thread)
 
@@ -130,16 +107,11 @@ class LiveSession:
 
     def set_gripper(self, open_: bool) -> None:
         """Open (joint upper limits) or close (lower limits) the joints beyond the arm's, e.g. the fingers."""
-        with self._lock:
-            self._pending.append(("gripper", bool(open_)))
+        self._queue("gripper", bool(open_))
 
     def reset(self) -> None:
         """Put the robot back at its home pose and restart the scripted path."""
-        with self._lock:
-            self._pending.append(("reset", None))
-
-    def set_playing(self, playing: bool) -> None:
-        self.playing = bool(playing)
+        self._queue("reset")
 
     def set_mode(self, mode: str) -> None:
         """'scripted' (loop `twin sim`'s path) or 'teleop' (hold / follow the nudged target)."""
@@ -163,38 +135,17 @@ class LiveSession:
 
     # ------------------------------------------------------------------ thread
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="twin-physics", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        try:
-            self._loop()
-        except BaseException as e:  # noqa: BLE001 - shown by the viewer and re-raised by the caller
-            self.error = e
-            self.finished.set()
-
     def _loop(self) -> None:
         from sim.physics import control
         from sim.physics.world import step
 
         w = self.world
         dt = w.cfg.frame_dt
-        anchor_wall, anchor_sim = time.monotonic(), w.sim_time
-        win_wall, win_sim = anchor_wall, w.sim_time
-        speed, warned = 0.0, False
+        pace = RealTimePacer(w.sim_time, "physics runs at {speed:.2f}x real time on this CPU (as fast as it can)")
         while not self._stop.is_set():
-            self._apply_pending(speed)
-            now = time.monotonic()
+            self._apply_pending(pace.speed)
             if not self.playing:
-                anchor_wall, anchor_sim = now, w.sim_time
-                win_wall, win_sim = now, w.sim_time
-                speed = 0.0
+                pace.hold(w.sim_time)
                 self._publish(0.0)
                 time.sleep(0.05)
                 continue
@@ -206,29 +157,16 @@ class LiveSession:
             control.ik_targets(w, goal[None], self._quat)
             step(w)
             self._record()
-            now = time.monotonic()
-            if now - win_wall >= 1.0:
-                speed = (w.sim_time - win_sim) / (now - win_wall)
-                win_wall, win_sim = now, w.sim_time
-                if speed < 0.9 and not warned and w.sim_time > 3.0:
-                    from twin_kit import warn
-
-                    warn(f"physics runs at {speed:.2f}x real time on this CPU (as fast as it can)")
-                    warned = True
-            self._publish(speed)
-            ahead = (w.sim_time - anchor_sim) - (now - anchor_wall)
-            if ahead > 0:
-                time.sleep(ahead)
-            elif ahead < -0.25:  # behind real time: run flat out, do not try to catch up later
-                anchor_wall, anchor_sim = now, w.sim_time
+            wait = pace.wait_after(w.sim_time)
+            self._publish(pace.speed)
+            if wait > 0:
+                time.sleep(wait)
 
     def _apply_pending(self, speed: float) -> None:
         from sim.physics import control
 
-        with self._lock:
-            todo, self._pending = self._pending, []
         w = self.world
-        for kind, arg in todo:
+        for kind, arg in self._take_pending():
             if kind == "reset":
                 self._env.reset()
                 with self._lock:
@@ -253,15 +191,11 @@ class LiveSession:
         bq = body_poses(w)[0].astype(np.float64)
         q = w.state.joint_q.numpy().reshape(w.n, w.coords_per_world)[0]
         s = w.robot_coord_start
-        with self._lock:
-            snap = Snapshot(sim_time=w.sim_time, steps=self.snapshot.steps + 1, body_q=_frozen(bq),
-                            ee_pos=_frozen(control.ee_pose(w)[0][0].copy()),
-                            joint_q=_frozen(q[s:s + w.robot.coord_count].astype(np.float64)), speed=speed,
-                            goal=_frozen(self.goal.copy()), mode=self.mode, playing=self.playing, nudges=self.nudges)
-            self.snapshot = snap
-            subscribers = list(self._subscribers)
-        for cb in subscribers:
-            cb(snap)
+        bq, ee = _frozen(bq), _frozen(control.ee_pose(w)[0][0].copy())
+        joint_q = _frozen(q[s:s + w.robot.coord_count].astype(np.float64))
+        self._send(lambda: Snapshot(sim_time=w.sim_time, steps=self.snapshot.steps + 1, body_q=bq, ee_pos=ee,
+                                    joint_q=joint_q, speed=speed, goal=_frozen(self.goal.copy()), mode=self.mode,
+                                    playing=self.playing, nudges=self.nudges))
 
     def _record(self) -> None:
         if self.cfg.record_fps <= 0 or self.world.sim_time + 1e-9 < self._next_rec:

@@ -7,8 +7,6 @@ splat compositing as the scripted `twin sim` run.
 """
 from __future__ import annotations
 
-import contextlib
-import sys
 import time
 from pathlib import Path
 
@@ -46,8 +44,7 @@ def run_teleop(cfg, json_out: bool = False) -> int:
     except KeyboardInterrupt:
         info("interrupted: saving the session")
     finally:
-        with contextlib.redirect_stdout(sys.stderr):  # viser's goodbye line must not precede the JSON
-            stop_sim_viewer(v, view)
+        stop_sim_viewer(v, view)  # viser's goodbye line on stderr: it must not precede the JSON
     if live.error is not None:
         raise live.error
     snap = live.snapshot

@@ -5,18 +5,22 @@ frame per link; then a drawing thread moves the frames to each new `Snapshot` th
 `ui_hz` times a second) and refreshes the status line. GUI callbacks (buttons, keys, the dropdown) only
 queue commands to the session; nothing here touches Warp. The viewer shows the scene in its own units, so
 geometry and poses (metres) are divided by the scene's metres per unit.
+
+The pieces every robot drawn into the viewer uses (policies' live policy and episode replay too) are public:
+`add_bodies` (the link meshes under a frame per body), `add_goal`, `set_pose` / `draw_bodies`, `look_from`,
+`speed_text`, and `start_view` / `serve_view` / `stop_view` (attach, serve, stop in order).
 """
 from __future__ import annotations
 
 import contextlib
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from sim.live.session import LiveSession, SessionConfig, Snapshot, build_live_world
+from sim.live.threaded import SnapshotDrawer
 from twin_kit import qrot
 
 KEYS = {"KeyI": "+X", "KeyK": "-X", "KeyJ": "+Y", "KeyL": "-Y", "KeyU": "+Z", "KeyO": "-Z",
@@ -24,6 +28,7 @@ KEYS = {"KeyI": "+X", "KeyK": "-X", "KeyJ": "+Y", "KeyL": "-Y", "KeyU": "+Z", "K
 AXES = {"+X": (1, 0, 0), "-X": (-1, 0, 0), "+Y": (0, 1, 0), "-Y": (0, -1, 0), "+Z": (0, 0, 1), "-Z": (0, 0, -1)}
 LINK_COLOR = (225, 228, 235)    # links drawn from their collision shapes (no visual mesh)
 OBJECT_COLOR = (240, 140, 40)
+GOAL_COLOR = (40, 200, 90)      # the end-effector target, a task's goal
 
 
 @dataclass
@@ -132,6 +137,59 @@ def _wxyz(q_xyzw: np.ndarray) -> np.ndarray:
     return np.asarray(q_xyzw, np.float64)[..., [3, 0, 1, 2]]
 
 
+# ---------------------------------------------------------------------- drawing a world's bodies
+
+
+def add_bodies(server, world, root: str, s: float) -> list[tuple[int, object]]:
+    """Send world 0's link meshes (`link_meshes`, times `s` scene units per metre) under a frame per body below
+    the scene node `root`; returns the (body, frame) pairs, in the order sent, that `draw_bodies` moves."""
+    frames: dict[int, object] = {}
+    for lm in link_meshes(world):
+        if lm.body not in frames:
+            frames[lm.body] = server.scene.add_frame(f"{root}/{lm.name.split('/')[0]}", show_axes=False)
+        server.scene.add_mesh_simple(f"{root}/{lm.name}", lm.vertices * s, lm.faces, color=lm.color,
+                                     flat_shading=False, cast_shadow=False, receive_shadow=False)
+    return list(frames.items())
+
+
+def add_goal(server, name: str, s: float, **kw):
+    """A target point: a small green sphere (1.2 cm) at scene node `name`; `kw`: viser's (visible, position)."""
+    return server.scene.add_icosphere(name, radius=0.012 * s, color=GOAL_COLOR, subdivisions=2, cast_shadow=False,
+                                      receive_shadow=False, **kw)
+
+
+def set_pose(handle, pose: np.ndarray, s: float) -> None:
+    """Put a scene node at `pose` (x, y, z metres, quaternion xyzw), shown `s` scene units per metre."""
+    handle.position = pose[:3] * s
+    handle.wxyz = _wxyz(pose[3:])
+
+
+def draw_bodies(bodies: list[tuple[int, object]], body_q: np.ndarray, s: float) -> None:
+    """Move the frames of `add_bodies` to `body_q` ((bodies, 7) world poses); those fixed to the world stay."""
+    for b, fh in bodies:
+        if b >= 0:
+            set_pose(fh, body_q[b], s)
+
+
+def look_from(viewer, eye: np.ndarray, target: np.ndarray, s: float) -> None:
+    """Open new clients looking from `eye` at `target` (metres), +Z up."""
+    ic = viewer.server.initial_camera
+    ic.position = tuple(eye * s)
+    ic.look_at = tuple(target * s)
+    ic.up = (0.0, 0.0, 1.0)
+
+
+def speed_text(playing: bool, speed: float, idle: str = "measuring speed…") -> str:
+    """How fast a session runs, as a status line says it (`idle` while the speed is 0: not measured yet)."""
+    if not playing:
+        return "paused"
+    if speed == 0.0:
+        return idle
+    if speed >= 0.9:
+        return f"{speed:.2f}x real time"
+    return f"**{speed:.2f}x real time** (as fast as this CPU allows)"
+
+
 @dataclass
 class LiveView:
     """Draws a `LiveSession` into a running scenes viewer: meshes once, then poses and status per snapshot."""
@@ -144,10 +202,9 @@ class LiveView:
 
     def __post_init__(self):
         self.mpu = self.session.world.scene.metres_per_unit if self.session.world.scene is not None else 1.0
-        self._latest: Snapshot | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._shown = ("", None)             # (mode, playing) the widgets last showed
+        self._drawer = SnapshotDrawer(self.session, self.cfg.ui_hz, self._draw_poses, self._update_status,
+                                      "twin-viewer-draw", tick=self._sync_widgets)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -157,69 +214,30 @@ class LiveView:
         s = 1.0 / self.mpu
         h = self.handles
         h["robot"] = server.scene.add_frame("/robot", show_axes=False)
-        h["links"] = []
-        frames: dict[int, object] = {}
-        for lm in link_meshes(self.session.world):
-            link = lm.name.split("/")[0]
-            if lm.body not in frames:
-                frames[lm.body] = server.scene.add_frame(f"/robot/{link}", show_axes=False)
-                h["links"].append((lm.body, frames[lm.body]))
-            server.scene.add_mesh_simple(f"/robot/{lm.name}", lm.vertices * s, lm.faces, color=lm.color,
-                                         flat_shading=False, cast_shadow=False, receive_shadow=False)
+        h["links"] = add_bodies(server, self.session.world, "/robot", s)
         snap = self.session.snapshot
-        h["goal"] = server.scene.add_icosphere("/teleop_goal", radius=0.012 * s, color=(40, 200, 90),
-                                               subdivisions=2, cast_shadow=False, receive_shadow=False,
-                                               visible=snap.mode == "teleop", position=snap.goal * s)
+        h["goal"] = add_goal(server, "/teleop_goal", s, visible=snap.mode == "teleop", position=snap.goal * s)
         self._draw_poses(snap)
         self._add_gui(server)
         self._frame_robot()
-        self.session.subscribe(self._on_snapshot)
-        self._thread = threading.Thread(target=self._run, name="twin-viewer-draw", daemon=True)
-        self._thread.start()
+        self._drawer.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop drawing (the session keeps running until its own stop)."""
-        self.session.unsubscribe(self._on_snapshot)
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._drawer.stop(timeout)
 
     def link_positions(self) -> np.ndarray:
         """(links, 3) positions of the drawn link frames, in viewer (scene) units."""
         return np.array([np.asarray(fh.position, np.float64) for _, fh in self.handles.get("links", [])])
 
-    # ------------------------------------------------------------------ drawing thread
-
-    def _on_snapshot(self, snap: Snapshot) -> None:
-        """Physics thread: keep the newest snapshot for the drawing thread."""
-        self._latest = snap
-
-    def _run(self) -> None:
-        """Every 1/ui_hz seconds: draw the newest snapshot if it is new; the status line twice a second."""
-        last_status, drawn = 0.0, None
-        while not self._stop.wait(1.0 / self.cfg.ui_hz):
-            snap = self._latest
-            if snap is None:
-                continue
-            self._sync_widgets()
-            if snap is not drawn:
-                self._draw_poses(snap)
-                drawn = snap
-            now = time.monotonic()
-            if now - last_status >= 0.5 or self.session.error is not None:
-                self._update_status(snap)
-                last_status = now
+    # ------------------------------------------------------------------ drawing thread (`SnapshotDrawer`)
 
     def _draw_poses(self, snap: Snapshot) -> None:
         if not self.handles.get("links"):
             return
         s = 1.0 / self.mpu
         with self.viewer.server.atomic():
-            for b, fh in self.handles["links"]:
-                if b < 0:
-                    continue
-                fh.position = snap.body_q[b, :3] * s
-                fh.wxyz = _wxyz(snap.body_q[b, 3:])
+            draw_bodies(self.handles["links"], snap.body_q, s)
             if snap.mode == "teleop":
                 self.handles["goal"].position = snap.goal * s
 
@@ -246,16 +264,9 @@ class LiveView:
         if err is not None:
             st.content = f"**Simulation stopped:** {type(err).__name__}: {err}"
             return
-        if not snap.playing:
-            rate = "paused"
-        elif snap.speed == 0.0:
-            rate = "measuring speed…"
-        elif snap.speed >= 0.9:
-            rate = f"{snap.speed:.2f}x real time"
-        else:
-            rate = f"**{snap.speed:.2f}x real time** (as fast as this CPU allows)"
         ee = snap.ee_pos
         w = self.session.world
+        rate = speed_text(snap.playing, snap.speed)
         st.content = (f"{w.robot.spec.name} ({w.cfg.solver}) · t = {snap.sim_time:.1f} s · {rate}  \n"
                       f"end effector ({ee[0]:+.3f}, {ee[1]:+.3f}, {ee[2]:+.3f}) m")
 
@@ -301,13 +312,9 @@ class LiveView:
 
     def _frame_robot(self) -> None:
         """Open new clients looking at the robot from the front-right, about 1.5 m away."""
-        s = 1.0 / self.mpu
         base = np.asarray(self.session.world.base_xform[:3], np.float64)
         target = base + np.array([0.0, 0.0, 0.35])
-        ic = self.viewer.server.initial_camera
-        ic.position = tuple((target + np.array([1.3, -1.0, 0.6])) * s)
-        ic.look_at = tuple(target * s)
-        ic.up = (0.0, 0.0, 1.0)
+        look_from(self.viewer, target + np.array([1.3, -1.0, 0.6]), target, 1.0 / self.mpu)
 
 
 def keyboard_html() -> str:
@@ -329,6 +336,41 @@ def keyboard_html() -> str:
 # ---------------------------------------------------------------------- starting
 
 
+def start_view(v, view, session=None, attach: tuple = ()) -> None:
+    """Draw into the running viewer `v` (`view.attach(*attach)`), then start `session` (its notes on stderr: stdout
+    starts with the URL); on any failure stop what started, then the server, and re-raise."""
+    try:
+        view.attach(*attach)
+        if session is not None:
+            with contextlib.redirect_stdout(sys.stderr):
+                session.start()
+    except BaseException:
+        stop_view(v, view, session)
+        raise
+
+
+def stop_view(v, view, session=None) -> None:
+    """Stop drawing, then `session`, then the server (viser's farewell on stderr: stdout ends with the JSON)."""
+    view.stop()
+    if session is not None:
+        session.stop()
+    with contextlib.redirect_stdout(sys.stderr):
+        v.stop()
+
+
+def serve_view(v, view, seconds: float | None, session=None) -> None:
+    """Serve until `seconds` have passed (None: until Ctrl-C) or `session` failed, then stop everything
+    (`stop_view`); the session's error is raised again here."""
+    t0 = time.monotonic()
+    try:
+        while (seconds is None or time.monotonic() - t0 < seconds) and (session is None or session.error is None):
+            time.sleep(0.2)
+    finally:
+        stop_view(v, view, session)
+    if session is not None and session.error is not None:
+        raise session.error
+
+
 def start_sim_viewer(bundle, opts, robot: str = "franka", scale: float | None = None, robot_pose=None,
                      cfg: SessionConfig | None = None, view: ViewConfig | None = None, announce: bool = True,
                      solver: str | None = None, device: str = "cpu"):
@@ -344,43 +386,24 @@ def start_sim_viewer(bundle, opts, robot: str = "franka", scale: float | None = 
     v = start_viewer(bundle, opts, announce=announce)
     session = LiveSession(world, cfg or SessionConfig())
     live = LiveView(session, v, view or ViewConfig())
-    try:
-        live.attach()
-        with contextlib.redirect_stdout(sys.stderr):
-            session.start()
-    except BaseException:
-        live.stop()
-        v.stop()
-        raise
+    start_view(v, live, session)
     return v, live
 
 
 def stop_sim_viewer(v, live) -> None:
     """Stop drawing, then physics, then the server."""
-    live.stop()
-    live.session.stop()
-    v.stop()
+    stop_view(v, live, live.session)
 
 
 def run_view_sim(cfg, json_out: bool = False) -> int:
     """`twin view BUNDLE --sim`: the viewer plus the robot running `twin sim`'s scripted motion."""
-    from scenes import ViewerOptions
     from twin_kit import emit_json, info
 
-    opts = ViewerOptions(host=cfg.host, port=cfg.port, max_gaussians=cfg.max_gaussians, max_points=cfg.max_points,
-                         max_frustums=cfg.max_frustums, thumbnails=cfg.thumbnails)
-    v, live = start_sim_viewer(cfg.bundle, opts, robot=cfg.robot, scale=cfg.scale, solver=cfg.solver)
+    v, live = start_sim_viewer(cfg.bundle, cfg.viewer_options(), robot=cfg.robot, scale=cfg.scale, solver=cfg.solver)
     session = live.session
     info(f"serving {v.bundle.root} with a live {cfg.robot} ({len(live.handles['links'])} links, solver "
          f"{session.world.cfg.solver}); Ctrl-C to stop")
-    t0 = time.monotonic()
-    try:
-        while (cfg.seconds is None or time.monotonic() - t0 < cfg.seconds) and session.error is None:
-            time.sleep(0.2)
-    finally:
-        stop_sim_viewer(v, live)
-    if session.error is not None:
-        raise session.error
+    serve_view(v, live, cfg.seconds, session)
     if json_out:
         snap = session.snapshot
         emit_json({"url": v.url, "robot": cfg.robot, "sim_time": snap.sim_time, "speed": snap.speed})
