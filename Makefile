@@ -36,6 +36,9 @@ $(STAMP): pyproject.toml Makefile | system-deps
 	$(PIP) install -q --no-deps lerobot-dataset==0.4.4
 	@# gym-aloha only for ALOHA's MJCF assets: its pins (mujoco<3.9, dm-control) must not downgrade the physics stack.
 	$(PIP) install -q --no-deps gym-aloha
+	@# Test-only: openpi-client, the reference client `twin serve` is tested with; it pins numpy<2 (works under 2), so
+	@# no deps, plus the two it imports that Twin lacks (dm-tree with its own deps, typing_extensions).
+	$(PIP) install -q dm-tree typing_extensions && $(PIP) install -q --no-deps openpi-client==0.1.2
 	@touch $(STAMP)
 
 demo: setup system-deps

@@ -58,5 +58,9 @@ _API = {
     **dict.fromkeys(["export_onnx", "read_onnx_meta", "run_export_policy"], "evaluate.export"),
     **dict.fromkeys(["TorchRuntime", "OnnxRuntime"], "evaluate.runtime"),
     "FrameRestyler": "evaluate.restyling",
+    # the policy server (runtime/): `twin serve`, openpi's wire format, Twin's client
+    **dict.fromkeys(["ServedPolicy", "load_served"], "runtime.policy"),
+    "PolicyServer": "runtime.server",
+    **dict.fromkeys(["PolicyClient", "ServerError"], "runtime.client"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _API)

@@ -7,6 +7,7 @@ from policies.evaluate.config import PolicyEvalConfig, PolicyExportConfig
 from policies.export.config import TaskExportConfig, run_task_export
 from policies.record.config import RecordConfig
 from policies.replay.cli import DatasetViewConfig, run_view
+from policies.runtime.config import ServeConfig
 from policies.train.config import TrainConfig, train_verb
 from twin_kit import Verb
 
@@ -27,6 +28,12 @@ def _run_export_policy(cfg: PolicyExportConfig, json_out: bool = False) -> int:
     from policies.evaluate.export import run_export_policy
 
     return run_export_policy(cfg, json_out)
+
+
+def _run_serve(cfg: ServeConfig, json_out: bool = False) -> int:
+    from policies.runtime.server import run_serve
+
+    return run_serve(cfg, json_out)
 
 
 VERBS = [Verb("record", RecordConfig, _run_record,
@@ -60,4 +67,9 @@ VERBS = [Verb("record", RecordConfig, _run_record,
               "included, to ONNX",
               "Write the policy's inference graph with its processors (uint8 HWC frames and the raw state in, the "
               "action chunk in robot units out; flow: noise and real-time chunking prefix as inputs) to ONNX, "
-              "checked against PyTorch before it is written.")]
+              "checked against PyTorch before it is written."),
+         Verb("serve", ServeConfig, _run_serve, "serve a trained policy over a websocket in openpi's wire format",
+              "Serve a trained policy (a run, a saved policy or its ONNX export) over a websocket that openpi-client "
+              "and Twin's own client speak: a metadata frame on connect (every observation key with its shape and "
+              "dtype, the action shape), then one msgpack observation in, one action chunk in robot units out. "
+              "Several clients at once, /healthz, loopback by default; another --host needs --token.")]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import signal
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -49,7 +50,15 @@ class IsolatedWorker:
         ctx = mp.get_context("spawn")  # a fork would copy the parent's threads' locks, the hang we avoid
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_serve, args=(child,), name=self.name, daemon=True)
-        proc.start()
+        # A terminal's Ctrl-C reaches the whole process group: the child starts with SIGINT ignored (a new Python
+        # keeps an inherited SIG_IGN), so it never dies mid-start-up with a traceback of its own.
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            proc.start()
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
         child.close()
         self._proc, self._conn = proc, parent
 
