@@ -16,6 +16,7 @@ from torch import nn
 
 from policies.configuration import PolicyConfig, config_from_json
 from policies.features import PolicyFeatures
+from policies.jsonfile import read_json
 from policies.processor import Postprocessor, Preprocessor
 from twin_kit import InputError, make_parents, one_line, replace_path, staging_dir
 
@@ -99,15 +100,6 @@ def save_policy(policy: PretrainedPolicy, path: str | Path) -> Path:
     return path
 
 
-def _json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except OSError as e:
-        raise InputError(f"{path}: cannot read ({one_line(e)})") from None
-    except ValueError as e:
-        raise InputError(f"{path}: not valid JSON ({one_line(e)})") from None
-
-
 def load_policy(path: str | Path, device: str | torch.device = "cpu") -> PretrainedPolicy:
     """The policy saved in folder `path`, in eval mode on `device`."""
     from safetensors import SafetensorError
@@ -119,7 +111,7 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Pretrai
     for name in (CONFIG_FILE, WEIGHTS_FILE, STATS_FILE):
         if not (path / name).is_file():
             raise InputError(f"{path}: not a saved Twin policy (no {name})")
-    head = _json(path / CONFIG_FILE)
+    head = read_json(path / CONFIG_FILE)
     if not isinstance(head, dict) or head.get("format") != FORMAT:
         raise InputError(f"{path / CONFIG_FILE}: not a Twin policy config")
     if head.get("version") != FORMAT_VERSION:
@@ -127,7 +119,7 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Pretrai
                          f"({FORMAT_VERSION})")
     cls = policy_class(str(head.get("type")))
     config = config_from_json(cls.config_class, head.get("config"), str(path / CONFIG_FILE))
-    features = PolicyFeatures.from_json(head.get("features") or {}, _json(path / STATS_FILE))
+    features = PolicyFeatures.from_json(head.get("features") or {}, read_json(path / STATS_FILE))
     policy = cls(config, features, pretrained_backbone=False)
     try:
         weights = load_file(str(path / WEIGHTS_FILE))

@@ -19,6 +19,7 @@ from policies.datasets.spec import DatasetSpec
 from policies.datasets.stats import Stats, aggregate_stats, stats_from_json, unflatten_episode_stats
 from policies.datasets.tables import column_values, episode_rows, read_parquet, task_list
 from policies.datasets.video import TOLERANCE_S, decode_frames
+from policies.jsonfile import read_json
 from twin_kit import InputError, one_line
 
 _KNOWN_COLUMNS = ("episode_index", "tasks", "length", "dataset_from_index", "dataset_to_index")
@@ -123,15 +124,6 @@ class LeRobotDatasetView:
         return decode_frames(path, start + ts, TOLERANCE_S)
 
 
-def _load_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except OSError as e:
-        raise InputError(f"{path}: cannot read ({one_line(e)})") from None
-    except ValueError as e:
-        raise InputError(f"{path}: not valid JSON ({one_line(e)})") from None
-
-
 def _load_jsonl(path: Path) -> list[dict]:
     try:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -166,7 +158,7 @@ def _read_v3(root: Path, info: dict) -> LeRobotDatasetView:
                                     to_index=int(r["dataset_to_index"]), data_path=data, videos=videos, meta=meta,
                                     stats=unflatten_episode_stats(r)))
     stats_path = root / layout.STATS_PATH
-    stats = stats_from_json(_load_json(stats_path)) if stats_path.exists() else None
+    stats = stats_from_json(read_json(stats_path)) if stats_path.exists() else None
     return LeRobotDatasetView(root, info, tasks, episodes, stats)
 
 
@@ -195,7 +187,7 @@ def _read_v21(root: Path, info: dict) -> LeRobotDatasetView:
                                     stats=per_episode.get(i, {})))
         start += n
     if (root / layout.STATS_PATH).exists():
-        stats = stats_from_json(_load_json(root / layout.STATS_PATH))
+        stats = stats_from_json(read_json(root / layout.STATS_PATH))
     elif per_episode:
         stats = aggregate_stats(list(per_episode.values()))
     else:
@@ -209,7 +201,7 @@ def read_dataset(root: str | Path) -> LeRobotDatasetView:
     info_path = root / layout.INFO_PATH
     if not info_path.exists():
         raise InputError(f"{root}: not a LeRobot dataset (no {layout.INFO_PATH})")
-    info = _load_json(info_path)
+    info = read_json(info_path)
     version = info.get("codebase_version") if isinstance(info, dict) else None
     try:
         if version == layout.CODEBASE_VERSION:

@@ -11,10 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from policies.evaluate.config import PolicyEvalConfig
-from twin_kit import InputError, one_line, warn
 
 
-def _eval_shard(cfg: PolicyEvalConfig, spec: dict, jobs: list, films: bool):
+def _eval_shard(jobs: list, cfg: PolicyEvalConfig, spec: dict, films: bool):
     """What a worker runs: the runtime, then the rollout over its jobs (build seconds first, then results)."""
     import torch
 
@@ -35,47 +34,8 @@ def _absolute(cfg: PolicyEvalConfig, spec: dict) -> tuple[PolicyEvalConfig, dict
 
 def sharded_results(cfg: PolicyEvalConfig, spec: dict, jobs: list, films: bool) -> Iterator:
     """Build times (floats) and EpisodeResults of `jobs` played by Ray workers, as they arrive."""
-    from policies.record.shards import connect, shard
+    from policies.record.shards import stream_shards
 
-    ray, started = connect(cfg.ray, cfg.workers)
-    try:
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        workers = cfg.workers or cpus
-        if workers > cpus:
-            warn(f"--workers {workers}: the Ray cluster has {cpus} CPUs; evaluating {cpus} shards")
-            workers = cpus
-        parts = shard(list(jobs), workers)
-        task = ray.remote(num_cpus=1, max_retries=0)(_eval_shard)
-        wcfg, wspec = _absolute(cfg, spec)
-        gens = [task.options(num_returns="streaming").remote(wcfg, wspec, p, films) for p in parts]
-        pending = list(gens)
-        try:
-            while pending:
-                ready, _ = ray.wait(pending, num_returns=1)
-                for g in ready:
-                    try:
-                        ref = next(g)
-                    except StopIteration:
-                        pending.remove(g)
-                        continue
-                    yield _get(ray, ref)
-        finally:
-            for g in pending:
-                try:
-                    ray.cancel(g, force=True)
-                except Exception:  # noqa: BLE001 - the worker may be gone already
-                    pass
-    finally:
-        if started:
-            ray.shutdown()
-
-
-def _get(ray, ref):
-    """ray.get, with a worker's InputError (a bad scene, a policy that does not fit the robot) as itself."""
-    try:
-        return ray.get(ref)
-    except ray.exceptions.RayTaskError as e:
-        cause = getattr(e, "cause", None)
-        if isinstance(cause, InputError):
-            raise InputError(str(cause)) from None
-        raise RuntimeError(f"an evaluation worker failed: {one_line(cause or e)}") from None
+    wcfg, wspec = _absolute(cfg, spec)
+    yield from stream_shards(cfg.ray, cfg.workers, jobs, _eval_shard, (wcfg, wspec, films), doing="evaluating",
+                             worker="an evaluation worker")

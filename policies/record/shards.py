@@ -6,6 +6,7 @@ Shards are round-robin (worker j records numbers j, j + K, ...), so workers prog
 together and few episodes wait for their predecessors. `--ray auto` joins a running cluster or starts a local
 one; `--ray ADDRESS` joins that cluster (its nodes need Twin installed and the bundle at the same path);
 `--workers K` without `--ray` starts a local instance of K CPUs. A local instance is shut down at the end.
+`stream_shards` is the runner itself, which `twin eval` shares (policies.evaluate.shards).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def shard(numbers: list[int], workers: int) -> list[list[int]]:
     return [s for s in (numbers[j::workers] for j in range(workers)) if s]
 
 
-def _record_shard(cfg: RecordConfig, numbers: list[int], threads: int):
+def _record_shard(numbers: list[int], cfg: RecordConfig, threads: int):
     """What a worker runs: a recorder over its shard, yielding the layout, then episodes."""
     import torch
 
@@ -83,17 +84,26 @@ def _absolute(cfg: RecordConfig) -> RecordConfig:
 
 def sharded_episodes(cfg: RecordConfig, numbers: list[int]) -> Iterator:
     """Layouts and episodes of `numbers` recorded by Ray workers, as they arrive (out of order)."""
-    ray, started = connect(cfg.ray, cfg.workers)
+    yield from stream_shards(cfg.ray, cfg.workers, numbers, _record_shard, (_absolute(cfg), 1),
+                             doing="recording", worker="a recording worker")
+
+
+def stream_shards(address: str | None, workers: int, items: list, run, args: tuple, doing: str,
+                  worker: str) -> Iterator:
+    """What `run(shard, *args)` yields on Ray workers, one round-robin shard of `items` each (at most one per
+    CPU of the cluster), item by item as they arrive. Joins or starts Ray as `connect` says (a local instance is
+    shut down at the end); closing the iterator (Ctrl-C, an error downstream) cancels the shards still running.
+    `doing` and `worker` name the job in messages ("recording", "a recording worker")."""
+    ray, started = connect(address, workers)
     try:
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        workers = cfg.workers or cpus
-        if workers > cpus:  # shards beyond the CPUs would wait for others to end, their episodes held meanwhile
-            warn(f"--workers {workers}: the Ray cluster has {cpus} CPUs; recording {cpus} shards")
+        workers = workers or cpus
+        if workers > cpus:  # shards beyond the CPUs would wait for others to end, their results held meanwhile
+            warn(f"--workers {workers}: the Ray cluster has {cpus} CPUs; {doing} {cpus} shards")
             workers = cpus
-        parts = shard(list(numbers), workers)
-        task = ray.remote(num_cpus=1, max_retries=0)(_record_shard)
-        gens = [task.options(num_returns="streaming").remote(_absolute(cfg), p, 1) for p in parts]
-        pending = list(gens)
+        parts = shard(list(items), workers)
+        task = ray.remote(num_cpus=1, max_retries=0)(run)
+        pending = [task.options(num_returns="streaming").remote(p, *args) for p in parts]
         try:
             while pending:
                 ready, _ = ray.wait(pending, num_returns=1)
@@ -103,7 +113,7 @@ def sharded_episodes(cfg: RecordConfig, numbers: list[int]) -> Iterator:
                     except StopIteration:
                         pending.remove(g)
                         continue
-                    yield _get(ray, ref)
+                    yield _get(ray, ref, worker)
         finally:
             for g in pending:
                 try:
@@ -115,12 +125,13 @@ def sharded_episodes(cfg: RecordConfig, numbers: list[int]) -> Iterator:
             ray.shutdown()
 
 
-def _get(ray, ref):
-    """ray.get, with a worker's InputError (bad scene, no room for objects...) surfacing as itself."""
+def _get(ray, ref, worker: str):
+    """ray.get, with a worker's InputError (bad scene, a policy that does not fit the robot...) surfacing as
+    itself; any other failure in one line naming the `worker`."""
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as e:
         cause = getattr(e, "cause", None)
         if isinstance(cause, InputError):
             raise InputError(str(cause)) from None
-        raise RuntimeError(f"a recording worker failed: {one_line(cause or e)}") from None
+        raise RuntimeError(f"{worker} failed: {one_line(cause or e)}") from None

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from support.policy_data import training_batch, write_policy_dataset
+from support.policy_data import overfit_batch, training_batch, write_policy_dataset
 
 from policies import (
     ACTConfig,
@@ -47,25 +47,7 @@ def trained(dataset):
         torch.manual_seed(0)
         policy = make_policy("act", TINY, read_dataset(dataset))
         raw = training_batch(dataset, CHUNK, SAMPLES)
-        batch = policy.preprocessor(raw)
-
-        def eval_loss() -> float:
-            policy.eval()
-            with torch.no_grad():
-                loss = policy(batch)[0].item()  # eval: latent 0, L1 only
-            policy.train()
-            return loss
-
-        before = eval_loss()
-        opt = torch.optim.AdamW(policy.parameters(), lr=3e-3)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / 250)  # linear decay to 0
-        for _ in range(250):
-            loss, _ = policy(batch)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        after = eval_loss()
+        before, after = overfit_batch(policy, policy.preprocessor(raw), 250)  # eval: latent 0, L1 only
     return policy.eval(), raw, before, after
 
 

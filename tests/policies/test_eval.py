@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support.policy_data import overfit_batch
 from support.small_bundle import make_bundle
 
 from policies import (
@@ -80,27 +81,10 @@ def overfit(kind: str, root: Path, out: Path) -> tuple[float, float]:
         policy = make_policy(kind, TINY[kind], read_dataset(root))
         batch = policy.preprocessor(all_frames(root))
         n = len(batch["action"])
-        draw = {}
+        draws = None
         if kind == "flow":
-            draw = {"noise": torch.randn_like(batch["action"]), "tau": policy.sample_time(n, "cpu")}
-
-        def loss_now() -> float:
-            policy.eval()
-            with torch.no_grad():
-                return policy(batch, **draw)[0].item()
-
-        before = loss_now()
-        policy.train()
-        opt = torch.optim.AdamW(policy.parameters(), lr=3e-3)
-        steps = STEPS[kind]
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / steps)
-        for _ in range(steps):
-            loss, _ = policy(batch)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        after = loss_now()
+            draws = [{"noise": torch.randn_like(batch["action"]), "tau": policy.sample_time(n, "cpu")}]
+        before, after = overfit_batch(policy, batch, STEPS[kind], draws)
     policy.eval().save_pretrained(out / "policy")
     return before, after
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from support.policy_data import training_batch, write_policy_dataset
+from support.policy_data import overfit_batch, training_batch, write_policy_dataset
 
 from policies import ACTPolicy, FlowConfig, FlowPolicy, load_policy, make_policy, prefix_weights, read_dataset
 from twin_kit import InputError, torch_threads
@@ -38,23 +38,7 @@ def trained(dataset):
         batch = policy.preprocessor(raw)
         draws = [(torch.randn_like(batch["action"]), policy.sample_time(len(SAMPLES), "cpu")) for _ in range(8)]
 
-        def eval_loss() -> float:
-            policy.eval()
-            with torch.no_grad():
-                loss = sum(policy(batch, noise=n, tau=t)[0].item() for n, t in draws) / len(draws)
-            policy.train()
-            return loss
-
-        before = eval_loss()
-        opt = torch.optim.AdamW(policy.parameters(), lr=3e-3)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / 400)  # linear decay to 0
-        for _ in range(400):
-            loss, _ = policy(batch)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        after = eval_loss()
+        before, after = overfit_batch(policy, batch, 400, [{"noise": n, "tau": t} for n, t in draws])
     return policy.eval(), raw, before, after
 
 

@@ -2,7 +2,8 @@
 
 Two short episodes of a 4-joint arm sweeping smoothly, seen by two 64 px cameras in which a bright square moves
 with the joints (so images and state both tell where the arm is); the action is the next state. Written with
-Twin's DatasetWriter (parquet + mp4) and read with its reader, as training will.
+Twin's DatasetWriter (parquet + mp4) and read with its reader, as training will. `overfit_batch` is the
+full-batch training loop the policy tests overfit a tiny policy with.
 """
 from __future__ import annotations
 
@@ -60,3 +61,29 @@ def training_batch(root: Path, chunk_size: int, frames: list[tuple[int, int]]) -
         for k, v in sample.items():
             out.setdefault(k, []).append(v)
     return {k: torch.as_tensor(np.stack(v)) for k, v in out.items()}
+
+
+def overfit_batch(policy, batch: dict[str, torch.Tensor], steps: int, draws: list[dict] | None = None,
+                  ) -> tuple[float, float]:
+    """Train `policy` on the one preprocessed `batch` for `steps` AdamW steps (lr 3e-3, linear decay to 0), in
+    train mode. Returns its loss before and after, each measured in eval mode without gradients as the mean over
+    `draws` (keyword sets for the forward pass, e.g. a flow policy's fixed noise and tau; default: one plain pass)."""
+    draws = draws or [{}]
+
+    def eval_loss() -> float:
+        policy.eval()
+        with torch.no_grad():
+            loss = sum(policy(batch, **d)[0].item() for d in draws) / len(draws)
+        policy.train()
+        return loss
+
+    before = eval_loss()
+    opt = torch.optim.AdamW(policy.parameters(), lr=3e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / steps)
+    for _ in range(steps):
+        loss, _ = policy(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    return before, eval_loss()
