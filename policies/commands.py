@@ -8,6 +8,7 @@ from policies.export.config import TaskExportConfig, run_task_export
 from policies.record.config import RecordConfig
 from policies.replay.cli import DatasetViewConfig, run_view
 from policies.runtime.config import ServeConfig
+from policies.runtime.deploy import DeployConfig
 from policies.train.config import TrainConfig, train_verb
 from twin_kit import Verb
 
@@ -34,6 +35,12 @@ def _run_serve(cfg: ServeConfig, json_out: bool = False) -> int:
     from policies.runtime.server import run_serve
 
     return run_serve(cfg, json_out)
+
+
+def _run_deploy(cfg: DeployConfig, json_out: bool = False) -> int:
+    from policies.runtime.deploy import run_deploy
+
+    return run_deploy(cfg, json_out)
 
 
 VERBS = [Verb("record", RecordConfig, _run_record,
@@ -72,4 +79,12 @@ VERBS = [Verb("record", RecordConfig, _run_record,
               "Serve a trained policy (a run, a saved policy or its ONNX export) over a websocket that openpi-client "
               "and Twin's own client speak: a metadata frame on connect (every observation key with its shape and "
               "dtype, the action shape), then one msgpack observation in, one action chunk in robot units out. "
-              "Several clients at once, /healthz, loopback by default; another --host needs --token.")]
+              "Several clients at once, /healthz, loopback by default; another --host needs --token."),
+         Verb("deploy", DeployConfig, _run_deploy, "run a trained policy on a robot (sim, franka, g1) at a fixed rate, "
+              "with the safety layer and the watchdog",
+              "Drive a robot with a trained policy (a run in this process, or a policy server at ws://HOST:PORT): a "
+              "fixed-rate control loop, inference on a worker thread (the next chunk computed while this one runs), "
+              "chunk seams spliced by real-time chunking (flow) or temporal ensembling (ACT), every target through "
+              "the safety filter (joint, velocity, acceleration limits, max step), and a watchdog that holds when "
+              "chunks stop coming and brings the robot to a controlled stop after --stop-ms. Each episode is "
+              "recorded as a LeRobot v3 episode with its safety interventions.")]
