@@ -62,5 +62,9 @@ _API = {
     **dict.fromkeys(["ServedPolicy", "load_served"], "runtime.policy"),
     "PolicyServer": "runtime.server",
     **dict.fromkeys(["PolicyClient", "ServerError"], "runtime.client"),
+    # the robot side (runtime/): the control loop, its inference worker and the simulated robot
+    **dict.fromkeys(["LoopConfig", "run_episode", "measure_rate"], "runtime.loop"),
+    "InferenceWorker": "runtime.inference",
+    "SimAdapter": "runtime.robots.sim",
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _API)

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from twin_kit import InputError, opt, validate_config
 
 ROBOTS = ("sim", "franka", "g1")
@@ -66,6 +68,10 @@ class DeployConfig:
                                "(max_relative_target; 0: off)", low=0.0, high=10.0)
     spin_ms: float = opt(0.3, "busy-wait this long before each control deadline (sleep alone wakes late)",
                          low=0.0, high=10.0)
+    goal: tuple[float, float, float] | None = opt(
+        None, "--robot franka|g1: the goal a goal-conditioned policy reads (reach: the target in the robot's base "
+              "frame, metres: x forward, y left, z up from the support under the base); the sim draws its own",
+        metavar="X")
     out: str | None = opt(None, "dataset folder for the episodes (default deploy/NAME-YYYYmmdd-HHMMSS)")
 
     def __post_init__(self):
@@ -163,11 +169,39 @@ def build_adapter(cfg: DeployConfig, meta: dict):
         except ImportError as e:
             raise InputError(f"--robot g1: its adapter cannot load ({e})") from None
         adapter = G1Adapter(action_names, interface=cfg.address or "lo")
+    states = list(meta["observation"]["observation.state"].get("names") or [])
+    if cfg.robot != "sim" and states[-len(GOAL_NAMES):] == list(GOAL_NAMES):
+        if cfg.goal is None:
+            raise InputError(f"the policy reads a goal ({', '.join(GOAL_NAMES)}) in its state: give --goal X Y Z "
+                             "(the target in the robot's base frame, metres)")
+        adapter = GoalAdapter(adapter, np.asarray(cfg.goal, dtype=np.float32))
     if action_names and list(adapter.joint_names) != action_names:
         raise InputError(f"the policy writes {', '.join(action_names[:3])}, ... ({len(action_names)} joints); the "
                          f"{cfg.robot} robot takes {', '.join(adapter.joint_names[:3])}, ... "
                          f"({len(adapter.joint_names)})")
     return adapter
+
+
+GOAL_NAMES = ("goal_x", "goal_y", "goal_z")  # policies.tasks' goal in observation.state (a reach target)
+
+
+class GoalAdapter:
+    """A real robot's adapter whose observation also carries the operator's goal, as the policy's state was
+    recorded (joints, then the goal in the base frame); everything else is the robot's own."""
+
+    def __init__(self, robot, goal: np.ndarray):
+        self.robot, self.goal = robot, goal
+
+    def __getattr__(self, name):
+        return getattr(self.robot, name)
+
+    def observation(self, state) -> dict[str, np.ndarray]:
+        from policies.features import IMAGE_PREFIX, STATE
+
+        obs = {STATE: np.concatenate([np.asarray(state.q, dtype=np.float32), self.goal])}
+        for name, img in state.images.items():
+            obs[IMAGE_PREFIX + name] = img
+        return obs
 
 
 def default_out(source: str) -> Path:

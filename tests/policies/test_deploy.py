@@ -328,6 +328,23 @@ def test_twin_deploy_runs_a_run_on_the_sim_and_refuses_bad_input_in_one_line(wor
                                                                                     "policy's 10 fps"),
                       (["--task", "reach", "--hold-ms", "50", "--out", str(work / "z")], "not longer than the time "
                                                                                          "between two chunks"),
-                      (["--task", "reach", "--out", str(out)], "already holds a dataset")):
+                      (["--task", "reach", "--out", str(out)], "already holds a dataset"),
+                      (["--robot", "franka", "--out", str(work / "g")], "give --goal X Y Z")):
         code, res = twin_json(["deploy", str(work / "runs" / "act"), "--runtime", "torch", *argv])
         assert code == 2 and why in res["error"], (argv, res)
+
+
+def test_a_real_robot_s_observation_carries_the_operator_s_goal():
+    """A reach policy reads joints + goal (base frame): on a real robot the goal comes from --goal."""
+    from policies.runtime.deploy import GoalAdapter
+    from policies.runtime.robot import RobotState
+
+    class Arm:  # the smallest robot: what an adapter reports, nothing simulated
+        joint_names = ["j0", "j1"]
+
+    wrapped = GoalAdapter(Arm(), np.array([0.4, -0.1, 0.3], dtype=np.float32))
+    img = np.zeros((4, 4, 3), np.uint8)
+    obs = wrapped.observation(RobotState(0.0, np.array([0.1, 0.2]), np.zeros(2), images={"head": img}))
+    np.testing.assert_allclose(obs["observation.state"], [0.1, 0.2, 0.4, -0.1, 0.3], rtol=0, atol=1e-7)
+    assert obs["observation.state"].dtype == np.float32 and obs["observation.images.head"] is img
+    assert wrapped.joint_names == ["j0", "j1"]

@@ -1,0 +1,356 @@
+"""Benchmark: Twin's robot runtime on the CPU — an ACT's latency from camera frames to an action chunk
+(onnxruntime; peer: PyTorch eager), the policy server's round trip over loopback (Twin's client and openpi-client),
+the control loop's jitter at 200 Hz on the sim adapter (peer: the same loop doing no work) and the watchdog's stop
+time when the policy starts answering NaN, all in one run.
+
+    python benches/runtime.py --json [--run benches/work/sim2real/runs/pick_place_act_plain] [--scene twins/demo]
+        [--calls 500] [--seconds 10] [--hz 200] [--hold-ms 200] [--stop-ms 500]
+
+Policy: the ACT of --run (the sim2real experiment's, 2 cameras at 96 px) if it exists, else an untrained ACT of the
+default config (the same size) for the same features (`policy_source` says which). Its ONNX export: the run's own
+policy.onnx, else exported now into a temporary folder. One observation of the pick_place task in --scene, rendered
+by the sim adapter's two cameras, goes through `ServedPolicy.infer` as the server calls it (checked, uint8 HxWx3
+frames + state in, unnormalised robot-unit actions (H, D) out), batch 1, --calls times after --warmup calls, at
+1 then 2 intra-op threads (onnxruntime's session, torch's pool); within a thread count the two runtimes alternate
+call by call, so a busy machine slows them alike. The headline is the onnxruntime thread count with the lower p99
+(`policy_threads`); the peer is PyTorch eager at that count; `by_threads` has all four.
+Round trip: `PolicyServer` in a background thread of this process on 127.0.0.1 serving the headline policy,
+Twin's `PolicyClient` and openpi-client's `WebsocketClientPolicy` alternating, --calls each; `transport_overhead`
+is the round trip minus the server's own `infer_ms`. `openpi_client_ok`: openpi-client's actions equal a direct
+call (allclose 1e-5) on three different observations.
+Jitter: `measure_rate` (read + send the held position every period, sleep then spin to each deadline) on the sim
+adapter without cameras at --hz for --seconds; peer: the same loop on an adapter that does nothing.
+Watchdog: one deployed episode (`run_episode`, ACT's temporal ensembling) of the headline policy on the sim adapter
+with the policy's cameras at --hz, T1 = --hold-ms and T2 = --stop-ms given; after --good chunks the policy answers
+NaN; `watchdog_stop_ms` is the time from the last fresh chunk to the stop. The episode's own jitter (cameras
+rendered in the loop, the policy on the worker thread) is `episode_jitter_p99_ms`.
+`load_average` (os.getloadavg at start and end) shows how busy the machine was. The last stdout line is one JSON
+object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+# this folder holds sim.py, named like the `sim` package: keep it off the import path when run as a script
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from policies import (  # noqa: E402
+    ACTION,
+    IMAGE_PREFIX,
+    STATE,
+    InferenceWorker,
+    LoopConfig,
+    PolicyClient,
+    PolicyFeatures,
+    PolicyServer,
+    SimAdapter,
+    export_onnx,
+    load_served,
+    make_policy,
+    measure_rate,
+    run_episode,
+)
+from twin_kit import InputError, info, quiet_warp, torch_threads  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = REPO / "benches" / "work" / "sim2real" / "runs" / "pick_place_act_plain"
+ONNX_NAME = "policy.onnx"   # `twin export-policy --onnx`'s file beside a run's policy
+TASK, ROBOT = "pick_place", "franka"
+CAMERAS, SIZE, FPS = ("front", "wrist"), 96, 10   # the fallback ACT's features (the experiment's)
+THREADS = (1, 2)
+GOALS = {"policy_hz_min": 200.0, "policy_p99_ms_max": 5.0, "control_jitter_p99_ms_max": 0.5,
+         "watchdog_stop_ms_max": "T2 + 2 control periods"}
+
+
+def pct(ms: np.ndarray) -> tuple[float, float]:
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
+def build_sim(scene: str, hz: int, cameras: tuple[str, ...]) -> SimAdapter:
+    sim = SimAdapter(TASK, scene, ROBOT, hz=hz, cameras=list(cameras), size=SIZE, camera_fps=FPS,
+                     end_on_done=False)
+    sim.connect()
+    return sim
+
+
+def untrained_act(sim: SimAdapter, folder: Path) -> Path:
+    """An untrained ACT of the default config for the pick_place features, saved at `folder`."""
+    import torch
+
+    unit = {key: {"mean": [0.0] * d, "std": [1.0] * d, "min": [-1.0] * d, "max": [1.0] * d}
+            for key, d in ((STATE, len(sim.state_names)), (ACTION, len(sim.joint_names)))}
+    feats = PolicyFeatures(list(sim.state_names), list(sim.joint_names),
+                           {IMAGE_PREFIX + c: [SIZE, SIZE] for c in CAMERAS}, FPS, ROBOT, unit)
+    torch.manual_seed(0)
+    make_policy("act", None, feats).eval().save_pretrained(folder)
+    return folder
+
+
+def load_policies(run: Path, sim: SimAdapter, tmp: Path) -> tuple[dict, dict]:
+    """{(runtime, threads): ServedPolicy} for onnx/torch x THREADS, and what was loaded (for the JSON)."""
+    about: dict = {}
+    if run.exists():
+        source, about["policy_source"] = run, "trained"
+    else:
+        info(f"{run}: no such run: timing an untrained ACT of the default config instead")
+        source = untrained_act(sim, tmp / "untrained")
+        about.update(policy_source="untrained_default_config", policy_note=f"{run}: no such run")
+    about["policy_run"] = str(run) if run.exists() else None
+    out = {("torch", t): load_served(source, "torch", threads=t) for t in THREADS}
+    if (source / ONNX_NAME).is_file():
+        out.update({("onnx", t): load_served(source, "onnx", threads=t) for t in THREADS})
+        about["onnx"] = "the run's own export"
+    else:
+        res = export_onnx(out[("torch", 1)].runtime.policy, tmp / ONNX_NAME)
+        out.update({("onnx", t): load_served(res["path"], "onnx", threads=t) for t in THREADS})
+        about.update(onnx="exported by this bench into a temporary folder", export_s=round(res["seconds"], 1),
+                     export_max_abs_error=float(res["max_abs_error"]))
+    meta = out[("onnx", 1)].metadata()
+    about["policy_inputs"] = {k: v["shape"] for k, v in meta["observation"].items()}
+    about["policy_action_shape"] = meta["action"]["shape"]
+    cams = [k for k in meta["observation"] if k.startswith(IMAGE_PREFIX)]
+    if meta["observation"][STATE].get("names", sim.state_names) != list(sim.state_names) or \
+            sorted(cams) != sorted(IMAGE_PREFIX + c for c in CAMERAS):
+        raise InputError(f"{source}: reads {', '.join(meta['observation'])}; the bench's {TASK} sim gives "
+                         f"{STATE} ({len(sim.state_names)}) and {', '.join(CAMERAS)} cameras")
+    return out, about
+
+
+def time_policies(policies: dict, obs: dict, calls: int, warmup: int) -> dict[tuple, np.ndarray]:
+    """Milliseconds of each policy's `infer(obs)`, `calls` each: one block per thread count (torch's pool set to
+    it, so switching pools between calls is not timed), onnx and torch alternating call by call within it."""
+    ms = {}
+    for threads in THREADS:
+        block = {k: p for k, p in policies.items() if k[1] == threads}
+        with torch_threads(threads):
+            for _ in range(warmup):
+                for p in block.values():
+                    p.infer(obs)
+            ms.update({k: np.empty(calls) for k in block})
+            for i in range(calls):
+                for k, p in block.items():
+                    t = time.perf_counter()
+                    p.infer(obs)
+                    ms[k][i] = (time.perf_counter() - t) * 1e3
+    return ms
+
+
+def policy_figures(ms: np.ndarray) -> dict:
+    p50, p99 = pct(ms)
+    return {"p50_ms": p50, "p99_ms": p99, "hz": 1e3 / float(ms.mean())}
+
+
+def variants(obs: dict) -> list[dict]:
+    """Three different observations: the rendered one, its state moved, its frames mirrored."""
+    moved = {**obs, STATE: (obs[STATE] + np.float32(0.05)).astype(np.float32)}
+    mirrored = {k: (np.ascontiguousarray(v[:, ::-1]) if k.startswith(IMAGE_PREFIX) else v) for k, v in obs.items()}
+    return [obs, moved, mirrored]
+
+
+def roundtrips(policy, obs: dict, calls: int, warmup: int) -> dict:
+    """Loopback round trips of Twin's client and openpi-client to an in-process server, alternating."""
+    res: dict = {}
+    with PolicyServer(policy, port=0) as server:
+        twin = PolicyClient(server.url)
+        try:
+            from openpi_client.websocket_client_policy import WebsocketClientPolicy
+
+            openpi = WebsocketClientPolicy(host="127.0.0.1", port=server.port)
+        except ImportError as e:
+            openpi, res["openpi_error"] = None, f"openpi-client is not installed ({e})"
+        direct = [policy.infer(o) for o in variants(obs)]
+        res["twin_client_ok"] = all(np.allclose(twin.infer(o)["actions"], d, atol=1e-5)
+                                    for o, d in zip(variants(obs), direct, strict=True))
+        res["openpi_client_ok"] = openpi is not None and openpi.get_server_metadata() == twin.metadata and all(
+            np.allclose(openpi.infer(o)["actions"], d, atol=1e-5) for o, d in zip(variants(obs), direct, strict=True))
+        res["observations_matter"] = bool(max(np.abs(d - direct[0]).max() for d in direct[1:]) > 1e-6)
+        clients = {"twin": twin, **({"openpi": openpi} if openpi is not None else {})}
+        for _ in range(warmup):
+            for c in clients.values():
+                c.infer(obs)
+        rt = {k: np.empty(calls) for k in clients}
+        served = {k: np.empty(calls) for k in clients}
+        for i in range(calls):
+            for k, c in clients.items():
+                t = time.perf_counter()
+                reply = c.infer(obs)
+                rt[k][i] = (time.perf_counter() - t) * 1e3
+                served[k][i] = reply["server_timing"]["infer_ms"]
+        twin.close()
+    res["roundtrip_p50_ms"], res["roundtrip_p99_ms"] = pct(rt["twin"])
+    res["server_infer_p50_ms"] = pct(served["twin"])[0]
+    res["transport_overhead_p50_ms"], res["transport_overhead_p99_ms"] = pct(rt["twin"] - served["twin"])
+    if "openpi" in rt:
+        res["openpi_roundtrip_p50_ms"], res["openpi_roundtrip_p99_ms"] = pct(rt["openpi"])
+        res["openpi_transport_overhead_p50_ms"] = pct(rt["openpi"] - served["openpi"])[0]
+    else:
+        res["openpi_roundtrip_p50_ms"] = res["openpi_roundtrip_p99_ms"] = None
+    return res
+
+
+class Idle:
+    """The jitter peer's robot: reading and sending cost nothing, so only the loop's own timing is left."""
+
+    def __init__(self, dof: int):
+        self.state = SimpleNamespace(q=np.zeros(dof))
+
+    def read(self):
+        return self.state
+
+    def send(self, q) -> None:
+        pass
+
+
+def jitter(sim: SimAdapter, hz: int, seconds: float) -> dict:
+    peer = measure_rate(Idle(len(sim.joint_names)), hz, seconds)
+    run = measure_rate(sim, hz, seconds)
+    return {"control_jitter_p50_ms": run["jitter_p50_ms"], "control_jitter_p99_ms": run["jitter_p99_ms"],
+            "control_jitter_max_ms": run["jitter_max_ms"], "control_hz": run["achieved_hz"],
+            "control_overruns": run["overruns"], "control_step_work_ms": run["step_work_ms"],
+            "peer_jitter_p50_ms": peer["jitter_p50_ms"], "peer_jitter_p99_ms": peer["jitter_p99_ms"],
+            "peer_jitter_max_ms": peer["jitter_max_ms"], "peer_control_hz": peer["achieved_hz"],
+            "peer_overruns": peer["overruns"]}
+
+
+class TurnsToNaN:
+    """The headline policy as an inference source that answers NaN after `good` calls."""
+
+    def __init__(self, policy, good: int):
+        self.policy, self.good, self.calls = policy, good, 0
+        self.metadata, self.label = policy.metadata(), policy.source
+
+    def infer(self, obs: dict) -> np.ndarray:
+        self.calls += 1
+        a = self.policy.infer(obs)
+        return a if self.calls <= self.good else np.full_like(a, np.nan)
+
+    def close(self) -> None:
+        pass
+
+
+def watchdog(sim: SimAdapter, policy, a) -> dict:
+    """One deployed episode whose policy turns to NaN after a.good chunks: hold at T1, stop at T2."""
+    meta = policy.metadata()
+    fps, k = int(meta["fps"]), a.hz // int(meta["fps"])
+    sim.begin(0)
+    source = TurnsToNaN(policy, good=3 + a.good)   # 3 warm-up calls, as `twin deploy` makes
+    obs = sim.observation(sim.read())
+    source.infer(obs)
+    source.infer(obs)
+    t = time.monotonic()
+    source.infer(obs)
+    warm_s = time.monotonic() - t
+    cfg = meta["config"]
+    loop = LoopConfig(hz=a.hz, k=k, mode="ensemble", hold_ms=a.hold_ms, stop_ms=a.stop_ms,
+                      seconds=a.good / fps + a.stop_ms / 1e3 + 3.0, ensemble_coeff=cfg.get("temporal_ensemble_coeff")
+                      or 0.01, n_action_steps=int(meta["n_action_steps"]),
+                      initial_delay=max(k, math.ceil(warm_s * a.hz) + 1), given=(a.hold_ms, a.stop_ms))
+    worker = InferenceWorker(source)
+    try:
+        log = run_episode(sim, worker, meta, loop, verbose=False)
+    finally:
+        worker.close()
+    s = log.summary()
+    hold = [w["age_ms"] for w in log.watchdog if w["state"] == "hold"]
+    stop = [w["step"] for w in log.watchdog if w["state"] == "stop"]
+    limit = a.stop_ms + 2e3 / a.hz
+    return {"watchdog_stop_ms": log.stop_ms, "watchdog_hold_ms": hold[0] if hold else None,
+            # how late the step that saw the stop woke (a camera frame rendered in the loop delays it)
+            "watchdog_stop_step_late_ms": log.jitter_ms[stop[0]] if stop else None,
+            "watchdog_outcome": log.outcome, "watchdog_goal_ms": limit,
+            "watchdog_fresh_chunks": len(log.delays), "watchdog_nan_answers": len(log.faults),
+            "episode_jitter_p50_ms": s["jitter_p50_ms"], "episode_jitter_p99_ms": s["jitter_p99_ms"],
+            "episode_overruns": s["overruns"], "episode_control_steps": s["control_steps"],
+            "episode_hz": s["achieved_hz"], "episode_infer_p50_ms": s["infer_p50_ms"]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", default=str(RUN), help="the ACT run to time (default: the sim2real experiment's; "
+                    "missing: an untrained ACT of the default config)")
+    ap.add_argument("--scene", default=str(REPO / "twins" / "demo"), help="scene bundle of the sim adapter")
+    ap.add_argument("--calls", type=int, default=500, help="timed policy calls and round trips, each")
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--seconds", type=float, default=10.0, help="length of each jitter measurement")
+    ap.add_argument("--hz", type=int, default=200, help="control rate (a multiple of the policy's 10 fps)")
+    ap.add_argument("--hold-ms", type=float, default=200.0, help="watchdog T1")
+    ap.add_argument("--stop-ms", type=float, default=500.0, help="watchdog T2")
+    ap.add_argument("--good", type=int, default=10, help="chunks the policy answers before it turns to NaN")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    if not Path(a.scene).is_dir():
+        print(f"error: {a.scene}: no such scene (build it with `twin demo`, or pass --scene)", file=sys.stderr)
+        return 2
+    if a.hz % FPS or a.calls < 1 or a.seconds <= 0 or not 0 < a.hold_ms <= a.stop_ms:
+        print(f"error: need --hz a multiple of {FPS}, --calls >= 1, --seconds > 0, 0 < --hold-ms <= --stop-ms",
+              file=sys.stderr)
+        return 2
+    load_start = os.getloadavg()
+    quiet_warp()
+    import onnxruntime
+    import torch
+
+    res: dict = {}
+    with tempfile.TemporaryDirectory(prefix="twin-bench-runtime-") as tmp:
+        cam = build_sim(a.scene, a.hz, CAMERAS)
+        try:
+            policies, about = load_policies(Path(a.run), cam, Path(tmp))
+        except InputError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        res.update(about)
+        obs = cam.observation(cam.read())
+        info(f"timing the policy: {a.calls} calls x {len(policies)} (onnx, torch x threads {THREADS})")
+        ms = time_policies(policies, obs, a.calls, a.warmup)
+        by = {str(t): {f"{rt}_{k}": v for rt in ("onnx", "torch") for k, v in policy_figures(ms[(rt, t)]).items()}
+              for t in THREADS}
+        best = min(THREADS, key=lambda t: by[str(t)]["onnx_p99_ms"])
+        h = by[str(best)]
+        res.update(policy_hz=h["onnx_hz"], policy_p50_ms=h["onnx_p50_ms"], policy_p99_ms=h["onnx_p99_ms"],
+                   policy_threads=best, peer_policy_hz=h["torch_hz"], peer_policy_p50_ms=h["torch_p50_ms"],
+                   peer_policy_p99_ms=h["torch_p99_ms"], by_threads=by)
+        res["policy_goal_met"] = (h["onnx_hz"] >= GOALS["policy_hz_min"]
+                                  and h["onnx_p99_ms"] < GOALS["policy_p99_ms_max"])
+        info(f"round trips: {a.calls} per client")
+        res.update(roundtrips(policies[("onnx", best)], obs, a.calls, a.warmup))
+        info(f"jitter at {a.hz} Hz: {a.seconds:g} s idle loop, {a.seconds:g} s sim adapter")
+        bare = build_sim(a.scene, a.hz, ())
+        res.update(jitter(bare, a.hz, a.seconds))
+        bare.close()
+        res["control_goal_met"] = res["control_jitter_p99_ms"] < GOALS["control_jitter_p99_ms_max"]
+        info(f"watchdog: {a.good} good chunks, then NaN (T1 {a.hold_ms:g} ms, T2 {a.stop_ms:g} ms)")
+        res.update(watchdog(cam, policies[("onnx", best)], a))
+        res["watchdog_goal_met"] = res["watchdog_stop_ms"] is not None and \
+            res["watchdog_stop_ms"] <= res["watchdog_goal_ms"]
+        cam.close()
+    res["goals"] = GOALS
+    res["settings"] = {"run": a.run, "scene": a.scene, "task": TASK, "robot": ROBOT, "cameras": list(CAMERAS),
+                       "size": SIZE, "calls": a.calls, "warmup": a.warmup, "seconds": a.seconds, "hz": a.hz,
+                       "hold_ms": a.hold_ms, "stop_ms": a.stop_ms, "good_chunks": a.good,
+                       "threads_tried": list(THREADS), "headline": "onnxruntime threads with the lower p99",
+                       "server": "in-process background thread, 127.0.0.1", "onnxruntime": onnxruntime.__version__,
+                       "torch": torch.__version__, "cpus": os.cpu_count(), "nice": os.nice(0),
+                       "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    res["load_average"] = {"start": [round(x, 2) for x in load_start],
+                           "end": [round(x, 2) for x in os.getloadavg()]}
+    res = {k: round(v, 4) if isinstance(v, float) and not k.endswith("_error") else v for k, v in res.items()}
+    res["by_threads"] = {t: {k: round(v, 4) for k, v in d.items()} for t, d in res["by_threads"].items()}
+    if not a.json:
+        for k, v in res.items():
+            print(f"{k:>28}: {v}", file=sys.stderr)
+    print(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
