@@ -2,7 +2,8 @@
 
 Stages: `physics/` (the world: scan, robot, objects, solvers, control, batched env) -> `sensors/` (cameras
 that ray trace the robot into the scan and composite it over the splats; filming) -> `live/` (a physics
-session paced to real time, its browser view, teleoperation). `isaac/` runs inside Isaac Sim's own Python.
+session paced to real time, its browser view, teleoperation); `bridges/` serves a simulated robot on the robot's own
+network interface (a G1 over Unitree's DDS topics). `isaac/` runs inside Isaac Sim's own Python.
 Public API below (loaded on first use): other packages, benches and examples import only these names.
 """
 from twin_kit import lazy_exports
@@ -23,5 +24,11 @@ _API = {
     **dict.fromkeys(["LinkMesh", "link_meshes", "add_bodies", "add_goal", "set_pose", "draw_bodies", "look_from",
                      "speed_text", "start_view", "serve_view", "stop_view"], "live.viewer"),
     **dict.fromkeys(["ThreadedSession", "RealTimePacer", "ticker", "SnapshotDrawer"], "live.threaded"),
+    # bridges/: Unitree's low-level DDS messages, their CRC and the G1's motors; the DDS link; the G1 bridge
+    **dict.fromkeys(["LowCmd_", "LowState_", "MotorCmd_", "MotorState_", "IMUState_", "LOWCMD_STRUCT",
+                     "LOWSTATE_STRUCT", "TOPIC_LOWCMD", "TOPIC_LOWSTATE", "G1_JOINTS", "g1_motor", "g1_joint_name",
+                     "to_struct", "from_struct", "struct_crc", "message_crc", "unitree_crc"], "bridges.unitree_hg"),
+    **dict.fromkeys(["DdsLink", "check_interface"], "bridges.dds"),
+    **dict.fromkeys(["UnitreeBridge", "run_bridge"], "bridges.unitree"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _API)

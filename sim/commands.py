@@ -41,6 +41,14 @@ class SimConfig:
                                              "(default: the 'Stop & save' button or Ctrl-C)", low=0, low_open=True)
     host: str = opt("127.0.0.1", "with --teleop: viewer address to bind")
     port: int = opt(8080, "with --teleop: viewer port (a port in use is an error)", low=1, high=65535)
+    bridge: str | None = opt(None, "instead of the scripted motion, serve the simulated robot on its own network "
+                                   "interface until Ctrl-C: unitree (a G1 on Unitree's low-level DDS topics "
+                                   "rt/lowstate and rt/lowcmd, as unitree_mujoco does)", choices=("unitree",))
+    interface: str = opt("lo", "with --bridge: network interface to serve on (lo: this machine only)")
+    domain: int = opt(1, "with --bridge unitree: DDS domain id (unitree_mujoco uses 1; a real robot is on 0)",
+                      low=0, high=232)
+    band: bool = opt(True, "with --bridge and a free-floating robot (g1): hang its torso from an elastic band, as "
+                           "unitree_mujoco does, so a controller that does not balance it does not make it fall")
 
     def __post_init__(self):
         validate_config(self)
@@ -76,6 +84,10 @@ def _same_file(a: str, b: str) -> bool:
 def run_sim(cfg: SimConfig, json_out: bool = False) -> int:
     from twin_kit import destination_lock
 
+    if cfg.bridge:
+        from sim.bridges.unitree import run_bridge
+
+        return run_bridge(cfg, json_out)
     check_sim_outputs(cfg)
     with destination_lock(cfg.out):
         if cfg.teleop:

@@ -52,6 +52,7 @@ class DeployConfig:
     address: str | None = opt(None, "--robot franka: the robot's (or franky-sim's) IP address (default "
                                     "127.0.0.1); --robot g1: the DDS network interface",
                               pattern=r"[A-Za-z0-9.:_\-]+", pattern_help="a host, IP address or interface name")
+    domain: int = opt(1, "--robot g1: the DDS domain id (Twin's bridge serves 1; a real G1 uses 0)", low=0, high=232)
     token: str | None = opt(None, "API key of a policy server that needs one (sent as 'Authorization: Api-Key')",
                             pattern=r"[!-~]{8,256}", pattern_help="8 to 256 printable ASCII characters")
     runtime: str = opt("onnx", "a local policy runs its ONNX export in onnxruntime, or in PyTorch",
@@ -168,7 +169,7 @@ def build_adapter(cfg: DeployConfig, meta: dict):
             from policies.runtime.robots.g1 import G1Adapter
         except ImportError as e:
             raise InputError(f"--robot g1: its adapter cannot load ({e})") from None
-        adapter = G1Adapter(action_names, interface=cfg.address or "lo")
+        adapter = G1Adapter(action_names, interface=cfg.address or "lo", domain=cfg.domain)
     states = list(meta["observation"]["observation.state"].get("names") or [])
     if cfg.robot != "sim" and states[-len(GOAL_NAMES):] == list(GOAL_NAMES):
         if cfg.goal is None:
