@@ -100,7 +100,13 @@ def train(a, policy: str, datasets: list[Path], out: Path, log: Path, mix: str |
 
 def evaluate(a, task: str, run: Path, log: Path, scene: str | None = None, styles: str = "vanilla,held_out",
              robot: str | None = None, extra: tuple[str, ...] = (), tag: str = "") -> dict:
-    """`twin eval` of a run on vanilla and every held-out family (or `styles`), from --eval-seed on."""
+    """`twin eval` of a run on vanilla and every held-out family (or `styles`), from --eval-seed on; an evaluation
+    that finished before (its results.json, same episodes, seed and scene, and newer than the policy) is reused."""
+    done = run / "eval" / (task + tag) / "results.json"
+    if done.exists() and done.stat().st_mtime > (run / "policy").stat().st_mtime:
+        res = json.loads(done.read_text())
+        if (res.get("episodes"), res.get("seed"), res.get("task")) == (a.eval_episodes, a.eval_seed, task):
+            return {**res, "reused": True}
     return twin("eval", str(run), "--bundle", scene or a.scene, "--task", task, "--robot", robot or a.robot,
                 "--styles", styles, "--episodes", str(a.eval_episodes), "--seed", str(a.eval_seed), "--worlds",
                 str(a.worlds), "--threads", str(a.threads), "--videos", str(run / "eval" / (task + tag)), *extra,
