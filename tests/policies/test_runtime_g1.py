@@ -80,7 +80,7 @@ def test_g1_adapter_drives_the_simulated_g1(tmp_path):
         q = a.read().q
         # a wrong mapping moves another joint by 0.7; the bounds leave room for a busy CPU's slower settling
         assert abs(q[ELBOW] - 0.7) < 0.05 and np.abs(np.delete(q - q0, ELBOW)).max() < 0.06, q
-        assert abs(a.motor_state()["motor_state"]["q"][25] - 0.7) < 0.02
+        assert abs(a.motor_state()["motor_state"]["q"][25] - 0.7) < 0.05
 
         lat = latencies(a)
 
