@@ -24,6 +24,11 @@ Watchdog: one deployed episode (`run_episode`, ACT's temporal ensembling) of the
 with the policy's cameras at --hz, T1 = --hold-ms and T2 = --stop-ms given; after --good chunks the policy answers
 NaN; `watchdog_stop_ms` is the time from the last fresh chunk to the stop. The episode's own jitter (cameras
 rendered in the loop, the policy on the worker thread) is `episode_jitter_p99_ms`.
+G1 replay: `twin sim --scene --robot g1 --bridge unitree` (the G1 hung from its band) in a subprocess on lo, a DDS
+domain of its own; `twin deploy --replay --replay-data --robot g1 --hz --replay-hz` replays the real teleoperation
+episode's 14 arm joints through the safety layer into it, once clean (`g1_replay_tracking_rms_rad`: target sent vs
+position measured one period later, after the replay's first second; `g1_replay_min_margin_rad`;
+`g1_replay_interventions`), once with `--inject limit,dropout,nan` (`faults_handled`: fault -> bool, and `all`).
 `load_average` (os.getloadavg at start and end) shows how busy the machine was. The last stdout line is one JSON
 object.
 """
@@ -33,6 +38,9 @@ import argparse
 import json
 import math
 import os
+import random
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -69,7 +77,7 @@ TASK, ROBOT = "pick_place", "franka"
 CAMERAS, SIZE, FPS = ("front", "wrist"), 96, 10   # the fallback ACT's features (the experiment's)
 THREADS = (1, 2)
 GOALS = {"policy_hz_min": 200.0, "policy_p99_ms_max": 5.0, "control_jitter_p99_ms_max": 0.5,
-         "watchdog_stop_ms_max": "T2 + 2 control periods"}
+         "watchdog_stop_ms_max": "T2 + 2 control periods", "g1_replay_interventions": 0}
 
 
 def pct(ms: np.ndarray) -> tuple[float, float]:
@@ -274,6 +282,55 @@ def watchdog(sim: SimAdapter, policy, a) -> dict:
             "episode_hz": s["achieved_hz"], "episode_infer_p50_ms": s["infer_p50_ms"]}
 
 
+def twin_json(args: list[str], timeout: float) -> dict:
+    """Run `twin ARGS --json` (niced like this process), return its JSON report (the last stdout line)."""
+    p = subprocess.run([sys.executable, "-m", "twin_cli", *args, "--json"], cwd=REPO, capture_output=True, text=True,
+                       timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO)})
+    lines = p.stdout.strip().splitlines()
+    if not lines:
+        raise RuntimeError(f"twin {' '.join(args[:3])} ...: exit {p.returncode}: {p.stderr.strip()[-500:]}")
+    return json.loads(lines[-1])
+
+
+def g1_replay(a) -> dict:
+    """The real G1 episode replayed over DDS into the simulated G1, clean and with the three faults injected."""
+    domain = random.Random(os.getpid()).randrange(20, 230)
+    err = tempfile.NamedTemporaryFile("w+", prefix="twin-bench-bridge-", suffix=".err")
+    bridge = subprocess.Popen([sys.executable, "-m", "twin_cli", "sim", a.scene, "--robot", "g1", "--bridge", "unitree",
+                               "--interface", "lo", "--domain", str(domain), "--json"], cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=err,
+                              text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        t_end = time.monotonic() + 300
+        while "serving" not in Path(err.name).read_text() and bridge.poll() is None and time.monotonic() < t_end:
+            time.sleep(0.5)
+        if bridge.poll() is not None or time.monotonic() >= t_end:
+            raise RuntimeError(f"the G1 bridge did not start: {Path(err.name).read_text()[-500:]}")
+        args = ["deploy", "--replay", a.replay_data, "--robot", "g1", "--domain", str(domain), "--hz",
+                str(a.replay_hz)]
+        clean = twin_json(args, 300)
+        faults = twin_json([*args, "--inject", "limit,dropout,nan"], 300)
+    finally:
+        bridge.send_signal(signal.SIGINT)
+        try:
+            out, _ = bridge.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            bridge.kill()
+            out, _ = bridge.communicate()
+        err.close()
+    served = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+    handled = dict(faults["faults_handled"])
+    return {"g1_replay_tracking_rms_rad": clean["tracking_rms_rad"],
+            "g1_replay_tracking_rms_max_joint_rad": clean["tracking_rms_max_joint_rad"],
+            "g1_replay_min_margin_rad": clean["min_margin_rad"], "g1_replay_interventions": clean["interventions"],
+            "g1_replay_interventions_by_kind": clean["interventions_by_kind"],
+            "g1_replay_seconds": clean["replayed_s"], "g1_replay_joints": len(clean["joints"]),
+            "g1_replay_not_replayed": clean["not_replayed"], "g1_replay_jitter_p99_ms": clean["jitter_p99_ms"],
+            "g1_replay_fault_run_interventions": faults["interventions"],
+            "faults_handled": {**handled, "all": bool(handled) and all(handled.values())},
+            "g1_bridge_state_hz": served.get("state_hz"), "g1_bridge_speed": served.get("speed")}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", default=str(RUN), help="the ACT run to time (default: the sim2real experiment's; "
@@ -286,6 +343,9 @@ def main() -> int:
     ap.add_argument("--hold-ms", type=float, default=200.0, help="watchdog T1")
     ap.add_argument("--stop-ms", type=float, default=500.0, help="watchdog T2")
     ap.add_argument("--good", type=int, default=10, help="chunks the policy answers before it turns to NaN")
+    ap.add_argument("--replay-data", default=str(REPO.parent / "shared" / "data" / "g1_episode"),
+                    help="the real G1 episode (LeRobot) replayed into the simulated G1")
+    ap.add_argument("--replay-hz", type=int, default=100, help="control rate of the G1 replay")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     if not Path(a.scene).is_dir():
@@ -333,10 +393,14 @@ def main() -> int:
         res["watchdog_goal_met"] = res["watchdog_stop_ms"] is not None and \
             res["watchdog_stop_ms"] <= res["watchdog_goal_ms"]
         cam.close()
+    info(f"G1 replay: {a.replay_data} over DDS into the simulated G1 at {a.replay_hz} Hz, clean then with faults")
+    res.update(g1_replay(a))
+    res["g1_replay_goal_met"] = res["g1_replay_interventions"] == 0 and res["faults_handled"]["all"]
     res["goals"] = GOALS
     res["settings"] = {"run": a.run, "scene": a.scene, "task": TASK, "robot": ROBOT, "cameras": list(CAMERAS),
                        "size": SIZE, "calls": a.calls, "warmup": a.warmup, "seconds": a.seconds, "hz": a.hz,
                        "hold_ms": a.hold_ms, "stop_ms": a.stop_ms, "good_chunks": a.good,
+                       "replay_data": a.replay_data, "replay_hz": a.replay_hz,
                        "threads_tried": list(THREADS), "headline": "onnxruntime threads with the lower p99",
                        "server": "in-process background thread, 127.0.0.1", "onnxruntime": onnxruntime.__version__,
                        "torch": torch.__version__, "cpus": os.cpu_count(), "nice": os.nice(0),

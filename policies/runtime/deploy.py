@@ -29,9 +29,9 @@ REPLY_TIMEOUT_S = 5.0   # a policy server's reply, unless --stop-ms is given
 class DeployConfig:
     """Run a trained policy on a robot at a fixed control rate, with the safety layer and the watchdog."""
 
-    run: str = opt(help="the policy: a run folder (runs/NAME), a saved policy folder or an exported .onnx file "
-                           "(run in this process), or ws://HOST:PORT of a policy server (twin serve)",
-                      positional=True)
+    run: str | None = opt(None, "the policy: a run folder (runs/NAME), a saved policy folder or an exported .onnx "
+                                "file (run in this process), or ws://HOST:PORT of a policy server (twin serve)",
+                          positional=True)
     robot: str = opt("sim", "robot adapter: sim (Twin's simulated robot doing --task in --bundle), franka, g1",
                      choices=ROBOTS)
     hz: int = opt(50, "control rate (a multiple of the policy's fps)", low=1, high=1000)
@@ -74,6 +74,11 @@ class DeployConfig:
               "frame, metres: x forward, y left, z up from the support under the base); the sim draws its own",
         metavar="X")
     out: str | None = opt(None, "dataset folder for the episodes (default deploy/NAME-YYYYmmdd-HHMMSS)")
+    replay: str | None = opt(None, "instead of a policy, replay this LeRobot dataset's first episode (its actions "
+                                   "on the robot's joints, through the safety layer; --robot g1; --seconds: its start)")
+    inject: str | None = opt(None, "--replay: faults to inject, comma-separated: limit (a target past a joint limit), "
+                                   "dropout (200 ms without targets), nan", pattern=r"(limit|dropout|nan)(,(limit|"
+                             r"dropout|nan))*", pattern_help="a comma-separated list of limit, dropout, nan")
 
     def __post_init__(self):
         validate_config(self)
@@ -300,6 +305,16 @@ def run_deploy(cfg: DeployConfig, json_out: bool = False) -> int:
     from policies.runtime.inference import open_source
     from twin_kit import emit_json, info, one_line, quiet_warp
 
+    if cfg.replay is not None and cfg.run is not None:
+        raise InputError("give either a policy (RUN) or --replay DATASET, not both")
+    if cfg.inject is not None and cfg.replay is None:
+        raise InputError("--inject injects faults into a --replay")
+    if cfg.replay is not None:
+        from policies.runtime.replay import run_replay
+
+        return run_replay(cfg, json_out)
+    if cfg.run is None:
+        raise InputError("give the policy to deploy (RUN: a run folder, .onnx or ws://HOST:PORT), or --replay DATASET")
     if cfg.robot == "sim" and cfg.task is None:
         raise InputError("--robot sim needs --task (reach, push or pick_place)")
     if cfg.bundle is not None and not Path(cfg.bundle).exists():

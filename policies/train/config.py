@@ -35,7 +35,8 @@ class TrainConfig:
                                    "layers (default: the policy's)", low=1, high=48)
     pretrained_backbone: str | None = opt(None, "local torchvision resnet18 weights file to start the image "
                                                 "backbone from (implies --backbone-width 1; never downloaded)")
-    cameras: str | None = opt(None, "comma-separated cameras to use (e.g. front,wrist; default: all)")
+    cameras: str | None = opt(None, "comma-separated cameras to use (e.g. front,wrist; none: state only; default: "
+                                    "all)")
     mix: str | None = opt(None, "comma-separated sampling weights of the datasets (e.g. 1,1: half the samples "
                                 "from each; default: in proportion to their frames)")
     val_episodes: float = opt(0.1, "validation episodes per dataset: a fraction (< 1) or a count (>= 1); "
@@ -87,6 +88,8 @@ class TrainConfig:
     def camera_list(self) -> list[str] | None:
         if self.cameras is None:
             return None
+        if self.cameras.strip().lower() == "none":
+            return []
         names = [c.strip() for c in self.cameras.split(",") if c.strip()]
         if not names or len(set(names)) != len(names):
             raise InputError(f"--cameras: {self.cameras!r} must name distinct cameras")
