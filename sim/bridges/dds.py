@@ -49,7 +49,7 @@ def _domain(domain: int, interface: str):
 class DdsLink:
     """One participant on `interface` and `domain`: `writer(topic, type)` and `reader(topic, type, callback)`.
 
-    A reader's callback gets each valid sample on Cyclone's receive thread (keep it short: store, do not work)."""
+    A reader's callback gets each valid sample on the link's receive thread for that reader (keep it short)."""
 
     def __init__(self, interface: str = "lo", domain: int = 1):
         from cyclonedds.domain import DomainParticipant
@@ -58,6 +58,8 @@ class DdsLink:
         self._domain = _domain(domain, interface)
         self.participant = DomainParticipant(domain)
         self._entities: list = []
+        self._threads: list[threading.Thread] = []
+        self._closed = threading.Event()
 
     def _topic(self, name: str, data_type):
         from cyclonedds.topic import Topic
@@ -75,24 +77,43 @@ class DdsLink:
         return w
 
     def reader(self, topic: str, data_type, on_sample: Callable[[object], None]):
-        """A DataReader of `topic` calling `on_sample(sample)` for every valid sample as it arrives."""
-        from cyclonedds.core import Listener
-        from cyclonedds.internal import InvalidSample
+        """A DataReader of `topic` calling `on_sample(sample)` for every valid sample as it arrives, from a thread
+        of this link's own. (Not a Cyclone listener: a Python callback on Cyclone's receive thread deadlocks with
+        a reader being deleted on another thread, seen at close under load.)"""
+        from cyclonedds.core import InstanceState, ReadCondition, SampleState, ViewState, WaitSet
         from cyclonedds.sub import DataReader
 
-        def on_data(reader) -> None:
-            if reader is None:   # a sample arriving while the link closes
+        r = DataReader(self.participant, self._topic(topic, data_type))
+        cond = ReadCondition(r, SampleState.NotRead | ViewState.Any | InstanceState.Any)
+        waits = WaitSet(self.participant)
+        waits.attach(cond)
+        self._entities += [r, cond, waits]
+        t = threading.Thread(target=self._receive, args=(r, waits, on_sample), name=f"dds-{topic}", daemon=True)
+        self._threads.append(t)
+        t.start()
+        return r
+
+    def _receive(self, reader, waits, on_sample) -> None:
+        """Wait for samples (waking every 50 ms to see whether the link closed) and hand each valid one over."""
+        from cyclonedds.internal import InvalidSample
+
+        while not self._closed.is_set():
+            if waits.wait(50_000_000) <= 0:   # ns; 0: timed out
+                continue
+            if self._closed.is_set():
                 return
             for s in reader.take(N=64):
                 if not isinstance(s, InvalidSample):   # an unregistered/disposed instance carries no data
                     on_sample(s)
 
-        r = DataReader(self.participant, self._topic(topic, data_type), listener=Listener(on_data_available=on_data))
-        self._entities.append(r)
-        return r
-
     def close(self) -> None:
-        """Release the participant and every writer, reader and topic made through this link (Cyclone deletes an
-        entity when its last Python reference goes: callers drop the writers and readers they kept too)."""
+        """Stop the receive threads, then release the participant and every writer, reader and topic made through
+        this link (Cyclone deletes an entity when its last Python reference goes: callers drop the writers and
+        readers they kept too)."""
+        self._closed.set()
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(timeout=2.0)
+        self._threads.clear()
         self._entities.clear()
         self.participant = None
