@@ -6,23 +6,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from support.policy_data import training_batch, write_policy_dataset
+from support.policy_data import CHUNK, PYTHON, REPO, training_batch, write_policy_dataset
+from support.policy_data import TINY_64 as TINY
 
 from policies import OnnxRuntime, export_onnx, load_policy, make_policy, prefix_weights, read_dataset, read_onnx_meta
 from twin_kit import InputError, torch_threads
 
-REPO = Path(__file__).resolve().parents[2]
-PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
-CHUNK = 8
-COMMON = dict(chunk_size=CHUNK, n_action_steps=4, image_size=64, backbone_width=0.25, dim=32, heads=2, ff_dim=64)
-TINY = {"act": {**COMMON, "n_encoder_layers": 1, "n_vae_encoder_layers": 1, "latent_dim": 8},
-        "flow": {**COMMON, "n_layers": 2, "num_steps": 3}}
 SAMPLES = [(0, 0), (0, 5), (0, 10), (1, 2), (1, 7), (1, 11)]
 KEYS = ["observation.state", "observation.images.front", "observation.images.wrist"]
 

@@ -10,7 +10,6 @@ import os
 import select
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -22,7 +21,8 @@ import pytest
 import torch
 from openpi_client import msgpack_numpy
 from openpi_client import websocket_client_policy as openpi
-from support.policy_data import training_batch, write_policy_dataset
+from support.policy_data import CHUNK, PYTHON, REPO, training_batch, write_policy_dataset
+from support.policy_data import TINY_64 as TINY
 from support.train_data import twin_json
 
 from policies import (
@@ -38,12 +38,6 @@ from policies import (
 from policies.runtime import WireError, pack, unpack
 from twin_kit import InputError, torch_threads
 
-REPO = Path(__file__).resolve().parents[2]
-PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
-CHUNK = 8
-COMMON = dict(chunk_size=CHUNK, n_action_steps=4, image_size=64, backbone_width=0.25, dim=32, heads=2, ff_dim=64)
-TINY = {"act": {**COMMON, "n_encoder_layers": 1, "n_vae_encoder_layers": 1, "latent_dim": 8},
-        "flow": {**COMMON, "n_layers": 2, "num_steps": 3}}
 SAMPLES = [(0, 0), (0, 6), (0, 12), (1, 3), (1, 9)]
 TOKEN = "s3cret-token-42"
 

@@ -7,6 +7,7 @@ full-batch training loop the policy tests overfit a tiny policy with.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +88,12 @@ def overfit_batch(policy, batch: dict[str, torch.Tensor], steps: int, draws: lis
         opt.step()
         sched.step()
     return before, eval_loss()
+
+
+# Tiny policies at 64 px that the export and server tests share, and the interpreter their CLI subprocesses use.
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
+CHUNK = 8
+COMMON = dict(chunk_size=CHUNK, n_action_steps=4, image_size=64, backbone_width=0.25, dim=32, heads=2, ff_dim=64)
+TINY_64 = {"act": {**COMMON, "n_encoder_layers": 1, "n_vae_encoder_layers": 1, "latent_dim": 8},
+           "flow": {**COMMON, "n_layers": 2, "num_steps": 3}}
