@@ -295,30 +295,14 @@ def twin_json(args: list[str], timeout: float) -> dict:
 def g1_replay(a) -> dict:
     """The real G1 episode replayed over DDS into the simulated G1, clean and with the three faults injected."""
     domain = random.Random(os.getpid()).randrange(20, 230)
-    err = tempfile.NamedTemporaryFile("w+", prefix="twin-bench-bridge-", suffix=".err")
-    bridge = subprocess.Popen([sys.executable, "-m", "twin_cli", "sim", a.scene, "--robot", "g1", "--bridge", "unitree",
-                               "--interface", "lo", "--domain", str(domain), "--json"], cwd=REPO,
-                              env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=err,
-                              text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    bridge, err = start_g1_bridge(a.scene, "g1", domain)
     try:
-        t_end = time.monotonic() + 300
-        while "serving" not in Path(err.name).read_text() and bridge.poll() is None and time.monotonic() < t_end:
-            time.sleep(0.5)
-        if bridge.poll() is not None or time.monotonic() >= t_end:
-            raise RuntimeError(f"the G1 bridge did not start: {Path(err.name).read_text()[-500:]}")
         args = ["deploy", "--replay", a.replay_data, "--robot", "g1", "--domain", str(domain), "--hz",
                 str(a.replay_hz)]
         clean = twin_json(args, 300)
         faults = twin_json([*args, "--inject", "limit,dropout,nan"], 300)
     finally:
-        bridge.send_signal(signal.SIGINT)
-        try:
-            out, _ = bridge.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            bridge.kill()
-            out, _ = bridge.communicate()
-        err.close()
-    served = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+        served = stop_g1_bridge(bridge, err)
     handled = dict(faults["faults_handled"])
     return {"g1_replay_tracking_rms_rad": clean["tracking_rms_rad"],
             "g1_replay_tracking_rms_max_joint_rad": clean["tracking_rms_max_joint_rad"],
@@ -329,6 +313,113 @@ def g1_replay(a) -> dict:
             "g1_replay_fault_run_interventions": faults["interventions"],
             "faults_handled": {**handled, "all": bool(handled) and all(handled.values())},
             "g1_bridge_state_hz": served.get("state_hz"), "g1_bridge_speed": served.get("speed")}
+
+
+def start_g1_bridge(scene: str, robot: str, domain: int, extra: tuple[str, ...] = ()) -> tuple:
+    """`twin sim SCENE --robot ROBOT --bridge unitree` on lo in a subprocess, once it serves; (process, stderr)."""
+    err = tempfile.NamedTemporaryFile("w+", prefix="twin-bench-bridge-", suffix=".err")
+    bridge = subprocess.Popen([sys.executable, "-m", "twin_cli", "sim", scene, "--robot", robot, "--bridge", "unitree",
+                               "--interface", "lo", "--domain", str(domain), "--json", *extra], cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=err,
+                              text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    t_end = time.monotonic() + 300
+    while "serving" not in Path(err.name).read_text() and bridge.poll() is None and time.monotonic() < t_end:
+        time.sleep(0.5)
+    if bridge.poll() is not None or time.monotonic() >= t_end:
+        stop_g1_bridge(bridge, err)
+        raise RuntimeError(f"the G1 bridge did not start: {Path(err.name).read_text()[-500:]}")
+    return bridge, err
+
+
+def stop_g1_bridge(bridge, err) -> dict:
+    """Ctrl-C the bridge; its JSON report."""
+    if bridge.poll() is None:
+        bridge.send_signal(signal.SIGINT)
+    try:
+        out, _ = bridge.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        bridge.kill()
+        out, _ = bridge.communicate()
+    err.close()
+    return json.loads(out.strip().splitlines()[-1]) if out and out.strip() else {}
+
+
+def hand_positions(robot: str, names: list[str], q: np.ndarray) -> np.ndarray:
+    """(T, 3) the robot's end effector in its base frame for joint positions q (T, len(names)) of the named joints
+    (the others at home): Newton's forward kinematics of the same URDF the bridge simulates."""
+    import newton
+    import warp as wp
+
+    from policies import joint_names
+    from sim import WorldConfig, build_world, frame_poses
+
+    w = build_world(WorldConfig(scene=None, robot=robot, worlds=1, solver="featherstone", check_collisions=False))
+    coords = joint_names(w)
+    cols = [w.robot_coord_start + coords.index(n) for n in names]
+    out = np.empty((len(q), 3))
+    state = w.model.state()
+    for t, row in enumerate(np.asarray(q, dtype=np.float64)):
+        full = w.default_q.astype(np.float32).copy()
+        full[cols] = row
+        newton.eval_fk(w.model, wp.array(full, dtype=wp.float32, device=w.model.device), w.model.joint_qd, state)
+        out[t] = frame_poses(w, w.robot.ee_body, w.robot.ee_offset, state)[0, :3]
+    base = np.asarray(w.base_xform[:3], dtype=np.float64) - [0.0, 0.0, w.robot.spec.base_height]
+    return out - base
+
+
+def g1_reach(a) -> dict:
+    """The G1 reach policy deployed through `twin deploy --robot g1` over DDS to the simulated G1 (the upper body,
+    pelvis held) standing where the reach task stands it in --scene, for --reach-goals goals the task draws from
+    --reach-seed on (as `twin eval` does); between goals the arm is brought home (the task's start). Reached: the
+    hand, by forward kinematics of the last measured joints, within the task's 2 cm of the goal."""
+    from policies import G1Adapter, TaskConfig, TaskEnv, read_dataset
+
+    run = Path(a.reach_run)
+    if not (run / "policy").is_dir():
+        return {"g1_reach_skipped": f"{run}: no trained policy (benches/sim2real.py --only g1, then "
+                                    "`twin train ... --cameras none`: see its closing note)"}
+    env = TaskEnv(TaskConfig(task="reach", robot="g1", bundle=a.scene, worlds=1, seed=a.reach_seed))
+    goals = []
+    for k in range(a.reach_goals):
+        env.reset(seeds=[a.reach_seed + k])
+        goals.append(env.goal_in_base(env.goal)[0])
+    base = env.base.copy()
+    del env
+    domain = random.Random(os.getpid() + 1).randrange(20, 230)
+    bridge, err = start_g1_bridge(a.scene, "g1_upper", domain, ("--robot-pose", *map(str, base)))
+    results = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="twin-bench-reach-") as tmp:
+            for k, goal in enumerate(goals):
+                out = Path(tmp) / f"goal{k}"
+                rep = twin_json(["deploy", str(run), "--robot", "g1", "--domain", str(domain), "--goal",
+                                 *map(str, goal), "--seconds", str(a.reach_seconds), "--out", str(out)], 300)
+                ds = read_dataset(out)
+                names = ds.spec.features[STATE].names[:-3]   # the joints; the goal is the state's last three
+                q = ds.episode_frames(0)[STATE][:, :-3]
+                dist = np.linalg.norm(hand_positions("g1_upper", names, q) - goal, axis=1)
+                results.append({"goal": [round(float(v), 4) for v in goal], "final_m": round(float(dist[-1]), 4),
+                                "closest_m": round(float(dist.min()), 4), "reached": bool(dist[-1] < 0.02),
+                                "interventions": rep["safety_events"],
+                                "interventions_by_kind": rep["episode_results"][0]["events_by_kind"],
+                                "outcome": rep["episode_results"][0]["outcome"]})
+                info(f"goal {k}: final {dist[-1] * 1e3:.1f} mm, closest {dist.min() * 1e3:.1f} mm")
+                home = G1Adapter(names, domain=domain, timeout=60)
+                home.connect()
+                q0 = home.read().q
+                for i in range(1, 101):               # 2 s ramp to the home pose (zeros), then 1 s at rest
+                    home.send(q0 * (1 - i / 100))
+                    time.sleep(0.02)
+                time.sleep(1.0)
+                home.close()
+    finally:
+        served = stop_g1_bridge(bridge, err)
+    reached = sum(r["reached"] for r in results)
+    return {"g1_reach_success": reached / max(len(results), 1), "g1_reach_reached": reached,
+            "g1_reach_goals": len(results), "g1_reach_final_mm_median": round(1e3 * float(np.median(
+                [r["final_m"] for r in results])), 1), "g1_reach_detail": results, "g1_reach_run": str(run),
+            "g1_reach_interventions": sum(r["interventions"] for r in results),
+            "g1_reach_bridge_bad_commands": served.get("bad_crc", 0) + served.get("nonfinite", 0)}
 
 
 def main() -> int:
@@ -346,6 +437,12 @@ def main() -> int:
     ap.add_argument("--replay-data", default=str(REPO.parent / "shared" / "data" / "g1_episode"),
                     help="the real G1 episode (LeRobot) replayed into the simulated G1")
     ap.add_argument("--replay-hz", type=int, default=100, help="control rate of the G1 replay")
+    ap.add_argument("--reach-run", default=str(REPO / "benches" / "work" / "sim2real" / "runs" / "reach_g1_act_state"),
+                    help="the G1 reach policy deployed over DDS (missing: that part is skipped and says so)")
+    ap.add_argument("--reach-goals", type=int, default=8, help="reach goals deployed to the simulated G1")
+    ap.add_argument("--reach-seed", type=int, default=100_000, help="first seed of the reach goals (as twin eval)")
+    ap.add_argument("--reach-seconds", type=float, default=6.0, help="length of each reach deployment")
+    ap.add_argument("--only", choices=("g1_reach",), default=None, help="run one part alone")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     if not Path(a.scene).is_dir():
@@ -355,6 +452,11 @@ def main() -> int:
         print(f"error: need --hz a multiple of {FPS}, --calls >= 1, --seconds > 0, 0 < --hold-ms <= --stop-ms",
               file=sys.stderr)
         return 2
+    if a.only == "g1_reach":
+        quiet_warp()
+        res = g1_reach(a)
+        print(json.dumps(res) if a.json else res)
+        return 0
     load_start = os.getloadavg()
     quiet_warp()
     import onnxruntime
@@ -396,6 +498,8 @@ def main() -> int:
     info(f"G1 replay: {a.replay_data} over DDS into the simulated G1 at {a.replay_hz} Hz, clean then with faults")
     res.update(g1_replay(a))
     res["g1_replay_goal_met"] = res["g1_replay_interventions"] == 0 and res["faults_handled"]["all"]
+    info(f"G1 reach: {a.reach_run} deployed over DDS to the simulated G1 for {a.reach_goals} goals")
+    res.update(g1_reach(a))
     res["goals"] = GOALS
     res["settings"] = {"run": a.run, "scene": a.scene, "task": TASK, "robot": ROBOT, "cameras": list(CAMERAS),
                        "size": SIZE, "calls": a.calls, "warmup": a.warmup, "seconds": a.seconds, "hz": a.hz,

@@ -66,5 +66,6 @@ _API = {
     **dict.fromkeys(["LoopConfig", "run_episode", "measure_rate"], "runtime.loop"),
     "InferenceWorker": "runtime.inference",
     "SimAdapter": "runtime.robots.sim",
+    "G1Adapter": "runtime.robots.g1",
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _API)

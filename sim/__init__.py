@@ -9,8 +9,8 @@ Public API below (loaded on first use): other packages, benches and examples imp
 from twin_kit import lazy_exports
 
 _API = {
-    **dict.fromkeys(["WorldConfig", "World", "BoxObject", "build_world", "step", "body_poses", "resolve_solver",
-                     "SOLVERS"], "physics.world"),
+    **dict.fromkeys(["WorldConfig", "World", "BoxObject", "build_world", "step", "body_poses", "frame_poses",
+                     "resolve_solver", "SOLVERS"], "physics.world"),
     **dict.fromkeys(["ROBOTS", "get_robot", "model_path"], "physics.robots"),
     "penetrating": "physics.placement",
     "physical_pieces": "physics.mujoco_batch",

@@ -58,6 +58,7 @@ class BridgeStats:
     bad_crc: int = 0
     nonfinite: int = 0
     unmapped_enabled: set = field(default_factory=set)
+    rejected: list = field(default_factory=list)    # the first few ignored commands, described (see `_describe`)
 
 
 def _robot_joints(world) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -214,18 +215,40 @@ class UnitreeBridge:
         rec = hg.to_struct(msg)
         if hg.struct_crc(rec) != msg.crc:
             self.stats.bad_crc += 1
+            self._describe("bad_crc", msg, rec)
             return
         m = rec["motor_cmd"]
         arrays = {k: m[k].astype(np.float64) for k in ("q", "dq", "tau", "kp", "kd")}
         on = m["mode"] != 0
         if not all(np.isfinite(a[on]).all() for a in arrays.values()):
             self.stats.nonfinite += 1
+            self._describe("nonfinite", msg, rec)
             return
         mapped = np.zeros(hg.NUM_MOTORS, dtype=bool)
         mapped[self.drive.motors] = True
         self.stats.unmapped_enabled.update(np.flatnonzero(on & ~mapped).tolist())
         self.stats.commands += 1
         self._cmd = Command(mode=m["mode"].copy(), received=time.monotonic(), **arrays)
+
+    def _describe(self, kind: str, msg, rec) -> None:
+        """Keep what an ignored command was (up to 5): which motors carried non-finite numbers, and which writer
+        sent it, so a report tells a peer's fault from a corrupted link."""
+        if len(self.stats.rejected) >= 5:
+            return
+        m = rec["motor_cmd"]
+        bad = {k: np.flatnonzero(~np.isfinite(m[k])).tolist() for k in ("q", "dq", "tau", "kp", "kd")}
+        info = getattr(msg, "sample_info", None)
+        writer = None
+        if info is not None:
+            try:
+                writer = str(self._reader.get_matched_publication_data(info.publication_handle).key)
+            except Exception:  # noqa: BLE001 - a writer already gone; the handle is still reported
+                writer = None
+        self.stats.rejected.append({"kind": kind, "sim_time": round(self.world.sim_time, 3),
+                                    "crc": int(msg.crc), "crc_computed": int(hg.struct_crc(rec)),
+                                    "nonfinite": {k: v for k, v in bad.items() if v},
+                                    "modes": np.flatnonzero(m["mode"]).tolist(),
+                                    "writer": writer, "publication_handle": getattr(info, "publication_handle", None)})
 
     def step(self) -> None:
         """Apply the newest valid command, advance one physics step, publish the state."""
@@ -329,5 +352,6 @@ def run_bridge(cfg, json_out: bool = False) -> int:
                    "joints": d.names, "band": bridge.band is not None, "states": s.states,
                    "state_hz": round(s.states / wall, 1), "sim_time": round(world.sim_time, 3),
                    "speed": round(speed, 3), "commands": s.commands, "bad_crc": s.bad_crc, "nonfinite": s.nonfinite,
+                   "rejected": s.rejected,
                    "unmapped_enabled": sorted(s.unmapped_enabled)})
     return 0

@@ -249,9 +249,26 @@ def from_struct(rec: np.ndarray):
     return (LowCmd_ if dtype == LOWCMD_STRUCT else LowState_)(**kwargs)
 
 
+def _field_bytes(dtype: np.dtype) -> np.ndarray:
+    """(itemsize,) bool: which bytes of a record of `dtype` belong to a field (the rest is C padding)."""
+    used = np.zeros(dtype.itemsize, dtype=bool)
+    for sub, offset, *_ in (dtype.fields or {}).values():
+        base, count = (sub.base, int(np.prod(sub.shape))) if sub.shape else (sub, 1)
+        inner = _field_bytes(base) if base.fields else np.ones(base.itemsize, dtype=bool)
+        used[offset:offset + base.itemsize * count] = np.tile(inner, count)
+    return used
+
+
+_PADDING = {dt: ~_field_bytes(dt) for dt in (LOWCMD_STRUCT, LOWSTATE_STRUCT)}
+
+
 def struct_crc(rec: np.ndarray) -> int:
-    """Unitree's CRC of a C-layout record (`to_struct`)."""
-    return unitree_crc(rec.tobytes())
+    """Unitree's CRC of a C-layout record (`to_struct`), its padding bytes taken as zero (as a C struct that was
+    zero-initialised has them, and as `to_struct` writes them): NumPy's copy of a record with padding leaves those
+    bytes uninitialised, and a CRC over them would then differ from the receiver's (a rejected command)."""
+    raw = np.frombuffer(rec.tobytes(), dtype=np.uint8).copy()
+    raw[_PADDING[rec.dtype]] = 0
+    return unitree_crc(raw.tobytes())
 
 
 def message_crc(msg) -> int:

@@ -423,15 +423,17 @@ def sync_joint_coordinates(world: World) -> None:
         newton.eval_ik(world.model, world.state, world.state.joint_q, world.state.joint_qd)
 
 
-def body_poses(world: World) -> np.ndarray:
-    """(worlds, bodies_per_world, 7) body transforms (position + quaternion xyzw) of every world."""
-    return world.state.body_q.numpy().reshape(world.n, world.bodies_per_world, 7)
+def body_poses(world: World, state=None) -> np.ndarray:
+    """(worlds, bodies_per_world, 7) body transforms (position + quaternion xyzw) of every world, in the world's
+    current state or in `state` (a copy of it, e.g. a frame being rendered while physics goes on)."""
+    state = world.state if state is None else state
+    return state.body_q.numpy().reshape(world.n, world.bodies_per_world, 7)
 
 
-def frame_poses(world: World, body: int, offset: np.ndarray) -> np.ndarray:
+def frame_poses(world: World, body: int, offset: np.ndarray, state=None) -> np.ndarray:
     """(worlds, 7) world pose of a frame rigidly attached to local `body` (-1: the robot base) at `offset`."""
     if body >= 0:
-        bq = body_poses(world)[:, body].astype(np.float64)
+        bq = body_poses(world, state)[:, body].astype(np.float64)
     else:
         bq = np.broadcast_to(world.base_xform, (world.n, 7)).astype(np.float64)
     return tmul(bq, np.broadcast_to(np.asarray(offset, dtype=np.float64), bq.shape))

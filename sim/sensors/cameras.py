@@ -152,11 +152,12 @@ class Sensors:
 
     # ------------------------------------------------------------------ per frame
 
-    def camera_transforms(self) -> np.ndarray:
-        """(views, 7) camera-to-world transforms (OpenGL camera axes) of the rendered worlds' cameras."""
+    def camera_transforms(self, state=None) -> np.ndarray:
+        """(views, 7) camera-to-world transforms (OpenGL camera axes) of the rendered worlds' cameras (in `state`,
+        default the world's current one)."""
         w = self.world
         if self.mounted:
-            mount = frame_poses(w, w.robot.camera_body, w.robot.camera_offset)[self.views]
+            mount = frame_poses(w, w.robot.camera_body, w.robot.camera_offset, state)[self.views]
             return tmul(mount, np.broadcast_to(self._rel, mount.shape))
         return np.broadcast_to(self._gl, (len(self.views), 7)).copy()
 
@@ -166,25 +167,29 @@ class Sensors:
         seg = self._classes[torch.where(tr.shape >= 0, tr.shape, n)]
         return SensorFrame(rgb=tr.rgb, depth=tr.depth[..., None], seg=seg, normal=tr.normal)
 
-    def render(self, out: SensorFrame | None = None) -> SensorFrame:
+    def render(self, out: SensorFrame | None = None, state=None, sim_time: float | None = None) -> SensorFrame:
         """Every world's camera at the current state: ray-traced robot and objects in the (splat) scene.
 
         out: a frame from an earlier render of these sensors to overwrite (no per-frame allocation, as a
-        training loop wants); None returns new tensors.
+        training loop wants); None returns new tensors. state, sim_time: render this copy of the world's state
+        (`world.model.state()` with its body_q copied in) at that time instead of the live one, so a frame can
+        be rendered on another thread while the physics steps on (these sensors' shape BVH is the model's: one
+        render at a time).
         """
         w = self.world
-        w.model.bvh_refit_shapes(w.state)
-        if self.splats is not None and self.splats.seek(w.sim_time):
+        state = w.state if state is None else state
+        w.model.bvh_refit_shapes(state)
+        if self.splats is not None and self.splats.seek(w.sim_time if sim_time is None else sim_time):
             self._refresh_fixed_splats()
-        xforms = self.camera_transforms()
+        xforms = self.camera_transforms(state)
         if self._static is not None:
             with torch_threads(1):
-                return self._render_cached(xforms, out)
+                return self._render_cached(xforms, out, state)
         splat = None
         if self.splats is not None:  # the rasterizer spreads its tiles over torch's threads
             splat = self._splat_fixed if self._splat_fixed is not None else self._render_splats(xforms)
         with torch_threads(1):
-            layer = self._layer(self.tracer.trace(w.state, xforms, self.views, self.rays))
+            layer = self._layer(self.tracer.trace(state, xforms, self.views, self.rays))
             frame = compose_frame(layer, splat, self.mesh_fill)
             return frame if out is None else _copy_into(out, frame)
 
@@ -197,7 +202,7 @@ class Sensors:
         if self._splat_fixed is not None:
             self._splat_fixed = self._render_splats(xf)
 
-    def _render_cached(self, xforms: np.ndarray, out: SensorFrame | None) -> SensorFrame:
+    def _render_cached(self, xforms: np.ndarray, out: SensorFrame | None, state) -> SensorFrame:
         """Fixed camera: the cached static scene, with the robot and objects traced inside their crop."""
         from sim.sensors._trace import dynamic_crop
 
@@ -214,7 +219,7 @@ class Sensors:
         x0, y0, x1, y1 = crop
         rays = self._wp.array(np.ascontiguousarray(self._rays_np[y0:y1, x0:x1]), dtype=self._wp.vec3f,
                               device=self.world.device)
-        dyn = self._layer(self.tracer.trace(self.world.state, xforms, self.views, rays, global_shapes=False))
+        dyn = self._layer(self.tracer.trace(state, xforms, self.views, rays, global_shapes=False))
         st = _crop(static, y0, y1, x0, x1)
         hit = (dyn.seg != SEG_NONE) & (dyn.depth[..., 0] < st.depth[..., 0])
         h3 = hit[..., None]

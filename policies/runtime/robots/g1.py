@@ -84,6 +84,7 @@ class G1Adapter:
         self.hold_others = hold_others
         self.limits = replace(robot_limits("g1").select(urdf), names=tuple(self.joint_names))
         self._link = self._writer = self._reader = None
+        self.writer_guid: str | None = None
         self._state = None                    # (receive time, C-layout LowState_ record)
         self._first = threading.Event()
         self._target: np.ndarray | None = None
@@ -99,6 +100,7 @@ class G1Adapter:
         """Join the DDS domain, wait for the robot's first LowState_, then start streaming hold commands."""
         self._link = DdsLink(self.interface, self.domain)
         self._writer = self._link.writer(TOPIC_LOWCMD, LowCmd_)
+        self.writer_guid = str(self._writer.guid)   # how the robot's side names this stream (DDS GUID)
         self._reader = self._link.reader(TOPIC_LOWSTATE, LowState_, self._on_state)
         if not self._first.wait(self.timeout):
             self.close()

@@ -4,14 +4,18 @@ One world of the task's `TaskEnv` (the environment `twin record` and `twin eval`
 known, with the policy's cameras from the recorder's rigs (`build_cameras`). Physics advances one control period
 each time the loop sends a target (the loop paces it to real time); the cameras render at their own frame rate
 (the policy's fps by default), as a real camera streams slower than the control rate, and `read()` returns the
-latest frame. `observation()` is the policy's input in the dataset's feature names: `observation.state` as the
-task writes it (a reach task appends its goal in the base frame) and `observation.images.<camera>`.
+latest frame. A frame renders on a thread of its own from a copy of the bodies' poses taken when it was due (tens
+of milliseconds on a CPU: in the loop it would make every camera step late); like a real camera's, it arrives a
+render later, and the first frame of an episode is waited for. `observation()` is the policy's input in the
+dataset's feature names: `observation.state` as the task writes it (a reach task appends its goal in the base
+frame) and `observation.images.<camera>`.
 """
 from __future__ import annotations
 
 import contextlib
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -66,6 +70,9 @@ class SimAdapter:
         self.steps = 0
         self._frame_step = -every
         self._images: dict[str, np.ndarray] = {}
+        self._snapshot = self.env.world.model.state() if self.cameras else None   # the poses a frame renders
+        self._renderer = ThreadPoolExecutor(1, thread_name_prefix="sim-cameras") if self.cameras else None
+        self._pending: Future | None = None
 
     # ------------------------------------------------------------------ the adapter interface
 
@@ -76,17 +83,26 @@ class SimAdapter:
 
     def begin(self, k: int) -> None:
         """Reset the task from seed `seed + k` (episode k), cameras rendered anew."""
+        self._drain()
         self.env.reset(seeds=[self.seed + int(k)])
         self.episode, self.steps = int(k), 0
         self._frame_step = -self.camera_every
         self._images = {}
 
     def read(self) -> RobotState:
-        """Joint positions and velocities now, and the cameras' latest frames (rendered when one is due)."""
+        """Joint positions and velocities now, and the cameras' latest frames (a new one starts rendering when one
+        is due and the last is done; an episode's first is waited for)."""
         q, qd = self._joints()
-        if self.cameras and self.steps - self._frame_step >= self.camera_every:
-            self._images = self._render()
-            self._frame_step = self.steps
+        if self.cameras:
+            if self._pending is not None and (self._pending.done() or not self._images):
+                self._images = self._pending.result()
+                self._pending = None
+            if self._pending is None and self.steps - self._frame_step >= self.camera_every:
+                self._pending = self._start_frame()
+                self._frame_step = self.steps
+                if not self._images:
+                    self._images = self._pending.result()
+                    self._pending = None
         return RobotState(time.monotonic(), q, qd, images=dict(self._images))
 
     def send(self, q_target) -> None:
@@ -107,6 +123,10 @@ class SimAdapter:
                 break
 
     def close(self) -> None:
+        self._drain()
+        if self._renderer is not None:
+            self._renderer.shutdown(wait=True)
+            self._renderer = None
         self.cameras = []
 
     # ------------------------------------------------------------------ what only a simulator knows
@@ -145,11 +165,25 @@ class SimAdapter:
         qd = w.state.joint_qd.numpy().reshape(w.n, w.dofs_per_world)[0, s:s + n].astype(np.float64)
         return q, qd
 
-    def _render(self) -> dict[str, np.ndarray]:
+    def _start_frame(self) -> Future:
+        """Copy the bodies' poses now and render every camera from that copy on the camera thread."""
+        import warp as wp
+
+        w = self.env.world
+        wp.copy(self._snapshot.body_q, w.state.body_q)
+        return self._renderer.submit(self._render, self._snapshot, w.sim_time)
+
+    def _drain(self) -> None:
+        """Let a frame still rendering finish (before a reset or close changes what it reads)."""
+        if self._pending is not None:
+            self._pending.exception()
+            self._pending = None
+
+    def _render(self, state, sim_time: float) -> dict[str, np.ndarray]:
         import torch
 
         out = {}
         for cam in self.cameras:
-            rgb = cam.sensors.render().rgb[0]
+            rgb = cam.sensors.render(state=state, sim_time=sim_time).rgb[0]
             out[cam.name] = (rgb * 255 + 0.5).to(torch.uint8).numpy().copy()
         return out
