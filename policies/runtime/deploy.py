@@ -67,8 +67,10 @@ class DeployConfig:
                         low=0.0, high=10.0)
     max_step: float = opt(0.2, "safety: a target at most this far (rad, m) from the measured position "
                                "(max_relative_target; 0: off)", low=0.0, high=10.0)
-    spin_ms: float = opt(0.3, "busy-wait this long before each control deadline (sleep alone wakes late)",
+    spin_ms: float = opt(1.0, "busy-wait this long before each control deadline (sleep alone wakes late)",
                          low=0.0, high=10.0)
+    rt_priority: int = opt(0, "run the control loop's thread under SCHED_FIFO at this priority (1-99; needs root, "
+                              "CAP_SYS_NICE or an rtprio limit; 0: normal scheduling)", low=0, high=99)
     goal: tuple[float, float, float] | None = opt(
         None, "--robot franka|g1: the goal a goal-conditioned policy reads (reach: the target in the robot's base "
               "frame, metres: x forward, y left, z up from the support under the base); the sim draws its own",
@@ -101,7 +103,8 @@ def plan_loop(cfg: DeployConfig, meta: dict):
     pcfg = meta.get("config") or {}
     n_steps = int(meta.get("n_action_steps") or pcfg.get("n_action_steps") or 1)
     loop = LoopConfig(hz=cfg.hz, k=k, mode=mode, seconds=cfg.seconds or DEFAULT_SECONDS, stop_s=cfg.stop_s,
-                      max_step=cfg.max_step or None, n_action_steps=n_steps, spin_ms=cfg.spin_ms)
+                      max_step=cfg.max_step or None, n_action_steps=n_steps, spin_ms=cfg.spin_ms,
+                      rt_priority=cfg.rt_priority)
     coeff = pcfg.get("temporal_ensemble_coeff")
     loop.ensemble_coeff = 0.01 if coeff is None else coeff
     between = chunk_interval_ms(loop, 0.0)

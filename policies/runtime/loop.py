@@ -1,7 +1,8 @@
 """The control loop of `twin deploy`: one episode of a policy on a robot adapter at a fixed rate.
 
-Every period, on `time.monotonic` (sleep to just before the deadline, then a short spin; the lateness is the
-step's jitter): read the robot; take a chunk the inference worker finished (checked: shape, finite; a bad one
+Every period, on `time.monotonic` (sleep to 1 ms before the deadline, then spin: a sleep alone wakes up to
+milliseconds late on a busy or virtual CPU; optionally at a real-time priority; the lateness is the step's
+jitter): read the robot; take a chunk the inference worker finished (checked: shape, finite; a bad one
 counts as no chunk), which refreshes the watchdog and joins the chunk broker with its measured delay in steps;
 ask for the next chunk while this one executes (LeRobot-style asynchronous inference; at policy-frame steps, so
 every chunk shares one time grid); pick the target (RUN: the broker's action; HOLD: where the robot was told to
@@ -14,6 +15,8 @@ target sent at its last, the safety interventions in between), as `twin record` 
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -45,18 +48,41 @@ class LoopConfig:
     max_step: float | None = 0.2  # safety: max_relative_target (rad from the measured position); None: off
     ensemble_coeff: float = 0.01  # ensemble: ACT's exp(-m i) weighting
     n_action_steps: int = 4       # sync: policy frames executed per chunk
-    spin_ms: float = 0.3          # busy-wait this long before each deadline (a sleep alone wakes late)
+    spin_ms: float = 1.0          # busy-wait this long before each deadline (a sleep alone wakes late)
+    rt_priority: int = 0          # SCHED_FIFO priority of the loop's thread (1-99; 0: the normal scheduler)
     retry_s: float = 0.05         # after a failed request, wait this long before the next
     initial_delay: int = 0        # inference delay estimate (steps) before one is measured; 0: one policy frame
     given: tuple = (None, None)   # the T1, T2 the user gave (None: fitted to the measured inference time)
     switch_ms: float = 0.2        # the interpreter's thread switch interval while the loop runs
 
 
+@contextlib.contextmanager
+def realtime(priority: int):
+    """Run the calling thread under SCHED_FIFO at `priority` (1-99) for the block, as real-time robot loops do
+    (libfranka, ros2_control); 0 leaves the scheduler alone. Without the permission (root, CAP_SYS_NICE or an
+    rtprio limit) it says so in one line and goes on at the normal priority."""
+    if not priority:
+        yield False
+        return
+    try:
+        before = os.sched_getscheduler(0), os.sched_getparam(0)
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(int(priority)))
+    except (PermissionError, OSError, AttributeError) as e:
+        warn(f"real-time priority {priority} refused ({type(e).__name__}: {e}); the loop runs at normal priority")
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, before[0], before[1])
+
+
 class Rate:
     """A fixed-rate schedule on the monotonic clock: `wait()` sleeps to the next deadline and returns how late
     it woke (s). A step later than a whole period re-anchors the schedule (an overrun) instead of bursting."""
 
-    def __init__(self, hz: float, spin_s: float = 3e-4):
+    def __init__(self, hz: float, spin_s: float = 1e-3):
         self.dt, self.spin = 1.0 / hz, spin_s
         self.start = self.t0 = time.monotonic()
         self.n = 0
@@ -97,6 +123,7 @@ class EpisodeLog:
     elapsed_s: float = 0.0                                  # wall time from the first step's wake-up to the last's
     steps: int = 0
     overruns: int = 0
+    realtime: bool = False        # the loop ran at the real-time priority asked for
     outcome: str = "time_limit"   # time_limit | done | success | stopped | interrupted
     stop_ms: float | None = None  # watchdog: last fresh chunk -> stop, when it stopped
     success: bool = False
@@ -112,7 +139,7 @@ class EpisodeLog:
                 "achieved_hz": round(rate, 3),
                 "jitter_p50_ms": round(float(np.percentile(j, 50)), 4),
                 "jitter_p99_ms": round(float(np.percentile(j, 99)), 4), "jitter_max_ms": round(float(j.max()), 4),
-                "overruns": self.overruns, "chunks": len(self.delays),
+                "overruns": self.overruns, "realtime": self.realtime, "chunks": len(self.delays),
                 "delay_max_steps": max(self.delays, default=0),
                 "infer_p50_ms": round(float(np.median(self.infer_ms)), 2) if self.infer_ms else None,
                 "safety_events": len(self.safety), "faults": len(self.faults),
@@ -193,6 +220,8 @@ def run_episode(adapter, worker: InferenceWorker, meta: dict, cfg: LoopConfig, v
     seen_kinds: set[str] = set()
     switch = sys.getswitchinterval()
     sys.setswitchinterval(cfg.switch_ms / 1e3)
+    rt = contextlib.ExitStack()
+    log.realtime = rt.enter_context(realtime(cfg.rt_priority))
     rate = Rate(cfg.hz, cfg.spin_ms / 1e3)
     wd.reset(rate.start)
     fresh_at = log.started = rate.start
@@ -283,6 +312,7 @@ def run_episode(adapter, worker: InferenceWorker, meta: dict, cfg: LoopConfig, v
             if step % cfg.k == 0:
                 frames.close(safe, mode)
     finally:
+        rt.close()
         sys.setswitchinterval(switch)
     log.overruns = rate.overruns
     log.success = bool(getattr(adapter, "success", False))
@@ -292,15 +322,19 @@ def run_episode(adapter, worker: InferenceWorker, meta: dict, cfg: LoopConfig, v
     return log
 
 
-def measure_rate(adapter, hz: float, seconds: float, spin_ms: float = 0.3, switch_ms: float = 0.2) -> dict:
+def measure_rate(adapter, hz: float, seconds: float, spin_ms: float = 1.0, switch_ms: float = 0.2,
+                 rt_priority: int = 0) -> dict:
     """The loop's timing alone on `adapter` (connected): read, then send the position it held at the start,
     every period for `seconds` on the same schedule as `run_episode`. Lateness percentiles (ms), overruns, the
-    rate achieved, and the mean time a step's read + send took (for the sim: the physics step)."""
+    rate achieved, the mean time a step's read + send took (for the sim: the physics step), and whether the
+    real-time priority asked for was granted."""
     hold = np.asarray(adapter.read().q, dtype=np.float64).copy()
     n = max(2, int(round(seconds * hz)))
     late, work = np.zeros(n), np.zeros(n)
     switch = sys.getswitchinterval()
     sys.setswitchinterval(switch_ms / 1e3)
+    rt = contextlib.ExitStack()
+    granted = rt.enter_context(realtime(rt_priority))
     rate = Rate(hz, spin_ms / 1e3)
     try:
         for i in range(n):
@@ -311,9 +345,10 @@ def measure_rate(adapter, hz: float, seconds: float, spin_ms: float = 0.3, switc
             work[i] = time.monotonic() - t
         end = time.monotonic()
     finally:
+        rt.close()
         sys.setswitchinterval(switch)
     wall = end - rate.start - work[-1]
     return {"hz": hz, "steps": n, "jitter_p50_ms": float(np.percentile(late, 50) * 1e3),
             "jitter_p99_ms": float(np.percentile(late, 99) * 1e3), "jitter_max_ms": float(late.max() * 1e3),
             "overruns": rate.overruns, "achieved_hz": (n - 1) / wall if wall > 0 else 0.0,
-            "step_work_ms": float(work.mean() * 1e3)}
+            "step_work_ms": float(work.mean() * 1e3), "realtime": granted}

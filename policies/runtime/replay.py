@@ -113,7 +113,7 @@ class ReplayConfig:
     skip_s: float = 1.0               # tracking RMS leaves out the replay's first second
     settle_s: float = 0.5             # hold at the first frame before the replay starts
     inject: tuple[str, ...] = ()      # faults: limit, dropout, nan
-    spin_ms: float = 0.3
+    spin_ms: float = 1.0
 
     def __post_init__(self):
         bad = [f for f in self.inject if f not in FAULTS]
