@@ -86,7 +86,7 @@ def train(a, policy: str, datasets: list[Path], out: Path, log: Path, mix: str |
         return {**json.loads(done.read_text()), "reused": True}
     args = ["train", *map(str, datasets), "--policy", policy, "--out", str(out), "--steps", str(steps or a.steps),
             "--batch-size", str(a.batch_size), "--image-size", str(a.image_size), "--threads", str(a.threads),
-            "--seed", str(a.seed)]
+            "--seed", str(a.seed), "--action-space", a.action_space]
     if mix:
         args += ["--mix", mix]
     if any((out / "checkpoints").glob("step_*")):
@@ -116,7 +116,8 @@ def evaluate(a, task: str, run: Path, log: Path, scene: str | None = None, style
 def arm(a, task: str, policy: str, name: str, datasets: list[Path], mix: str | None, log: Path) -> dict:
     """Train and evaluate one arm of the experiment; its figures."""
     work = Path(a.work)
-    tr = train(a, policy, datasets, work / "runs" / f"{task}_{policy}_{name}", log, mix)
+    space = "_delta" if a.action_space == "delta" else ""   # runs of either action space are kept apart
+    tr = train(a, policy, datasets, work / "runs" / f"{task}_{policy}{space}_{name}", log, mix)
     ev = evaluate(a, task, Path(tr["run"]), log)
     held = {k: v for k, v in ev["success"].items() if k != "vanilla"}
     return {"vanilla_success": ev["success"]["vanilla"], "heldout_success": ev["held_out_success"],
@@ -215,6 +216,8 @@ def main() -> None:
     p.add_argument("--image-size", type=int, default=96, help="policy input size (pixels)")
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--action-space", choices=("absolute", "delta"), default="absolute",
+                   help="what the trained policies predict (twin train --action-space)")
     p.add_argument("--worlds", type=int, default=16)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
@@ -253,7 +256,8 @@ def main() -> None:
             res["g1_reach"] = g1_reach(a)
         res["settings"] = {k: getattr(a, k) for k in ("scene", "robot", "demos", "eval_episodes", "eval_seed",
                                                        "cameras", "size", "image_size", "steps", "batch_size",
-                                                       "worlds", "threads", "seed", "headline", "g1_steps")}
+                                                       "action_space", "worlds", "threads", "seed", "headline",
+                                                       "g1_steps")}
         res["seconds"] = round(time.perf_counter() - t0, 1)
         name = "sim2real.json"
     out = REPO / "benches" / "results" / name

@@ -35,6 +35,10 @@ class PolicyConfig:
     dropout: float = opt(0.1, "dropout in the transformer", low=0.0, high=0.9)
     state_norm: str = opt("mean_std", "normalisation of observation.state", choices=NORM_MODES)
     action_norm: str = opt("mean_std", "normalisation of action", choices=NORM_MODES)
+    action_space: str = opt("absolute", "what the model predicts: absolute joint targets, or delta: each chunk's "
+                                        "targets as offsets from the joint positions observed at its start "
+                                        "(openpi's delta actions; normalised with the offsets' own statistics)",
+                            choices=("absolute", "delta"))
     lr: float = opt(1e-4, "learning rate (AdamW)", low=0.0, low_open=True, high=1.0)
     lr_backbone: float = opt(1e-4, "learning rate of the image backbone", low=0.0, high=1.0)
     weight_decay: float = opt(1e-4, "AdamW weight decay", low=0.0, high=1.0)

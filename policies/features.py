@@ -18,6 +18,7 @@ IMAGE_PREFIX = "observation.images."
 IMAGES = "observation.images"  # the model input: every camera stacked, (B, N, 3, S, S)
 ACTION_IS_PAD = "action_is_pad"
 STAT_NAMES = ("mean", "std", "min", "max", "q01", "q99")
+ACTION_DELTA = "action.delta"   # stats key: a delta-action policy's chunk offsets from the observed joints
 
 
 @dataclass
@@ -38,7 +39,7 @@ class PolicyFeatures:
         for key in self.cameras:
             if not key.startswith(IMAGE_PREFIX):
                 raise InputError(f"camera key {key!r} must start with {IMAGE_PREFIX!r}")
-        for key, dim in ((STATE, self.state_dim), (ACTION, self.action_dim)):
+        for key, dim in ((STATE, self.state_dim), (ACTION, self.action_dim), (ACTION_DELTA, self.action_dim)):
             for name, values in self.stats.get(key, {}).items():
                 if len(values) != dim:
                     raise InputError(f"stats of {key} {name} have {len(values)} values, the feature has {dim}")

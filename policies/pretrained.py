@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from policies.configuration import PolicyConfig, config_from_json
-from policies.features import PolicyFeatures
+from policies.features import STATE, PolicyFeatures
 from policies.jsonfile import read_json
 from policies.processor import Postprocessor, Preprocessor
 from twin_kit import InputError, make_parents, one_line, replace_path, staging_dir
@@ -53,7 +53,8 @@ class PretrainedPolicy(nn.Module):
     @torch.no_grad()
     def infer(self, observation: dict[str, torch.Tensor], **kwargs) -> torch.Tensor:
         """Raw observations (batched, robot units, uint8 frames) -> (B, chunk, A) actions in robot units."""
-        return self.postprocessor(self.predict_action_chunk(self.preprocessor(observation), **kwargs))
+        return self.postprocessor(self.predict_action_chunk(self.preprocessor(observation), **kwargs),
+                                  observation.get(STATE))
 
     def optim_groups(self) -> list[dict]:
         """AdamW parameter groups: the image backbone at `lr_backbone`, the rest at `lr`."""

@@ -4,6 +4,12 @@ They are torch modules whose constants are buffers (saved with the weights, expo
 so training, evaluation and the robot runtime run the very same code. Normalisation follows LeRobot's modes:
 mean_std (x - mean) / std; min_max and quantile map [min, max] or [q01, q99] to [-1, 1]; identity. Dimensions that
 barely vary (scale below MIN_SCALE, e.g. a gripper that never moved) are centred but not amplified.
+
+Action space: `absolute` models predict joint targets; `delta` models predict each chunk as offsets from the joint
+positions observed at the chunk's start (every action dimension that names a state dimension; others stay
+absolute), normalised with the statistics of those offsets (`ACTION_DELTA` in the features' stats, computed from
+the training data by `delta_stats`). The processors add the observed joints back, so callers always see robot
+units.
 """
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ import torch
 from torch import nn
 
 from policies.configuration import NORM_MODES
-from policies.features import ACTION, ACTION_IS_PAD, IMAGES, STATE, PolicyFeatures
+from policies.features import ACTION, ACTION_DELTA, ACTION_IS_PAD, IMAGES, STATE, PolicyFeatures
 from policies.vision.preprocess import ImagePreprocess
 from twin_kit import InputError
 
@@ -57,6 +63,37 @@ class Normalize(nn.Module):
         return y * self.scale + self.offset
 
 
+class DeltaActions(nn.Module):
+    """Which action dimensions are offsets from which state dimension (by name), and the two conversions."""
+
+    def __init__(self, features: PolicyFeatures):
+        super().__init__()
+        index = [features.state_names.index(n) if n in features.state_names else 0 for n in features.action_names]
+        mask = [n in features.state_names for n in features.action_names]
+        self.register_buffer("index", torch.tensor(index, dtype=torch.long))
+        self.register_buffer("mask", torch.tensor(mask, dtype=torch.float32))
+
+    def anchor(self, state: torch.Tensor) -> torch.Tensor:
+        """(B, 1, A) the observed joint positions each action is measured from (0 for absolute dimensions)."""
+        return (state.float()[..., self.index] * self.mask).unsqueeze(-2)
+
+    def to_delta(self, actions: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        return actions.float() - self.anchor(state)
+
+    def to_absolute(self, actions: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        return actions + self.anchor(state)
+
+
+def _action_stats(features: PolicyFeatures, action_space: str) -> dict:
+    if action_space == "absolute":
+        return features.stats.get(ACTION, {})
+    if action_space != "delta":
+        raise InputError(f"action space {action_space!r} is not absolute or delta")
+    if ACTION_DELTA not in features.stats:
+        raise InputError(f"a delta-action policy needs the statistics of {ACTION_DELTA} (twin train computes them)")
+    return features.stats[ACTION_DELTA]
+
+
 class Preprocessor(nn.Module):
     """A batch of raw observations -> model inputs.
 
@@ -65,12 +102,20 @@ class Preprocessor(nn.Module):
     `observation.images` (B, N, 3, S, S) in the features' camera order, normalised `action`, `action_is_pad`.
     """
 
-    def __init__(self, features: PolicyFeatures, image_size: int, state_norm: str, action_norm: str):
+    def __init__(self, features: PolicyFeatures, image_size: int, state_norm: str, action_norm: str,
+                 action_space: str = "absolute"):
         super().__init__()
         self.camera_keys = features.camera_keys
         self.state = Normalize(features.stats.get(STATE, {}), state_norm, features.state_dim, STATE)
-        self.action = Normalize(features.stats.get(ACTION, {}), action_norm, features.action_dim, ACTION)
+        self.action = Normalize(_action_stats(features, action_space), action_norm, features.action_dim, ACTION)
+        self.delta = DeltaActions(features) if action_space == "delta" else None
         self.image = ImagePreprocess(image_size)
+
+    def encode_action(self, actions: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """Robot-unit actions (B, T, A) seen from raw `state` (B, D) -> the model's normalised actions."""
+        if self.delta is not None:
+            actions = self.delta.to_delta(actions, state)
+        return self.action(actions)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if STATE not in batch:
@@ -82,7 +127,7 @@ class Preprocessor(nn.Module):
         if self.camera_keys:
             out[IMAGES] = torch.stack([self.image(batch[k]) for k in self.camera_keys], dim=1)
         if ACTION in batch:
-            out[ACTION] = self.action(batch[ACTION])
+            out[ACTION] = self.encode_action(batch[ACTION], batch[STATE])
         if ACTION_IS_PAD in batch:
             out[ACTION_IS_PAD] = batch[ACTION_IS_PAD].bool()
         return out
@@ -91,12 +136,37 @@ class Preprocessor(nn.Module):
 class Postprocessor(nn.Module):
     """Normalised model actions (..., A) -> robot units (joint position targets, gripper included)."""
 
-    def __init__(self, features: PolicyFeatures, action_norm: str):
+    def __init__(self, features: PolicyFeatures, action_norm: str, action_space: str = "absolute"):
         super().__init__()
-        self.action = Normalize(features.stats.get(ACTION, {}), action_norm, features.action_dim, ACTION)
+        self.action = Normalize(_action_stats(features, action_space), action_norm, features.action_dim, ACTION)
+        self.delta = DeltaActions(features) if action_space == "delta" else None
 
-    def forward(self, actions: torch.Tensor) -> torch.Tensor:
-        return self.action.inverse(actions)
+    def forward(self, actions: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+        """`state`: the raw observation.state (B, D) the chunk was predicted from (needed by delta actions)."""
+        out = self.action.inverse(actions)
+        if self.delta is not None:
+            if state is None:
+                raise InputError("a delta-action policy's actions need the observed state to become targets")
+            out = self.delta.to_absolute(out, state)
+        return out
+
+
+def delta_stats(episodes, chunk_size: int, features: PolicyFeatures) -> dict[str, list[float]]:
+    """Statistics (STAT_NAMES) of the offsets a delta-action policy learns: for every frame t of every episode
+    ((state (T, D), action (T, A)) pairs), actions t .. t + chunk - 1 minus the joints observed at t (padding left
+    out), per action dimension."""
+    index = [features.state_names.index(n) if n in features.state_names else -1 for n in features.action_names]
+    rows = []
+    for state, action in episodes:
+        chunks, pad = action_chunks(action, chunk_size)
+        anchor = np.where(np.array(index) >= 0, np.asarray(state)[:, np.maximum(index, 0)], 0.0)
+        rows.append((chunks - anchor[:, None, :])[~pad])
+    x = np.concatenate(rows).astype(np.float64)
+    if not len(x):
+        raise InputError("no frames to compute delta-action statistics from")
+    return {"mean": x.mean(0).tolist(), "std": x.std(0).tolist(), "min": x.min(0).tolist(),
+            "max": x.max(0).tolist(), "q01": np.quantile(x, 0.01, 0).tolist(),
+            "q99": np.quantile(x, 0.99, 0).tolist()}
 
 
 def action_chunks(actions: np.ndarray, chunk_size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -52,5 +52,12 @@ def make_policy(name: str, config: PolicyConfig | dict | None = None, features=N
     if features is None:
         raise InputError(f"{name} policy: give the features it reads and writes (or its dataset)")
     if not isinstance(features, PolicyFeatures):
-        features = policy_features(features)
+        view = features
+        features = policy_features(view)
+        if config.action_space == "delta":   # the offsets' statistics, from every episode of the dataset
+            from policies.features import ACTION, ACTION_DELTA, STATE
+            from policies.processor import delta_stats
+
+            pairs = ((c[STATE], c[ACTION]) for c in map(view.episode_frames, range(view.total_episodes)))
+            features.stats[ACTION_DELTA] = delta_stats(pairs, config.chunk_size, features)
     return cls(config, features)

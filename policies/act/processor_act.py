@@ -9,5 +9,5 @@ from policies.processor import Postprocessor, Preprocessor
 
 def make_act_processors(config: ACTConfig, features: PolicyFeatures) -> tuple[Preprocessor, Postprocessor]:
     """(preprocessor, postprocessor) of an ACT policy for these features."""
-    return (Preprocessor(features, config.image_size, config.state_norm, config.action_norm),
-            Postprocessor(features, config.action_norm))
+    return (Preprocessor(features, config.image_size, config.state_norm, config.action_norm, config.action_space),
+            Postprocessor(features, config.action_norm, config.action_space))

@@ -61,7 +61,7 @@ class PolicyGraph(nn.Module):
         p = self.policy
         batch = p.preprocessor(obs)
         prefix = p.encode_prefix(batch)
-        target = p.preprocessor.action(prefix_actions)
+        target = p.preprocessor.encode_action(prefix_actions, obs[STATE])
         weights = prefix_weights.reshape(1, -1, 1)
         x = noise
         steps = p.config.num_steps
@@ -73,7 +73,7 @@ class PolicyGraph(nn.Module):
                 return p.velocity(y, tau, prefix)
 
             x = x + dt * guided_velocity(velocity, x, k * dt, target, weights, False, p.config.rtc_max_guidance)
-        return p.postprocessor(x)
+        return p.postprocessor(x, obs[STATE])
 
 
 def example_inputs(policy, batch: int = 2, seed: int = 0) -> list[torch.Tensor]:

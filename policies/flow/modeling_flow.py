@@ -160,7 +160,8 @@ class FlowPolicy(PretrainedPolicy):
     def infer(self, observation: dict[str, torch.Tensor], *, prefix_actions: torch.Tensor | None = None,
               **kwargs) -> torch.Tensor:
         """Raw observations -> (B, chunk, A) robot-unit actions; `prefix_actions` (robot units) as in `sample`."""
+        state = observation.get(STATE)
         if prefix_actions is not None:
-            prefix_actions = self.preprocessor.action(torch.as_tensor(prefix_actions))
+            prefix_actions = self.preprocessor.encode_action(torch.as_tensor(prefix_actions), state)
         batch = self.preprocessor(observation)
-        return self.postprocessor(self.sample(batch, prefix_actions=prefix_actions, **kwargs))
+        return self.postprocessor(self.sample(batch, prefix_actions=prefix_actions, **kwargs), state)

@@ -10,5 +10,5 @@ from policies.processor import Postprocessor, Preprocessor
 
 def make_flow_processors(config: FlowConfig, features: PolicyFeatures) -> tuple[Preprocessor, Postprocessor]:
     """(preprocessor, postprocessor) of a flow policy for these features."""
-    return (Preprocessor(features, config.image_size, config.state_norm, config.action_norm),
-            Postprocessor(features, config.action_norm))
+    return (Preprocessor(features, config.image_size, config.state_norm, config.action_norm, config.action_space),
+            Postprocessor(features, config.action_norm, config.action_space))

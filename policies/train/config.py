@@ -33,6 +33,9 @@ class TrainConfig:
     dim: int | None = opt(None, "transformer width (default: the policy's)", low=8, high=4096, multiple_of=4)
     layers: int | None = opt(None, "transformer layers: ACT's encoder layers, the flow policy's prefix and expert "
                                    "layers (default: the policy's)", low=1, high=48)
+    action_space: str | None = opt(None, "what the policy predicts: absolute joint targets, or delta: offsets "
+                                         "from the joints observed at each chunk's start (default: the "
+                                         "policy's, absolute)", choices=("absolute", "delta"))
     pretrained_backbone: str | None = opt(None, "local torchvision resnet18 weights file to start the image "
                                                 "backbone from (implies --backbone-width 1; never downloaded)")
     cameras: str | None = opt(None, "comma-separated cameras to use (e.g. front,wrist; none: state only; default: "
@@ -108,7 +111,7 @@ class TrainConfig:
             if not isinstance(fields, dict):
                 raise InputError("--policy-config must be a JSON object of policy config fields")
         defaults = config_class(self.policy)()
-        for name in ("chunk_size", "image_size", "backbone_width", "dim"):
+        for name in ("chunk_size", "image_size", "backbone_width", "dim", "action_space"):
             if getattr(self, name) is not None:
                 fields[name] = getattr(self, name)
         if self.layers is not None:

@@ -72,16 +72,21 @@ def _prepare(cfg: TrainConfig, procs, stack: contextlib.ExitStack) -> tuple[Trai
     return (saved, True) if saved is not None else (cfg, False)
 
 
-def _policy(cfg: TrainConfig, features, paths: RunPaths, resume: bool, procs):
+def _policy(cfg: TrainConfig, features, paths: RunPaths, resume: bool, procs, sources):
     """(policy, training state or None, step it resumes at): the last checkpoint's when resuming, else fresh."""
+    from policies.features import ACTION_DELTA
     from policies.pretrained import load_policy
+    from policies.processor import delta_stats
     from policies.registry import make_config, make_policy
+    from policies.train.data import episode_pairs
     from policies.train.loop import seed_all
 
     step_dir = latest_checkpoint(paths) if resume else None
     if step_dir is None:
         seed_all(cfg.seed)
         config = make_config(cfg.policy, **cfg.policy_fields())
+        if config.action_space == "delta":
+            features.stats[ACTION_DELTA] = delta_stats(episode_pairs(sources), config.chunk_size, features)
         return make_policy(cfg.policy, config, features).to(procs.device), None, 0
     policy = load_policy(step_dir, procs.device)
     theirs = policy.features
@@ -137,7 +142,7 @@ def train_policy(cfg: TrainConfig, bar: bool = True) -> dict:
                 raise InputError(f"--batch-size {cfg.batch_size} must be a multiple of the {procs.world} processes")
             sources, features = open_sources(cfg)
             paths = RunPaths(Path(cfg.out))
-            policy, state, start = _policy(cfg, features, paths, resume, procs)
+            policy, state, start = _policy(cfg, features, paths, resume, procs, sources)
             features = policy.features
             run_info = {"policy": cfg.policy, "config": dataclasses.asdict(cfg), "processes": procs.world,
                         "datasets": [str(s.root.resolve()) for s in sources], "policy_type": policy.name,
