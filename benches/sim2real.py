@@ -121,8 +121,9 @@ def arm(a, task: str, policy: str, name: str, datasets: list[Path], mix: str | N
     ev = evaluate(a, task, Path(tr["run"]), log)
     held = {k: v for k, v in ev["success"].items() if k != "vanilla"}
     return {"vanilla_success": ev["success"]["vanilla"], "heldout_success": ev["held_out_success"],
-            "per_style": ev["success"], "intervals": ev["intervals"], "train_seconds": tr["seconds"],
-            "train_reused": bool(tr.get("reused")), "eval_seconds": ev["seconds"], "parameters": tr["parameters"],
+            "per_style": ev["success"], "intervals": ev["intervals"],
+            "train_seconds": tr.get("total_seconds", tr["seconds"]), "train_reused": bool(tr.get("reused")),
+            "eval_seconds": ev["seconds"], "parameters": tr["parameters"],
             "train_loss": tr["train_loss"], "val_loss": tr["val_loss"], "heldout_families": sorted(held),
             "run": tr["run"]}
 
@@ -170,7 +171,8 @@ def g1_reach(a) -> dict:
     ev = evaluate(a, "reach", Path(tr["run"]), log, styles="vanilla", robot="g1")
     return {"success": ev["success"]["vanilla"], "interval": ev["intervals"]["vanilla"],
             "expert_success": rec.get("expert_success"), "record_seconds": round(record_s, 1),
-            "train_seconds": tr["seconds"], "train_reused": bool(tr.get("reused")), "eval_seconds": ev["seconds"],
+            "train_seconds": tr.get("total_seconds", tr["seconds"]), "train_reused": bool(tr.get("reused")),
+            "eval_seconds": ev["seconds"],
             "parameters": tr["parameters"], "steps": a.g1_steps, "run": tr["run"]}
 
 

@@ -133,6 +133,12 @@ class Loop:
     quiet: bool = False  # no progress bar
     train_seconds: float = 0.0  # time inside optimisation steps (this process run)
     samples: int = 0  # samples seen (this process run, all processes)
+    elapsed_before: float = 0.0  # wall seconds earlier processes spent on this run (from the checkpoint resumed)
+    started: float = field(default_factory=time.perf_counter)  # when this process began working on the run
+
+    def elapsed(self) -> float:
+        """Wall seconds the run has taken so far, over every process run that trained it (resumes add up)."""
+        return self.elapsed_before + time.perf_counter() - self.started
 
     def _step(self, step: int) -> dict[str, float]:
         raw = _to(self.train.batch(self.sampler.indices(step)), self.procs.device)
@@ -147,7 +153,8 @@ class Loop:
 
     def _checkpoint(self, step: int) -> None:
         state = {"step": step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "rng": self.procs.gather(rng_state(self.procs.device)), "world": self.procs.world}
+                 "rng": self.procs.gather(rng_state(self.procs.device)), "world": self.procs.world,
+                 "elapsed_seconds": self.elapsed()}
         if self.procs.main:
             save_checkpoint(self.paths, self.policy, step, state, self.cfg.keep_checkpoints)
             write_run(self.paths, {**self.run_info, "status": "running", "step": step})

@@ -1,6 +1,6 @@
 """`twin train`: checks before any work, the run folder (new, or --resume), datasets -> samples -> decoded-frame
 cache, the policy (fresh or from the last checkpoint), the loop, and the summary (`--json`: train_loss, val_loss,
-steps, seconds, samples_per_s, run, ...).
+steps, seconds, total_seconds (over every resume), samples_per_s, run, ...).
 
 Under `torchrun --nproc_per_node N -m twin_cli train ...` every process runs this same function: rank 0 checks
 the run folder and holds its lock, the others follow its verdict; the datasets are read by all, the frame cache
@@ -123,6 +123,18 @@ def _restore(state: dict | None, optimizer, scheduler, paths: RunPaths, cfg: Tra
     return Curves.read(paths.curves_json).until(start)
 
 
+def _elapsed_before(state: dict | None, paths: RunPaths, finished: bool) -> float:
+    """Wall seconds earlier processes spent on the run: a finished run's total from run.json, else the resumed
+    checkpoint's (0 for a fresh run), so a resumed run reports what the whole training took."""
+    if state is None:
+        return 0.0
+    if finished and paths.run_file.exists():
+        done = read_run(paths.root)
+        if done.get("status") == "done" and "total_seconds" in done:
+            return float(done["total_seconds"])
+    return float(state.get("elapsed_seconds", 0.0))
+
+
 def train_policy(cfg: TrainConfig, bar: bool = True) -> dict:
     """Train per `cfg` (see the module doc) and return the summary; every process of a torchrun job calls it.
     `bar`: show progress bars (rank 0, on a terminal)."""
@@ -175,8 +187,9 @@ def train_policy(cfg: TrainConfig, bar: bool = True) -> dict:
                      f"{len(train_rows)} frames of {sum(len(s.train) for s in sources)} episodes (validation: "
                      f"{len(val_rows)} frames of {sum(len(s.val) for s in sources)}) for {cfg.steps} steps of "
                      f"{cfg.batch_size} on {procs.world} x {procs.device.type} -> {paths.root}")
+            before = _elapsed_before(state, paths, finished)
             loop = Loop(cfg, policy, model, optimizer, scheduler, train, val, val_pick, sampler, procs,
-                        paths, run_info, curves, start, not bar)
+                        paths, run_info, curves, start, not bar, elapsed_before=before, started=t0)
             loop.run()
             procs.share_buffers(policy)
             digests = procs.gather(weights_digest(policy))
@@ -185,13 +198,14 @@ def train_policy(cfg: TrainConfig, bar: bool = True) -> dict:
                 from twin_kit import remove_tree
 
                 save_policy(policy, paths.policy)
-                write_run(paths, {**run_info, "status": "done", "step": cfg.steps})
+                total = before if finished else loop.elapsed()
+                write_run(paths, {**run_info, "status": "done", "step": cfg.steps, "total_seconds": round(total, 2)})
                 remove_tree(paths.cache)
             last_train = loop.curves.train[-1] if loop.curves.train else {}
             val_loss = loop.curves.val[-1]["loss"] if loop.curves.val else None
             seconds = time.perf_counter() - t0
             return {"train_loss": last_train.get("loss"), "val_loss": val_loss, "steps": cfg.steps,
-                    "seconds": round(seconds, 2),
+                    "seconds": round(seconds, 2), "total_seconds": round(before if finished else loop.elapsed(), 2),
                     "samples_per_s": round(loop.samples / loop.train_seconds, 2) if loop.train_seconds else None,
                     "run": str(cfg.out), "policy": str(paths.policy), "policy_type": cfg.policy,
                     "parameters": policy.num_parameters(), "resumed_from": start if resume else None,

@@ -102,11 +102,15 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(reach, tmp_path):
         shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
     code, res = twin_json(tiny_train_args(reach, cut, "flow", 40, "--resume", "--steps", "99"))  # run's own steps
     assert code == 0 and res["resumed_from"] == 20 and res["steps"] == 40
+    assert res["total_seconds"] > res["seconds"]  # the time before the interruption counts too
     a, b = load_policy(whole / "policy").state_dict(), load_policy(cut / "policy").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     curves = [json.loads((r / "curves.json").read_text()) for r in (whole, cut)]
     assert curves[0]["val"] == curves[1]["val"] and len(curves[0]["val"]) == 5  # steps 0, 10, 20, 30, 40
     assert [p["loss"] for p in curves[0]["train"]] == [p["loss"] for p in curves[1]["train"]]
+    code, again = twin_json(tiny_train_args(reach, whole, "flow", 40, "--resume"))  # a finished run: nothing to do
+    first = json.loads((whole / "run.json").read_text())["total_seconds"]
+    assert code == 0 and again["total_seconds"] == first
     split = json.loads((cut / "run.json").read_text())["split"][0]
     assert len(split["train"]) == 1 and len(split["val"]) == 1
 
