@@ -109,7 +109,8 @@ def evaluate(a, task: str, run: Path, log: Path, scene: str | None = None, style
             return {**res, "reused": True}
     return twin("eval", str(run), "--bundle", scene or a.scene, "--task", task, "--robot", robot or a.robot,
                 "--styles", styles, "--episodes", str(a.eval_episodes), "--seed", str(a.eval_seed), "--worlds",
-                str(a.worlds), "--threads", str(a.threads), "--videos", str(run / "eval" / (task + tag)), *extra,
+                str(a.worlds), "--threads", str(a.threads), "--videos", str(run / "eval" / (task + tag)),
+                "--success-videos", "1", *extra,
                 log=log)
 
 

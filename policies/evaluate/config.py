@@ -49,6 +49,8 @@ class PolicyEvalConfig:
     videos: str | None = opt(None, "folder for failure videos and results.json (default RUN/eval/TASK)")
     max_videos: int = opt(3, "failure videos kept per style (the lowest episode numbers); 0: none", low=0,
                           high=1000)
+    success_videos: int = opt(0, "successful-episode videos kept per style (the lowest episode numbers), named "
+                                 "<style>_episode<k>_success.mp4", low=0, high=1000)
     ray: str | None = opt(None, "shard episodes over a Ray cluster: its address, or auto (a running cluster, "
                                 "else a local one)")
     workers: int = opt(0, "processes evaluating shards of the episodes (0: 1, or every CPU of the --ray "

@@ -113,8 +113,8 @@ class PolicyRollout:
         self.cfg, self.runtime, self.features, self.config, self.styles = cfg, runtime, features, config, styles
         self.mode = execution_mode(cfg.execution, runtime.kind, config)
         self.k = frame_steps(features.fps, cfg.control_dt)
-        self.films = films and cfg.max_videos > 0
-        self.quota = FailureQuota(cfg.max_videos)
+        self.films = films and (cfg.max_videos > 0 or cfg.success_videos > 0)
+        self.quota = FailureQuota(cfg.max_videos, cfg.success_videos)
         names = camera_names(features)
         size = next(iter(features.cameras.values()))[0] if features.cameras else 128
         tc = TaskConfig(task=cfg.task, bundle=cfg.bundle, robot=cfg.robot or features.robot_type, scale=cfg.scale,
@@ -201,12 +201,11 @@ class PolicyRollout:
     def _finish(self, s: _Slot, success: bool, steps: int) -> EpisodeResult:
         video = None
         if s.clip is not None:
-            if success:
-                s.clip.discard()
-            else:
+            if self.quota.wanted(s.style.name, s.job.number, success):
                 video = s.clip.finish()
-        if not success:
-            self.quota.add_failure(s.style.name, s.job.number)
+            else:
+                s.clip.discard()
+        self.quota.add(s.style.name, s.job.number, success)
         return EpisodeResult(s.style.name, s.job.number, s.seed, success, steps, s.frames, s.style_id,
                              s.digest.hexdigest(), video)
 

@@ -135,7 +135,7 @@ def run_eval(cfg: PolicyEvalConfig, json_out: bool = False) -> int:
             info("no ONNX export of this policy yet: exporting it into a temporary file")
             spec["onnx_path"] = export_onnx(policy, Path(tmp) / "policy.onnx",
                                             weights_digest(Path(spec["policy_path"])))["path"]
-        films = cfg.max_videos > 0
+        films = cfg.max_videos > 0 or cfg.success_videos > 0
         if sharded:
             from policies.evaluate.shards import sharded_results
 
@@ -161,7 +161,8 @@ def run_eval(cfg: PolicyEvalConfig, json_out: bool = False) -> int:
                     source.close()
         loop_s = time.perf_counter() - t_loop
     summary = summarise(cfg, styles, results, spec, time.perf_counter() - t0, max(loop_s - build_s, 1e-9), build_s)
-    summary["videos"] = write_outputs(Path(spec["out"]), results, summary, cfg.max_videos)
+    summary["videos"] = write_outputs(Path(spec["out"]), results, summary, cfg.max_videos,
+                                       cfg.success_videos)
     print_table(styles, summary)
     info(f"{len(results)} episodes in {summary['seconds']:.1f} s ({summary['episodes_per_s']:.2f} episodes/s, "
          f"{summary['env_steps_per_s']:.0f} env steps/s after {build_s:.1f} s building); {len(summary['videos'])} "
@@ -194,20 +195,21 @@ def summarise(cfg: PolicyEvalConfig, styles: list[EvalStyle], results: list[Epis
             "task": cfg.task, "robot": spec["robot"], "worlds": cfg.worlds, "seed": cfg.seed, "out": spec["out"]}
 
 
-def write_outputs(out: Path, results: list[EpisodeResult], summary: dict, keep: int) -> list[str]:
-    """Kept failure videos (`<style>_episode<k>.mp4`) and results.json into `out`, replacing an earlier
-    evaluation there as a whole; returns the video paths."""
-    from policies.evaluate.videos import kept_failures
+def write_outputs(out: Path, results: list[EpisodeResult], summary: dict, keep: int,
+                  keep_successes: int = 0) -> list[str]:
+    """Kept failure videos (`<style>_episode<k>.mp4`), success videos (`..._success.mp4`) and results.json into
+    `out`, replacing an earlier evaluation there as a whole; returns the video paths."""
+    from policies.evaluate.videos import kept_videos
     from twin_kit import make_parents, replace_path, staging_dir
 
     make_parents(out)
     order = {name: j for j, name in enumerate(summary["success"])}  # the table's order of styles
     ranked = sorted(results, key=lambda r: (order[r.style], r.number))
-    kept = {id(r) for r in kept_failures(results, keep)}
+    kept = {id(r) for r in kept_videos(results, keep, keep_successes)}
     names = []
     with staging_dir(out) as tmp:
         for r in [r for r in ranked if id(r) in kept]:
-            name = f"{r.style}_episode{r.number:04d}.mp4"
+            name = f"{r.style}_episode{r.number:04d}{'_success' if r.success else ''}.mp4"
             (tmp / name).write_bytes(r.video)
             names.append(str(out / name))
         episodes = [{"style": r.style, "episode": r.number, "seed": r.seed, "success": r.success, "steps": r.steps,

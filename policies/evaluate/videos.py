@@ -74,26 +74,32 @@ class Clip:
 
 
 class FailureQuota:
-    """Per style, the failures this process has seen; an episode is worth filming unless `keep` lower-numbered
-    failures of its style are known already (then it can never be among the kept ones)."""
+    """Per style, the outcomes this process has seen; an episode is worth filming unless `keep` lower-numbered
+    failures and `keep_successes` lower-numbered successes of its style are known already (then it can never be
+    among the kept ones)."""
 
-    def __init__(self, keep: int):
-        self.keep = int(keep)
-        self.failed: dict[str, list[int]] = defaultdict(list)
+    def __init__(self, keep: int, keep_successes: int = 0):
+        self.keep, self.keep_successes = int(keep), int(keep_successes)
+        self.seen: dict[tuple[str, bool], list[int]] = defaultdict(list)
+
+    def wanted(self, style: str, number: int, success: bool) -> bool:
+        """Whether an episode with this outcome could still be among the kept videos of its kind."""
+        keep = self.keep_successes if success else self.keep
+        return keep > 0 and sum(k < number for k in self.seen[style, success]) < keep
 
     def worth_filming(self, style: str, number: int) -> bool:
-        if self.keep <= 0:
-            return False
-        return sum(k < number for k in self.failed[style]) < self.keep
+        return self.wanted(style, number, False) or self.wanted(style, number, True)
 
-    def add_failure(self, style: str, number: int) -> None:
-        self.failed[style].append(number)
+    def add(self, style: str, number: int, success: bool) -> None:
+        self.seen[style, success].append(number)
 
 
-def kept_failures(results, keep: int) -> list:
-    """The results whose videos are kept: per style, the `keep` failed episodes of lowest number with a video."""
-    by_style: dict[str, list] = defaultdict(list)
+def kept_videos(results, keep: int, keep_successes: int = 0) -> list:
+    """The results whose videos are kept: per style, the `keep` failed and the `keep_successes` successful
+    episodes of lowest number with a video."""
+    by_kind: dict[tuple[str, bool], list] = defaultdict(list)
     for r in sorted(results, key=lambda r: r.number):
-        if not r.success and r.video is not None and len(by_style[r.style]) < keep:
-            by_style[r.style].append(r)
-    return [r for rs in by_style.values() for r in rs]
+        quota = keep_successes if r.success else keep
+        if r.video is not None and len(by_kind[r.style, r.success]) < quota:
+            by_kind[r.style, r.success].append(r)
+    return [r for rs in by_kind.values() for r in rs]

@@ -151,8 +151,9 @@ def test_onnx_runtime_replays_like_pytorch(runs, work):
     import onnx
 
     run = runs["act"][0]
-    res = evaluate(run, work, runtime="onnx", videos=str(work / "onnx"))  # no export yet: one made on the fly
+    res = evaluate(run, work, runtime="onnx", videos=str(work / "onnx"), success_videos=1)  # exported on the fly
     assert res["runtime"] == "onnx" and res["success"] == {"vanilla": 1.0}
+    assert res["videos"] == [str(work / "onnx" / "vanilla_episode0000_success.mp4")]  # the first success filmed
     # an export made from other weights is refused (the metadata names the weights it came from)
     meta = {"twin.format": "twin-policy-onnx", "twin.version": "1", "twin.type": "act", "twin.config": "{}",
             "twin.features": "{}", "twin.inputs": "[]", "twin.weights_sha256": "0" * 64}
