@@ -194,6 +194,35 @@ def other_scene(a, task: str) -> dict:
     return out
 
 
+def contact_sheet(video: Path, png: Path, frames: int = 5) -> None:
+    """`frames` evenly spaced frames of an evaluation video, stacked top to bottom, as one PNG."""
+    import av
+    import numpy as np
+    from PIL import Image
+
+    with av.open(str(video)) as c:
+        all_frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    pick = np.linspace(0, len(all_frames) - 1, frames).round().astype(int)
+    Image.fromarray(np.concatenate([all_frames[i] for i in pick])).save(png)
+
+
+def docs_media(head: dict, task: str, dest: Path) -> dict:
+    """The restyled ACT's first filmed success and failure (a held-out style first, else vanilla) copied into
+    `dest` as `sim2real_<task>_{success,failure}.mp4` with a PNG contact sheet each; the files written."""
+    ev = Path(head["restyled_detail"]["run"]) / "eval" / task
+    out = {}
+    for kind, pattern in (("success", "*_success.mp4"), ("failure", "*_episode[0-9][0-9][0-9][0-9].mp4")):
+        found = sorted(ev.glob(pattern), key=lambda p: (p.name.startswith("vanilla"), p.name))
+        if not found:
+            continue
+        dest.mkdir(parents=True, exist_ok=True)
+        mp4 = dest / f"sim2real_{task}_{kind}.mp4"
+        shutil.copyfile(found[0], mp4)
+        contact_sheet(mp4, mp4.with_suffix(".png"))
+        out[kind] = {"video": str(mp4), "from": found[0].name}
+    return out
+
+
 def goals(res: dict) -> dict:
     gain = res["restyled_heldout_success"] - res["plain_heldout_success"]
     slowest = max(res["plain_train_seconds"], res["restyled_train_seconds"]) / 60
@@ -231,6 +260,8 @@ def main() -> None:
     p.add_argument("--other-scale", type=float, default=None, help="metres per unit of --other-scene if arbitrary")
     p.add_argument("--only", choices=("g1", "other_scene"), default=None,
                    help="run one extra section alone (reusing the trained headline arms)")
+    p.add_argument("--docs", default=None, help="copy the restyled policy's first success and failure videos of the "
+                                                  "headline task (and a PNG of each) into this folder")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
     os.chdir(REPO)
@@ -254,6 +285,8 @@ def main() -> None:
                                        "plain_heldout_success", "plain_vanilla_success")},
                "train_seconds": max(head["plain_train_seconds"], head["restyled_train_seconds"]),
                **goals(head), "goals": GOALS, "tasks": per_task}
+        if a.docs:
+            res["docs_media"] = docs_media(head, a.headline_task, Path(a.docs))
         if not a.headline:
             res["other_scene"] = other_scene(a, a.headline_task)
             res["g1_reach"] = g1_reach(a)

@@ -37,7 +37,8 @@ class Rig:
 
 
 RIGS = {
-    "franka": Rig(front=View((1.30, 0.0, 0.85), (0.35, 0.0, 0.20), fov_deg=60.0),
+    # the front camera frames the objects' start patch (PROFILES["franka"]): a 4 cm cube spans ~5 px at 96 px
+    "franka": Rig(front=View((1.05, 0.0, 0.72), (0.47, 0.0, 0.02), fov_deg=45.0),
                   mount_name="wrist", mount=View((0.10, 0.0, -0.03), (0.0, 0.0, 0.20), (1.0, 0.0, 0.0), 75.0)),
     "so101": Rig(front=View((0.55, 0.0, 0.38), (0.12, 0.0, 0.08), fov_deg=65.0),
                  mount_name="wrist", mount=View((0.0, 0.07, 0.0), (0.0, 0.0, -0.16), (0.0, 1.0, 0.0), 75.0)),

@@ -46,7 +46,7 @@ COMMON = dict(chunk_size=CHUNK, n_action_steps=4, image_size=32, backbone_width=
               dropout=0.0)
 TINY = {"act": {**COMMON, "n_encoder_layers": 1, "n_vae_encoder_layers": 1, "latent_dim": 8, "use_vae": False},
         "flow": {**COMMON, "n_layers": 2, "num_steps": 5}}
-STEPS = {"act": 400, "flow": 600}
+STEPS = {"act": 400, "flow": 1000}
 
 
 @pytest.fixture(scope="module")
