@@ -202,7 +202,17 @@ def test_chunk_seams_do_not_jump_with_a_real_inference_delay(work, policies, sim
 def assert_held_then_stopped(log, sim, fault_at: float | None = None) -> None:
     """Hold after T1 and a controlled stop after T2 without a fresh chunk (each seen within a period and that
     step's own lateness), not before the fault (monotonic `fault_at`), logged, the robot at rest at the end."""
-    assert log.outcome == "stopped" and [w["state"] for w in log.watchdog] == ["hold", "stop"], log.watchdog
+    states = [w["state"] for w in log.watchdog]
+    modes = log.modes
+    if states == ["stop"] and log.jitter_ms[log.watchdog[0]["step"]] >= T2 - T1:
+        # the control loop itself stalled through the whole hold window (seen once in a full suite: one step
+        # 1.3 s late): no step ran between T1 and T2 to hold at, so the watchdog stops at once; still logged
+        stop = log.watchdog[0]
+        assert log.outcome == "stopped" and stop["age_ms"] >= T2 and log.stop_ms == pytest.approx(stop["age_ms"])
+        assert modes[stop["step"]] == "stop" and modes[-1] == "stop"
+        assert np.abs(sim.read().qd).max() < 0.02
+        return
+    assert log.outcome == "stopped" and states == ["hold", "stop"], (log.watchdog, log.jitter_ms)
     hold, stop = log.watchdog
     for w, limit in ((hold, T1), (stop, T2)):
         late = log.jitter_ms[w["step"]]
@@ -210,7 +220,6 @@ def assert_held_then_stopped(log, sim, fault_at: float | None = None) -> None:
     assert log.stop_ms == pytest.approx(stop["age_ms"])
     if fault_at is not None:
         assert hold["time"] > fault_at - log.started
-    modes = log.modes
     assert modes[hold["step"]] == "hold" and modes[stop["step"]] == "stop" and modes[-1] == "stop"
     assert np.abs(sim.read().qd).max() < 0.02                       # adapter.stop(): at rest
 
