@@ -63,13 +63,20 @@ class Normalize(nn.Module):
         return y * self.scale + self.offset
 
 
+def delta_columns(features: PolicyFeatures) -> tuple[list[int], list[bool]]:
+    """Per action dimension: the state column of the same name (0 when none) and whether there is one (a delta
+    dimension) or not (it stays absolute)."""
+    names = features.state_names
+    return ([names.index(n) if n in names else 0 for n in features.action_names],
+            [n in names for n in features.action_names])
+
+
 class DeltaActions(nn.Module):
     """Which action dimensions are offsets from which state dimension (by name), and the two conversions."""
 
     def __init__(self, features: PolicyFeatures):
         super().__init__()
-        index = [features.state_names.index(n) if n in features.state_names else 0 for n in features.action_names]
-        mask = [n in features.state_names for n in features.action_names]
+        index, mask = delta_columns(features)
         self.register_buffer("index", torch.tensor(index, dtype=torch.long))
         self.register_buffer("mask", torch.tensor(mask, dtype=torch.float32))
 
@@ -151,22 +158,31 @@ class Postprocessor(nn.Module):
         return out
 
 
+def episode_pairs(view, episodes):
+    """(observation.state (T, D), action (T, A)) of each of `episodes` of a dataset view."""
+    for e in episodes:
+        cols = view.episode_frames(e)
+        yield cols[STATE], cols[ACTION]
+
+
 def delta_stats(episodes, chunk_size: int, features: PolicyFeatures) -> dict[str, list[float]]:
-    """Statistics (STAT_NAMES) of the offsets a delta-action policy learns: for every frame t of every episode
-    ((state (T, D), action (T, A)) pairs), actions t .. t + chunk - 1 minus the joints observed at t (padding left
-    out), per action dimension."""
-    index = [features.state_names.index(n) if n in features.state_names else -1 for n in features.action_names]
+    """Statistics (STAT_NAMES, computed as the dataset's own by `column_stats`) of the offsets a delta-action
+    policy learns: for every frame t of every episode ((state (T, D), action (T, A)) pairs), actions
+    t .. t + chunk - 1 minus the joints observed at t (padding left out), per action dimension."""
+    from policies.datasets.stats import column_stats
+    from policies.features import STAT_NAMES
+
+    index, mask = delta_columns(features)
     rows = []
     for state, action in episodes:
         chunks, pad = action_chunks(action, chunk_size)
-        anchor = np.where(np.array(index) >= 0, np.asarray(state)[:, np.maximum(index, 0)], 0.0)
+        anchor = np.asarray(state, dtype=np.float64)[:, index] * np.asarray(mask)
         rows.append((chunks - anchor[:, None, :])[~pad])
-    x = np.concatenate(rows).astype(np.float64)
+    x = np.concatenate(rows).astype(np.float64) if rows else np.empty((0, features.action_dim))
     if not len(x):
         raise InputError("no frames to compute delta-action statistics from")
-    return {"mean": x.mean(0).tolist(), "std": x.std(0).tolist(), "min": x.min(0).tolist(),
-            "max": x.max(0).tolist(), "q01": np.quantile(x, 0.01, 0).tolist(),
-            "q99": np.quantile(x, 0.99, 0).tolist()}
+    stats = column_stats(x)
+    return {k: np.asarray(stats[k], dtype=np.float64).tolist() for k in STAT_NAMES}
 
 
 def action_chunks(actions: np.ndarray, chunk_size: int) -> tuple[np.ndarray, np.ndarray]:

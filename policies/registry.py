@@ -55,9 +55,9 @@ def make_policy(name: str, config: PolicyConfig | dict | None = None, features=N
         view = features
         features = policy_features(view)
         if config.action_space == "delta":   # the offsets' statistics, from every episode of the dataset
-            from policies.features import ACTION, ACTION_DELTA, STATE
-            from policies.processor import delta_stats
+            from policies.features import ACTION_DELTA
+            from policies.processor import delta_stats, episode_pairs
 
-            pairs = ((c[STATE], c[ACTION]) for c in map(view.episode_frames, range(view.total_episodes)))
+            pairs = episode_pairs(view, range(view.total_episodes))
             features.stats[ACTION_DELTA] = delta_stats(pairs, config.chunk_size, features)
     return cls(config, features)

@@ -29,7 +29,7 @@ import numpy as np
 from policies.evaluate.config import PolicyEvalConfig
 from policies.evaluate.restyling import FrameRestyler
 from policies.evaluate.styles import EvalStyle, episode_appearance
-from policies.evaluate.videos import Clip, FailureQuota, tile
+from policies.evaluate.videos import Clip, VideoQuota, tile
 from policies.features import IMAGE_PREFIX, STATE, PolicyFeatures
 from twin_kit import InputError
 
@@ -113,8 +113,8 @@ class PolicyRollout:
         self.cfg, self.runtime, self.features, self.config, self.styles = cfg, runtime, features, config, styles
         self.mode = execution_mode(cfg.execution, runtime.kind, config)
         self.k = frame_steps(features.fps, cfg.control_dt)
-        self.films = films and (cfg.max_videos > 0 or cfg.success_videos > 0)
-        self.quota = FailureQuota(cfg.max_videos, cfg.success_videos)
+        self.quota = VideoQuota(cfg.max_videos, cfg.success_videos)
+        self.films = films and self.quota.any
         names = camera_names(features)
         size = next(iter(features.cameras.values()))[0] if features.cameras else 128
         tc = TaskConfig(task=cfg.task, bundle=cfg.bundle, robot=cfg.robot or features.robot_type, scale=cfg.scale,

@@ -14,6 +14,7 @@ from pathlib import Path
 from policies.evaluate.config import PolicyEvalConfig
 from policies.evaluate.rollout import EpisodeResult, Job, camera_names, execution_mode, frame_steps
 from policies.evaluate.styles import EvalStyle, parse_styles, wilson_interval
+from policies.evaluate.videos import VideoQuota
 from twin_kit import InputError, check_parent_writable, emit_json, info, progress
 
 RESULTS_FILE = "results.json"
@@ -135,7 +136,7 @@ def run_eval(cfg: PolicyEvalConfig, json_out: bool = False) -> int:
             info("no ONNX export of this policy yet: exporting it into a temporary file")
             spec["onnx_path"] = export_onnx(policy, Path(tmp) / "policy.onnx",
                                             weights_digest(Path(spec["policy_path"])))["path"]
-        films = cfg.max_videos > 0 or cfg.success_videos > 0
+        films = VideoQuota(cfg.max_videos, cfg.success_videos).any
         if sharded:
             from policies.evaluate.shards import sharded_results
 

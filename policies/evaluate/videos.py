@@ -73,7 +73,7 @@ class Clip:
         self.buffer = io.BytesIO()
 
 
-class FailureQuota:
+class VideoQuota:
     """Per style, the outcomes this process has seen; an episode is worth filming unless `keep` lower-numbered
     failures and `keep_successes` lower-numbered successes of its style are known already (then it can never be
     among the kept ones)."""
@@ -81,6 +81,11 @@ class FailureQuota:
     def __init__(self, keep: int, keep_successes: int = 0):
         self.keep, self.keep_successes = int(keep), int(keep_successes)
         self.seen: dict[tuple[str, bool], list[int]] = defaultdict(list)
+
+    @property
+    def any(self) -> bool:
+        """Whether any video is kept at all."""
+        return self.keep > 0 or self.keep_successes > 0
 
     def wanted(self, style: str, number: int, success: bool) -> bool:
         """Whether an episode with this outcome could still be among the kept videos of its kind."""

@@ -112,14 +112,6 @@ def open_sources(cfg: TrainConfig) -> tuple[list[Source], PolicyFeatures]:
     return sources, first
 
 
-def episode_pairs(sources: list[Source]):
-    """(observation.state (T, D), action (T, A)) of every training episode of every source."""
-    for s in sources:
-        for i in s.train:
-            cols = s.view.episode_frames(i)
-            yield cols[STATE], cols[ACTION]
-
-
 def frame_table(sources: list[Source], chunk_size: int) -> FrameTable:
     """The non-video part of every used frame (state, action chunks and padding); images are added later."""
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("state", "action", "is_pad", "dataset", "episode", "val")}

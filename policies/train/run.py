@@ -76,9 +76,8 @@ def _policy(cfg: TrainConfig, features, paths: RunPaths, resume: bool, procs, so
     """(policy, training state or None, step it resumes at): the last checkpoint's when resuming, else fresh."""
     from policies.features import ACTION_DELTA
     from policies.pretrained import load_policy
-    from policies.processor import delta_stats
+    from policies.processor import delta_stats, episode_pairs
     from policies.registry import make_config, make_policy
-    from policies.train.data import episode_pairs
     from policies.train.loop import seed_all
 
     step_dir = latest_checkpoint(paths) if resume else None
@@ -86,7 +85,8 @@ def _policy(cfg: TrainConfig, features, paths: RunPaths, resume: bool, procs, so
         seed_all(cfg.seed)
         config = make_config(cfg.policy, **cfg.policy_fields())
         if config.action_space == "delta":
-            features.stats[ACTION_DELTA] = delta_stats(episode_pairs(sources), config.chunk_size, features)
+            pairs = (p for s in sources for p in episode_pairs(s.view, s.train))   # training episodes only
+            features.stats[ACTION_DELTA] = delta_stats(pairs, config.chunk_size, features)
         return make_policy(cfg.policy, config, features).to(procs.device), None, 0
     policy = load_policy(step_dir, procs.device)
     theirs = policy.features
@@ -191,6 +191,7 @@ def train_policy(cfg: TrainConfig, bar: bool = True) -> dict:
             loop = Loop(cfg, policy, model, optimizer, scheduler, train, val, val_pick, sampler, procs,
                         paths, run_info, curves, start, not bar, elapsed_before=before, started=t0)
             loop.run()
+            total = round(before if finished else loop.elapsed(), 2)   # a finished run resumed keeps its total
             procs.share_buffers(policy)
             digests = procs.gather(weights_digest(policy))
             if procs.main:
@@ -198,14 +199,13 @@ def train_policy(cfg: TrainConfig, bar: bool = True) -> dict:
                 from twin_kit import remove_tree
 
                 save_policy(policy, paths.policy)
-                total = before if finished else loop.elapsed()
-                write_run(paths, {**run_info, "status": "done", "step": cfg.steps, "total_seconds": round(total, 2)})
+                write_run(paths, {**run_info, "status": "done", "step": cfg.steps, "total_seconds": total})
                 remove_tree(paths.cache)
             last_train = loop.curves.train[-1] if loop.curves.train else {}
             val_loss = loop.curves.val[-1]["loss"] if loop.curves.val else None
             seconds = time.perf_counter() - t0
             return {"train_loss": last_train.get("loss"), "val_loss": val_loss, "steps": cfg.steps,
-                    "seconds": round(seconds, 2), "total_seconds": round(before if finished else loop.elapsed(), 2),
+                    "seconds": round(seconds, 2), "total_seconds": total,
                     "samples_per_s": round(loop.samples / loop.train_seconds, 2) if loop.train_seconds else None,
                     "run": str(cfg.out), "policy": str(paths.policy), "policy_type": cfg.policy,
                     "parameters": policy.num_parameters(), "resumed_from": start if resume else None,
