@@ -6,6 +6,9 @@ in headless mode. Playwright's own browser download is never used.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,20 +50,65 @@ _SHOW_OVERLAYS_JS = """() => {
 }"""
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children, grandchildren, ...), read from /proc."""
+    parents: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat", "rb") as f:
+                    ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            parents.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        kids = parents.get(todo.pop(), [])
+        out += kids
+        todo += kids
+    return out
+
+
+def _kill_browsers() -> int:
+    """SIGKILL every Chromium below this process (Playwright's driver starts them), so that a hung page or
+    browser makes the waiting Playwright call fail instead of blocking forever; returns how many were killed."""
+    n = 0
+    for pid in _descendants(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if "chrom" not in f.read():
+                    continue
+            os.kill(pid, signal.SIGKILL)
+            n += 1
+        except OSError:
+            continue
+    return n
+
+
 @contextlib.contextmanager
-def chromium_page(url: str, width: int = 960, height: int = 720, executable: str = CHROMIUM) -> Iterator[object]:
-    """A headless Chromium page opened at `url` (a Playwright Page), closed on exit."""
+def chromium_page(url: str, width: int = 960, height: int = 720, executable: str = CHROMIUM,
+                  deadline: float = 600.0, action_timeout: float = 60.0) -> Iterator[object]:
+    """A headless Chromium page opened at `url` (a Playwright Page), closed on exit.
+
+    Every Playwright call waits at most `action_timeout` s, and the browser is killed `deadline` s after launch:
+    a browser or page that hangs (a CI run once hung for over an hour in a browser test) then fails the caller's current
+    call with Playwright's error instead of blocking it, and the process, forever."""
     from playwright.sync_api import sync_playwright
 
     if not Path(executable).exists():
         raise FileNotFoundError(executable)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        watchdog = threading.Timer(deadline, _kill_browsers)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             page = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=1)
+            page.set_default_timeout(action_timeout * 1000)
             page.goto(url, wait_until="domcontentloaded")  # "load" can wait tens of seconds here
             yield page
         finally:
+            watchdog.cancel()
             browser.close()
 
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from support.net import free_port, read_first_line
 from support.small_bundle import make_bundle
@@ -162,3 +163,14 @@ def test_camera_path_interpolates_through_keyframes():
         np.testing.assert_allclose(cam.R, R_ref, atol=1e-9)
     for cam in cams:  # every in-between frame still looks roughly at the centre
         assert (cam.R @ (-cam.center))[2] > 0.9 * np.linalg.norm(cam.center)
+
+
+def test_a_hung_page_fails_at_the_browser_deadline():
+    """A page that never answers (a promise that never settles; Playwright's evaluate has no timeout of its own)
+    fails the waiting call once the browser's deadline kills Chromium, instead of blocking the process forever."""
+    from scenes.viewer.snapshot import chromium_page
+
+    t0 = time.monotonic()
+    with pytest.raises(Exception, match="closed"), chromium_page("about:blank", deadline=3) as page:
+        page.evaluate("() => new Promise(() => {})")
+    assert time.monotonic() - t0 < 60
