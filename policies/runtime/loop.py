@@ -219,6 +219,20 @@ def frozen_gc():
         gc.unfreeze()
 
 
+@contextlib.contextmanager
+def loop_conditions(switch_ms: float, rt_priority: int):
+    """What a control loop runs under, undone on exit: the garbage collector frozen, a short thread switch
+    interval (so a busy Python thread cannot hold the loop off), and the real-time priority asked for (yields
+    whether it was granted)."""
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(switch_ms / 1e3)
+    try:
+        with frozen_gc(), realtime(rt_priority) as granted:
+            yield granted
+    finally:
+        sys.setswitchinterval(switch)
+
+
 def run_episode(adapter, worker: InferenceWorker, meta: dict, cfg: LoopConfig, verbose: bool = True) -> EpisodeLog:
     """One episode of the policy behind `worker` on `adapter` (connected, at the episode's start)."""
     horizon, dim = (int(v) for v in meta["action"]["shape"])
@@ -236,11 +250,8 @@ def run_episode(adapter, worker: InferenceWorker, meta: dict, cfg: LoopConfig, v
     last_safe = np.asarray(state.q, dtype=np.float64).copy()
     mode, stop_plan, stop_i, retry_at = RUN, None, 0, 0.0
     seen_kinds: set[str] = set()
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(cfg.switch_ms / 1e3)
     rt = contextlib.ExitStack()
-    rt.enter_context(frozen_gc())
-    log.realtime = rt.enter_context(realtime(cfg.rt_priority))
+    log.realtime = rt.enter_context(loop_conditions(cfg.switch_ms, cfg.rt_priority))
     rate = Rate(cfg.hz, cfg.spin_ms / 1e3)
     wd.reset(rate.start)
     fresh_at = log.started = rate.start
@@ -332,7 +343,6 @@ def run_episode(adapter, worker: InferenceWorker, meta: dict, cfg: LoopConfig, v
                 frames.close(safe, mode)
     finally:
         rt.close()
-        sys.setswitchinterval(switch)
     log.overruns = rate.overruns
     log.success = bool(getattr(adapter, "success", False))
     if log.success and log.outcome == "done":
@@ -350,11 +360,8 @@ def measure_rate(adapter, hz: float, seconds: float, spin_ms: float = 1.0, switc
     hold = np.asarray(adapter.read().q, dtype=np.float64).copy()
     n = max(2, int(round(seconds * hz)))
     late, work = np.zeros(n), np.zeros(n)
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(switch_ms / 1e3)
     rt = contextlib.ExitStack()
-    rt.enter_context(frozen_gc())
-    granted = rt.enter_context(realtime(rt_priority))
+    granted = rt.enter_context(loop_conditions(switch_ms, rt_priority))
     rate = Rate(hz, spin_ms / 1e3)
     try:
         for i in range(n):
@@ -366,7 +373,6 @@ def measure_rate(adapter, hz: float, seconds: float, spin_ms: float = 1.0, switc
         end = time.monotonic()
     finally:
         rt.close()
-        sys.setswitchinterval(switch)
     wall = end - rate.start - work[-1]
     return {"hz": hz, "steps": n, "jitter_p50_ms": float(np.percentile(late, 50) * 1e3),
             "jitter_p99_ms": float(np.percentile(late, 99) * 1e3), "jitter_max_ms": float(late.max() * 1e3),

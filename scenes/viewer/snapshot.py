@@ -6,8 +6,6 @@ in headless mode. Playwright's own browser download is never used.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -50,39 +48,15 @@ _SHOW_OVERLAYS_JS = """() => {
 }"""
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every process below `pid` (children, grandchildren, ...), read from /proc."""
-    parents: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat", "rb") as f:
-                    ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            parents.setdefault(ppid, []).append(int(d))
-    out, todo = [], [pid]
-    while todo:
-        kids = parents.get(todo.pop(), [])
-        out += kids
-        todo += kids
-    return out
-
-
-def _kill_browsers() -> int:
+def _kill_browsers() -> None:
     """SIGKILL every Chromium below this process (Playwright's driver starts them), so that a hung page or
-    browser makes the waiting Playwright call fail instead of blocking forever; returns how many were killed."""
-    n = 0
-    for pid in _descendants(os.getpid()):
-        try:
-            with open(f"/proc/{pid}/comm") as f:
-                if "chrom" not in f.read():
-                    continue
-            os.kill(pid, signal.SIGKILL)
-            n += 1
-        except OSError:
-            continue
-    return n
+    browser makes the waiting Playwright call fail instead of blocking forever."""
+    import psutil
+
+    for proc in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "chrom" in proc.name():
+                proc.kill()
 
 
 @contextlib.contextmanager
@@ -90,9 +64,9 @@ def chromium_page(url: str, width: int = 960, height: int = 720, executable: str
                   deadline: float = 600.0, action_timeout: float = 60.0) -> Iterator[object]:
     """A headless Chromium page opened at `url` (a Playwright Page), closed on exit.
 
-    Every Playwright call waits at most `action_timeout` s, and the browser is killed `deadline` s after launch:
-    a browser or page that hangs (a CI run once hung for over an hour in a browser test) then fails the caller's current
-    call with Playwright's error instead of blocking it, and the process, forever."""
+    Every Playwright call waits at most `action_timeout` s, and the browser is killed `deadline` s after launch,
+    so a browser or page that hangs (a CI run once hung for over an hour in a browser test) fails the caller's
+    current call with Playwright's error instead of blocking it, and the process, forever."""
     from playwright.sync_api import sync_playwright
 
     if not Path(executable).exists():
