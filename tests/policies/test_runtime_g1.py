@@ -169,6 +169,7 @@ def test_twin_deploy_drives_the_simulated_g1_over_dds_with_a_goal_reading_policy
     assert code == 0, res
     bridge = start_bridge(tmp_path, "g1_upper")
     try:
+        bridge.wait_serving()
         out = tmp_path / "deployed"
         code, res = twin_json(["deploy", str(run), "--robot", "g1", "--domain", str(bridge.domain), "--goal",
                                *map(str, GOAL), "--seconds", "3", "--hz", "50", "--out", str(out)])

@@ -51,6 +51,15 @@ class Bridge:
         assert self.proc.returncode == 0 and lines, (self.proc.returncode, self.err.read_text()[-3000:])
         return json.loads(lines[-1])
 
+    def wait_serving(self, timeout: float = 240.0) -> None:
+        """Block until the bridge says it is serving (its world is built and rt/lowstate is being published): a
+        client with a short connect timeout, as `twin deploy` has, must not race the 10-20 s build."""
+        deadline = time.monotonic() + timeout
+        while "serving " not in self.err.read_text():
+            assert self.proc.poll() is None, (self.proc.returncode, self.err.read_text()[-3000:])
+            assert time.monotonic() < deadline, f"the bridge did not serve within {timeout:g} s"
+            time.sleep(0.2)
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
