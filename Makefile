@@ -44,9 +44,16 @@ $(STAMP): pyproject.toml Makefile | system-deps
 demo: setup system-deps
 	$(VENV)/bin/twin demo
 
+# The timing-sensitive tests (marked realtime) run alone first; the rest run on two workers, one test file each,
+# slowest files first (tests/conftest.py).
 test: setup system-deps
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	@# Bytecode caching on for the run (some shells disable it): collection then compiles each test module once,
+	@# not in every process (about 8 s per pytest process here).
+	@status=0; unset PYTHONDONTWRITEBYTECODE; \
+	$(PY) -m pytest -q -m realtime || status=1; \
+	$(PY) -m pytest -q -m "not realtime" -n 2 --dist loadfile --no-loadscope-reorder || status=1; \
+	exit $$status
 
 bench: setup
 	@$(MAKE) --no-print-directory system-deps EXTRA_DEBS="$(BENCH_DEBS)"

@@ -32,6 +32,8 @@ from policies.runtime.episodes import DeployRecorder, read_events
 from policies.runtime.inference import LocalSource, RemoteSource
 from policies.runtime.robots.sim import SimAdapter
 
+pytestmark = pytest.mark.realtime   # timing-sensitive: run alone, never beside another test (Makefile)
+
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = REPO / "tests" / "support" / "lerobot_reference.py"
 PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable

@@ -1,15 +1,14 @@
 """`twin eval`: trained policies played in closed loop in the simulated scene.
 
-The must-show: a tiny ACT and a tiny flow policy overfit two push demonstrations that the real recorder made
-(Newton worlds, splat-composited 32 px cameras) and, evaluated on the same seeds, push the cube into the zone.
-(Push, not reach: a reach target is neither rendered nor in the state, so no visuomotor policy can tell two reach
-episodes apart; their first observations are identical.) Also: the same seed gives bit-identical episodes
-whatever the number of worlds or Ray workers, the ONNX runtime replays like PyTorch, failure videos, the Wilson
-interval, the styles, closed-loop restyling against the recorder's, and one-line errors.
+The must-show (ACT half; the flow half is test_eval_flow.py): a tiny ACT overfits two push demonstrations that the
+real recorder made (Newton worlds, splat-composited 32 px cameras) and, evaluated on the same seeds, pushes the
+cube into the zone. (Push, not reach: a reach target is neither rendered nor in the state, so no visuomotor policy
+can tell two reach episodes apart; their first observations are identical.) Also: the same seed gives
+bit-identical episodes whatever the number of worlds or Ray workers, the ONNX runtime replays like PyTorch, the
+Wilson interval, the styles, closed-loop restyling against the recorder's, and one-line errors.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -18,104 +17,43 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from support.policy_data import overfit_batch
-from support.small_bundle import make_bundle
+from support.eval_work import evaluate, fit_run, record_demos
 
 from policies import (
     EvalStyle,
     FrameRestyler,
     PolicyEvalConfig,
-    RecordConfig,
     Restyler,
-    action_chunks,
     check_eval,
     episode_style,
-    make_policy,
     parse_styles,
-    read_dataset,
-    run_eval,
-    run_record,
     wilson_interval,
 )
-from twin_kit import InputError, torch_threads
+from twin_kit import InputError
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
-CHUNK = 8
-COMMON = dict(chunk_size=CHUNK, n_action_steps=4, image_size=32, backbone_width=0.25, dim=32, heads=2, ff_dim=64,
-              dropout=0.0)
-TINY = {"act": {**COMMON, "n_encoder_layers": 1, "n_vae_encoder_layers": 1, "latent_dim": 8, "use_vae": False},
-        "flow": {**COMMON, "n_layers": 2, "num_steps": 5}}
-STEPS = {"act": 1000, "flow": 2000}
 
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
     """The small splat bundle and two push demonstrations recorded in it (32 px front and wrist cameras)."""
-    d = tmp_path_factory.mktemp("eval")
-    make_bundle(d / "scene")
-    cfg = RecordConfig(bundle=str(d / "scene"), out=str(d / "demos"), task="push", episodes=2, worlds=2, size=32)
-    assert run_record(cfg) == 0
-    return d
-
-
-def all_frames(root: Path) -> dict[str, torch.Tensor]:
-    """Every frame of the dataset as one training batch: state, camera frames, action chunks and padding."""
-    ds = read_dataset(root)
-    cols: dict[str, list] = {}
-    for e in range(ds.total_episodes):
-        f = ds.episode_frames(e)
-        chunks, pad = action_chunks(f["action"], CHUNK)
-        ep = {"observation.state": f["observation.state"], "action": chunks, "action_is_pad": pad}
-        ep.update({k: ds.episode_video(e, k) for k in ds.spec.video_keys})
-        for k, v in ep.items():
-            cols.setdefault(k, []).append(v)
-    return {k: torch.as_tensor(np.concatenate(v)) for k, v in cols.items()}
-
-
-def overfit(kind: str, root: Path, out: Path) -> tuple[float, float]:
-    """Train a tiny policy on every frame of the demos (full batch, AdamW, linear decay); save it to `out`.
-    Returns its loss before and after, both on one fixed draw (flow: noise and times; ACT: no latent)."""
-    with torch_threads(2):   # the module's only work while it runs: both cores
-        torch.manual_seed(0)
-        policy = make_policy(kind, TINY[kind], read_dataset(root))
-        batch = policy.preprocessor(all_frames(root))
-        n = len(batch["action"])
-        draws = None
-        if kind == "flow":
-            draws = [{"noise": torch.randn_like(batch["action"]), "tau": policy.sample_time(n, "cpu")}]
-        before, after = overfit_batch(policy, batch, STEPS[kind], draws)
-    policy.eval().save_pretrained(out / "policy")
-    return before, after
+    return record_demos(tmp_path_factory.mktemp("eval"))
 
 
 @pytest.fixture(scope="module")
-def runs(work) -> dict[str, tuple[Path, float, float]]:
-    out = {}
-    for kind in ("act", "flow"):
-        run = work / "runs" / kind
-        out[kind] = (run, *overfit(kind, work / "demos", run))
-        (run / "run.json").write_text(json.dumps({"datasets": [str(work / "demos")]}))  # as twin train notes them
-    return out
-
-
-def evaluate(run: Path, work: Path, **kw) -> dict:
-    """run_eval in this process; the run's results.json (the --json summary plus every episode's result)."""
-    kw = {"episodes": 2, "worlds": 2, "styles": "vanilla", "max_videos": 0, **kw}
-    cfg = PolicyEvalConfig(run=str(run), bundle=str(work / "scene"), task="push", **kw)
-    assert run_eval(cfg) == 0
-    out = Path(cfg.videos) if cfg.videos else run / "eval" / "push"
-    return json.loads((out / "results.json").read_text())
+def act_run(work) -> tuple[Path, float, float]:
+    return fit_run("act", work)
 
 
 @pytest.fixture(scope="module")
-def act_eval(runs, work) -> dict:
+def act_eval(act_run, work) -> dict:
     """The ACT on seeds 0 and 1 in the capture's appearance and in held-out camera effects, 2 worlds."""
-    return evaluate(runs["act"][0], work, styles="vanilla,camera")
+    return evaluate(act_run[0], work, styles="vanilla,camera")
 
 
-def test_tiny_act_overfits_two_demos_and_replays_them(runs, act_eval):
-    _, before, after = runs["act"]
+def test_tiny_act_overfits_two_demos_and_replays_them(act_run, act_eval):
+    _, before, after = act_run
     assert after < before / 10, (before, after)
     assert act_eval["success"]["vanilla"] == 1.0 and act_eval["successes"]["vanilla"] == 2
     assert act_eval["policy"] == "act" and act_eval["execution"] == "ensemble" and act_eval["robot"] == "franka"
@@ -124,14 +62,7 @@ def test_tiny_act_overfits_two_demos_and_replays_them(runs, act_eval):
     assert act_eval["env_steps_per_s"] > 0 and act_eval["episodes_per_s"] > 0
 
 
-def test_tiny_flow_policy_overfits_two_demos_and_replays_them(runs, work):
-    run, before, after = runs["flow"]
-    assert after < before / 10, (before, after)
-    res = evaluate(run, work, execution="rtc")  # each chunk spliced onto the rest of the last one
-    assert res["success"] == {"vanilla": 1.0} and res["execution"] == "rtc"
-
-
-def test_same_seed_same_episodes_whatever_the_worlds_and_workers(runs, work, act_eval):
+def test_same_seed_same_episodes_whatever_the_worlds_and_workers(act_run, work, act_eval):
     """Per-episode inference: every episode's joint targets (their SHA-1) equal across 2 worlds, 1 world and two
     Ray workers (a local instance), restyled episodes included."""
     def episodes(res):
@@ -141,16 +72,16 @@ def test_same_seed_same_episodes_whatever_the_worlds_and_workers(runs, work, act
     camera = [e for e in act_eval["episode_results"] if e["style"] == "camera"]
     assert all(e["style_id"].startswith("held_out-") for e in camera)
     assert len({e["digest"] for e in act_eval["episode_results"]}) == 4  # a style changes what the policy does
-    one = evaluate(runs["act"][0], work, styles="vanilla,camera", worlds=1, videos=str(work / "one_world"))
+    one = evaluate(act_run[0], work, styles="vanilla,camera", worlds=1, videos=str(work / "one_world"))
     assert episodes(one) == episodes(act_eval) and one["success"] == act_eval["success"]
-    ray = evaluate(runs["act"][0], work, styles="vanilla,camera", workers=2, videos=str(work / "ray"))
+    ray = evaluate(act_run[0], work, styles="vanilla,camera", workers=2, videos=str(work / "ray"))
     assert episodes(ray) == episodes(act_eval) and ray["intervals"] == act_eval["intervals"]
 
 
-def test_onnx_runtime_replays_like_pytorch(runs, work):
+def test_onnx_runtime_replays_like_pytorch(act_run, work):
     import onnx
 
-    run = runs["act"][0]
+    run = act_run[0]
     res = evaluate(run, work, runtime="onnx", videos=str(work / "onnx"), success_videos=1)  # exported on the fly
     assert res["runtime"] == "onnx" and res["success"] == {"vanilla": 1.0}
     assert res["videos"] == [str(work / "onnx" / "vanilla_episode0000_success.mp4")]  # the first success filmed
@@ -168,26 +99,6 @@ def test_onnx_runtime_replays_like_pytorch(runs, work):
                            onnx=str(work / "stale.onnx"))
     with pytest.raises(InputError, match="exported from other weights"):
         check_eval(cfg)
-
-
-def test_failure_videos_show_the_policy_cameras_and_a_front_view(runs, work):
-    """Half-second episodes: every one fails; one video per style is kept, the lowest episode number."""
-    import av
-
-    out = work / "videos"
-    res = evaluate(runs["flow"][0], work, styles="vanilla,light_colour", episodes=3, episode_s=0.5, max_videos=1,
-                   execution="rtc", rtc_delay=1, videos=str(out))
-    assert res["success"] == {"vanilla": 0.0, "light_colour": 0.0} and res["failed_seeds"]["vanilla"] == [0, 1, 2]
-    assert sorted(p.name for p in out.iterdir()) == ["light_colour_episode0000.mp4", "results.json",
-                                                     "vanilla_episode0000.mp4"]
-    assert res["videos"] == [str(out / "vanilla_episode0000.mp4"), str(out / "light_colour_episode0000.mp4")]
-    frames = {e["style"]: e["frames"] for e in res["episode_results"] if e["episode"] == 0}
-    with av.open(str(out / "light_colour_episode0000.mp4")) as c:
-        video = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-    assert len(video) == frames["light_colour"] == 5
-    assert video[0].shape == (192, 3 * 192, 3)  # front and wrist (restyled) and the front view, 32 px x 6
-    left, right = video[0][:, :192].astype(float), video[0][:, 384:].astype(float)
-    assert np.abs(left - right).mean() > 2  # the policy's front view is restyled, the plain one is not
 
 
 def test_wilson_interval_against_hand_computed_values():
@@ -245,8 +156,8 @@ def test_closed_loop_restyling_is_the_recorders():
             assert np.abs(got.astype(int) - rgb).max() > 20, family  # restyled at all
 
 
-def test_bad_inputs_are_one_line_errors(runs, work):
-    run = str(runs["act"][0])
+def test_bad_inputs_are_one_line_errors(act_run, work):
+    run = str(act_run[0])
 
     def cfg(**kw):
         return PolicyEvalConfig(**{"run": run, "bundle": str(work / "scene"), "task": "push", **kw})

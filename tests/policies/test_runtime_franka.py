@@ -18,6 +18,8 @@ from policies.runtime.robots.motion import JointMotion, MotionLimits
 from policies.runtime.safety import robot_limits
 from twin_kit import InputError
 
+pytestmark = pytest.mark.realtime   # timing-sensitive: run alone, never beside another test (Makefile)
+
 HOME = np.array([0.0, 0.0, 0.0, -1.57, 0.0, 1.57, 0.785])  # franky-sim's start pose (and near Twin's home)
 DT = 1e-3
 

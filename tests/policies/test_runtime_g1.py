@@ -15,6 +15,8 @@ from policies import DatasetWriter, read_dataset, standard_spec
 from policies.runtime.robots import G1Adapter
 from twin_kit import InputError
 
+pytestmark = pytest.mark.realtime   # timing-sensitive: run alone, never beside another test (Makefile)
+
 RIGHT_ARM = ["right_shoulder_pitch_joint", "right_shoulder_roll_joint", "right_shoulder_yaw_joint", "kRightElbow",
              "right_wrist_roll_joint", "right_wrist_pitch_joint", "right_wrist_yaw_joint"]
 ELBOW, SHOULDER = 3, 0

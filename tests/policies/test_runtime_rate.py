@@ -8,8 +8,11 @@ import os
 import time
 
 import numpy as np
+import pytest
 
 from policies.runtime.loop import Rate, frozen_gc, realtime
+
+pytestmark = pytest.mark.realtime   # timing-sensitive: run alone, never beside another test (Makefile)
 
 
 def test_the_schedule_keeps_its_period_and_re_anchors_after_an_overrun():

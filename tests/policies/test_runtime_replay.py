@@ -12,6 +12,8 @@ from policies.runtime.replay import ReplayConfig, load_episode, replay, summariz
 from policies.runtime.robots import G1Adapter
 from twin_kit import InputError
 
+pytestmark = pytest.mark.realtime   # timing-sensitive: run alone, never beside another test (Makefile)
+
 SECONDS = 4.0   # of the episode's 11.4 s: enough to pass all three faults, short for test time
 # Measured on the 4 s replayed here at 100 Hz: 0.028-0.029 rad (worst joint 0.066), the PD drives' lag and
 # gravity sag (kp 60 N m/rad holding each arm). A joint mapped onto the wrong motor, or a wrong sign, gives errors

@@ -9,8 +9,11 @@ import json
 import time
 
 import numpy as np
+import pytest
 from support.net import free_port
 from support.small_bundle import make_bundle
+
+pytestmark = pytest.mark.realtime   # timing-sensitive: run alone, never beside another test (Makefile)
 
 
 def wait_sim(live, seconds: float, timeout: float = 60.0) -> None:

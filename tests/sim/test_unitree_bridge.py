@@ -13,6 +13,8 @@ from support.unitree import start_bridge
 from sim import G1_JOINTS, DdsLink, LowCmd_, LowState_, from_struct, g1_joint_name, g1_motor, message_crc, to_struct
 from twin_kit import InputError
 
+pytestmark = pytest.mark.realtime   # timing-sensitive: run alone, never beside another test (Makefile)
+
 # Unitree's own description of the C structs (unitree_sdk2_python's crc.py packs them with these formats)
 LOWCMD_FORMAT = "<2B2x" + "B3x5fI" * 35 + "5I"
 LOWSTATE_FORMAT = "<2I2B2xI" + "13fh2x" + "B3x4f2hf7I" * 35 + "40B5I"

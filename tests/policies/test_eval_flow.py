@@ -1,0 +1,49 @@
+"""`twin eval`, the flow half (the ACT half is test_eval.py; the two fits run on two workers at once): a tiny
+flow policy overfits two push demonstrations the real recorder made and, evaluated on the same seeds with
+real-time chunking, pushes the cube into the zone; failure videos show the policy's cameras and a front view.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from support.eval_work import evaluate, fit_run, record_demos
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    """The small splat bundle and two push demonstrations recorded in it (32 px front and wrist cameras)."""
+    return record_demos(tmp_path_factory.mktemp("eval_flow"))
+
+
+@pytest.fixture(scope="module")
+def flow_run(work) -> tuple[Path, float, float]:
+    return fit_run("flow", work)
+
+
+def test_tiny_flow_policy_overfits_two_demos_and_replays_them(flow_run, work):
+    run, before, after = flow_run
+    assert after < before / 10, (before, after)
+    res = evaluate(run, work, execution="rtc")  # each chunk spliced onto the rest of the last one
+    assert res["success"] == {"vanilla": 1.0} and res["execution"] == "rtc"
+
+
+def test_failure_videos_show_the_policy_cameras_and_a_front_view(flow_run, work):
+    """Half-second episodes: every one fails; one video per style is kept, the lowest episode number."""
+    import av
+
+    out = work / "videos"
+    res = evaluate(flow_run[0], work, styles="vanilla,light_colour", episodes=3, episode_s=0.5, max_videos=1,
+                   execution="rtc", rtc_delay=1, videos=str(out))
+    assert res["success"] == {"vanilla": 0.0, "light_colour": 0.0} and res["failed_seeds"]["vanilla"] == [0, 1, 2]
+    assert sorted(p.name for p in out.iterdir()) == ["light_colour_episode0000.mp4", "results.json",
+                                                     "vanilla_episode0000.mp4"]
+    assert res["videos"] == [str(out / "vanilla_episode0000.mp4"), str(out / "light_colour_episode0000.mp4")]
+    frames = {e["style"]: e["frames"] for e in res["episode_results"] if e["episode"] == 0}
+    with av.open(str(out / "light_colour_episode0000.mp4")) as c:
+        video = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(video) == frames["light_colour"] == 5
+    assert video[0].shape == (192, 3 * 192, 3)  # front and wrist (restyled) and the front view, 32 px x 6
+    left, right = video[0][:, :192].astype(float), video[0][:, 384:].astype(float)
+    assert np.abs(left - right).mean() > 2  # the policy's front view is restyled, the plain one is not
