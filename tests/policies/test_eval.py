@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from support.eval_work import evaluate, fit_run, record_demos
+from support.eval_work import evaluate, fit_run
 
 from policies import (
     EvalStyle,
@@ -36,20 +36,14 @@ PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "py
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory) -> Path:
-    """The small splat bundle and two push demonstrations recorded in it (32 px front and wrist cameras)."""
-    return record_demos(tmp_path_factory.mktemp("eval"))
+def act_run(eval_dir) -> tuple[Path, float, float]:
+    return fit_run("act", eval_dir)
 
 
 @pytest.fixture(scope="module")
-def act_run(work) -> tuple[Path, float, float]:
-    return fit_run("act", work)
-
-
-@pytest.fixture(scope="module")
-def act_eval(act_run, work) -> dict:
+def act_eval(act_run, eval_dir) -> dict:
     """The ACT on seeds 0 and 1 in the capture's appearance and in held-out camera effects, 2 worlds."""
-    return evaluate(act_run[0], work, styles="vanilla,camera")
+    return evaluate(act_run[0], eval_dir, styles="vanilla,camera")
 
 
 def test_tiny_act_overfits_two_demos_and_replays_them(act_run, act_eval):
@@ -62,7 +56,7 @@ def test_tiny_act_overfits_two_demos_and_replays_them(act_run, act_eval):
     assert act_eval["env_steps_per_s"] > 0 and act_eval["episodes_per_s"] > 0
 
 
-def test_same_seed_same_episodes_whatever_the_worlds_and_workers(act_run, work, act_eval):
+def test_same_seed_same_episodes_whatever_the_worlds_and_workers(act_run, eval_dir, act_eval):
     """Per-episode inference: every episode's joint targets (their SHA-1) equal across 2 worlds, 1 world and two
     Ray workers (a local instance), restyled episodes included."""
     def episodes(res):
@@ -72,19 +66,20 @@ def test_same_seed_same_episodes_whatever_the_worlds_and_workers(act_run, work, 
     camera = [e for e in act_eval["episode_results"] if e["style"] == "camera"]
     assert all(e["style_id"].startswith("held_out-") for e in camera)
     assert len({e["digest"] for e in act_eval["episode_results"]}) == 4  # a style changes what the policy does
-    one = evaluate(act_run[0], work, styles="vanilla,camera", worlds=1, videos=str(work / "one_world"))
+    one = evaluate(act_run[0], eval_dir, styles="vanilla,camera", worlds=1, videos=str(eval_dir / "one_world"))
     assert episodes(one) == episodes(act_eval) and one["success"] == act_eval["success"]
-    ray = evaluate(act_run[0], work, styles="vanilla,camera", workers=2, videos=str(work / "ray"))
+    ray = evaluate(act_run[0], eval_dir, styles="vanilla,camera", workers=2, videos=str(eval_dir / "ray"))
     assert episodes(ray) == episodes(act_eval) and ray["intervals"] == act_eval["intervals"]
 
 
-def test_onnx_runtime_replays_like_pytorch(act_run, work):
+def test_onnx_runtime_replays_like_pytorch(act_run, eval_dir):
     import onnx
 
     run = act_run[0]
-    res = evaluate(run, work, runtime="onnx", videos=str(work / "onnx"), success_videos=1)  # exported on the fly
+    # exported on the fly
+    res = evaluate(run, eval_dir, runtime="onnx", videos=str(eval_dir / "onnx"), success_videos=1)
     assert res["runtime"] == "onnx" and res["success"] == {"vanilla": 1.0}
-    assert res["videos"] == [str(work / "onnx" / "vanilla_episode0000_success.mp4")]  # the first success filmed
+    assert res["videos"] == [str(eval_dir / "onnx" / "vanilla_episode0000_success.mp4")]  # the first success filmed
     # an export made from other weights is refused (the metadata names the weights it came from)
     meta = {"twin.format": "twin-policy-onnx", "twin.version": "1", "twin.type": "act", "twin.config": "{}",
             "twin.features": "{}", "twin.inputs": "[]", "twin.weights_sha256": "0" * 64}
@@ -94,9 +89,9 @@ def test_onnx_runtime_replays_like_pytorch(act_run, work):
                                    [value("action", onnx.TensorProto.FLOAT, [1])])
     model = onnx.helper.make_model(graph)
     onnx.helper.set_model_props(model, meta)
-    onnx.save(model, str(work / "stale.onnx"))
-    cfg = PolicyEvalConfig(run=str(run), bundle=str(work / "scene"), task="push", runtime="onnx",
-                           onnx=str(work / "stale.onnx"))
+    onnx.save(model, str(eval_dir / "stale.onnx"))
+    cfg = PolicyEvalConfig(run=str(run), bundle=str(eval_dir / "scene"), task="push", runtime="onnx",
+                           onnx=str(eval_dir / "stale.onnx"))
     with pytest.raises(InputError, match="exported from other weights"):
         check_eval(cfg)
 
@@ -156,26 +151,26 @@ def test_closed_loop_restyling_is_the_recorders():
             assert np.abs(got.astype(int) - rgb).max() > 20, family  # restyled at all
 
 
-def test_bad_inputs_are_one_line_errors(act_run, work):
+def test_bad_inputs_are_one_line_errors(act_run, eval_dir):
     run = str(act_run[0])
 
     def cfg(**kw):
-        return PolicyEvalConfig(**{"run": run, "bundle": str(work / "scene"), "task": "push", **kw})
+        return PolicyEvalConfig(**{"run": run, "bundle": str(eval_dir / "scene"), "task": "push", **kw})
 
-    cases = [(cfg(run=str(work / "missing")), "no such run or policy folder"),
-             (cfg(run=str(work / "scene")), "neither a run folder"),
+    cases = [(cfg(run=str(eval_dir / "missing")), "no such run or policy folder"),
+             (cfg(run=str(eval_dir / "scene")), "neither a run folder"),
              (cfg(robot="so101"), "trained on franka data"),
              (cfg(task="pick_place"), "trained on demonstrations of 'push the cube into the target zone'"),
-             (cfg(bundle=str(work / "nowhere")), "no such scene bundle"),
+             (cfg(bundle=str(eval_dir / "nowhere")), "no such scene bundle"),
              (cfg(styles="vanilla,sunset"), "unknown style 'sunset'"),
              (cfg(execution="rtc"), "needs a flow policy"),
              (cfg(control_dt=0.03), "does not divide the control rate"),
-             (cfg(runtime="onnx", onnx=str(work / "none.onnx")), "no such file"),
-             (cfg(videos=str(work / "scene")), "not an evaluation folder")]
+             (cfg(runtime="onnx", onnx=str(eval_dir / "none.onnx")), "no such file"),
+             (cfg(videos=str(eval_dir / "scene")), "not an evaluation folder")]
     for c, msg in cases:
         with pytest.raises(InputError, match=msg):
             check_eval(c)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    r = subprocess.run([PYTHON, "-m", "twin_cli", "eval", run, "--bundle", str(work / "scene"), "--task", "push",
+    r = subprocess.run([PYTHON, "-m", "twin_cli", "eval", run, "--bundle", str(eval_dir / "scene"), "--task", "push",
                         "--robot", "so101"], capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 2 and len([ln for ln in r.stderr.splitlines() if ln.strip()]) == 1, r.stderr

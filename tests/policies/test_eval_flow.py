@@ -8,33 +8,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.eval_work import evaluate, fit_run, record_demos
+from support.eval_work import evaluate, fit_run
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory) -> Path:
-    """The small splat bundle and two push demonstrations recorded in it (32 px front and wrist cameras)."""
-    return record_demos(tmp_path_factory.mktemp("eval_flow"))
+def flow_run(eval_dir) -> tuple[Path, float, float]:
+    return fit_run("flow", eval_dir)
 
 
-@pytest.fixture(scope="module")
-def flow_run(work) -> tuple[Path, float, float]:
-    return fit_run("flow", work)
-
-
-def test_tiny_flow_policy_overfits_two_demos_and_replays_them(flow_run, work):
+def test_tiny_flow_policy_overfits_two_demos_and_replays_them(flow_run, eval_dir):
     run, before, after = flow_run
     assert after < before / 10, (before, after)
-    res = evaluate(run, work, execution="rtc")  # each chunk spliced onto the rest of the last one
+    res = evaluate(run, eval_dir, execution="rtc")  # each chunk spliced onto the rest of the last one
     assert res["success"] == {"vanilla": 1.0} and res["execution"] == "rtc"
 
 
-def test_failure_videos_show_the_policy_cameras_and_a_front_view(flow_run, work):
+def test_failure_videos_show_the_policy_cameras_and_a_front_view(flow_run, eval_dir):
     """Half-second episodes: every one fails; one video per style is kept, the lowest episode number."""
     import av
 
-    out = work / "videos"
-    res = evaluate(flow_run[0], work, styles="vanilla,light_colour", episodes=3, episode_s=0.5, max_videos=1,
+    out = eval_dir / "videos"
+    res = evaluate(flow_run[0], eval_dir, styles="vanilla,light_colour", episodes=3, episode_s=0.5, max_videos=1,
                    execution="rtc", rtc_delay=1, videos=str(out))
     assert res["success"] == {"vanilla": 0.0, "light_colour": 0.0} and res["failed_seeds"]["vanilla"] == [0, 1, 2]
     assert sorted(p.name for p in out.iterdir()) == ["light_colour_episode0000.mp4", "results.json",
