@@ -38,6 +38,9 @@ class ReconstructConfig:
     matching: Literal["auto", "sequential", "exhaustive"] = opt("auto", "feature matching strategy")
     mapper: Literal["global", "incremental"] = opt("global", "COLMAP mapper")
     max_features: int = opt(4096, "SIFT features per image", low=64)
+    motion_masks: Literal["auto", "on", "off"] = opt(
+        "auto", "keep SfM's features off moving parts (people, doors): auto = for videos; on = also for "
+                "photos taken in order")
     depth_frames: int = opt(32, "most keyframes that get dense depth (spread over the capture)", low=1)
     depth_max_side: int = opt(320, "dense depth working resolution (longest side)", low=32, high=4096)
     mesh_triangles: int = opt(200_000, "collision mesh triangle budget after simplification", low=100)

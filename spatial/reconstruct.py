@@ -182,7 +182,8 @@ def reconstruct(cfg) -> dict:
             "points": n_pts, "mesh_triangles": n_tris, "depth_frames": len(depth_ids),
             "dense_depth": "ok" if dense_ok else "failed", "points_source": "dense" if dense_ok else "sparse SfM",
             "collision_mesh": n_tris > 0, "notes": rec.report.get("notes", []),
-            **{k: rec.report[k] for k in ("sfm_attempt", "sfm_attempts", "dropped", "network") if k in rec.report},
+            **{k: rec.report[k] for k in ("sfm_attempt", "sfm_attempts", "dropped", "network", "moving")
+               if k in rec.report},
             **({"video": frames.decoding} if frames.decoding else {}),
         }
         finalize_manifest(tmp, manifest)
@@ -190,7 +191,7 @@ def reconstruct(cfg) -> dict:
             "points": n_pts, "mesh_triangles": n_tris, "metric": scale_info["metric"],
             "scale_source": scale_info["source"], "bundle": str(cfg.out), "timings": manifest["timings"],
             "dense_depth": "ok" if dense_ok else "failed", "notes": rec.report.get("notes", []),
-            **({"network": rec.report["network"]} if "network" in rec.report else {})}
+            **{k: rec.report[k] for k in ("network", "moving") if k in rec.report}}
 
 
 def _note(rec: Reconstruction, message: str) -> None:
@@ -224,7 +225,8 @@ def _image_dir_for_poses(model: Path, kind: str) -> Path:
 def _from_sfm(frames, work: Path, cfg, prog, kind: str) -> Reconstruction:
     from spatial.sfm.mapper import SfmConfig, run_sfm
 
-    scfg = SfmConfig(matching=cfg.matching, mapper=cfg.mapper, max_features=cfg.max_features)
+    scfg = SfmConfig(matching=cfg.matching, mapper=cfg.mapper, max_features=cfg.max_features,
+                     motion_masks=cfg.motion_masks)
     res = run_sfm(frames, work, scfg, progress=prog)
     by_name = {f.name: f for f in frames.frames}
     cams = sorted(res.cameras, key=lambda c: c.name)
@@ -233,6 +235,8 @@ def _from_sfm(frames, work: Path, cfg, prog, kind: str) -> Reconstruction:
               "skipped": {**dict(frames.skipped), **res.dropped}, "backend": f"pycolmap {res.mapper}",
               "sfm_attempt": res.attempt, "sfm_attempts": res.attempts, "dropped": dict(res.dropped),
               "notes": [f"dropped {k}: {v}" for k, v in res.dropped.items()]}  # warned by run_sfm
+    if res.moving:
+        report["moving"] = res.moving
     if len(res.attempts) > 1:
         report["notes"].append(f"cameras from the mapping attempt '{res.attempt}' "
                                f"({max(a['registered'] for a in res.attempts)} of {len(frames.frames)} frames)")

@@ -55,6 +55,9 @@ class SfmConfig:
     max_focal_spread: float = opt(3.0, "... or this many times away from the other cameras' focal length (unless "
                                        "its EXIF focal agrees)")
     min_camera_points: int = opt(6, "... or when its pose rests on fewer sparse points than this")
+    motion_masks: Literal["auto", "on", "off"] = opt(
+        "auto", "keep features off moving parts (people, opened doors: flow the camera's motion cannot explain; "
+                "see spatial.sfm.motion_masks): auto = for videos, whose frames are in capture order")
 
 
 @dataclass
@@ -69,6 +72,7 @@ class SfmResult:
     visible: dict[str, np.ndarray]  # camera name -> indices into `points` observed by that camera
     reconstruction: object  # the pycolmap.Reconstruction (image names are 00000.png ... in frame order)
     unregistered: dict[str, str] = field(default_factory=dict)  # frame name -> why it is missing
+    moving: dict = field(default_factory=dict)  # motion masks: frames masked, mean and largest fraction
     mapper: str = "global"
     matching: str = "sequential"
     timings: dict[str, float] = field(default_factory=dict)
@@ -98,8 +102,12 @@ class _Attempt:
     good: int = 0  # registered frames with believable cameras
 
 
-def run_sfm(frames: FrameSet, work_dir: Path, cfg: SfmConfig | None = None, progress=None) -> SfmResult:
+def run_sfm(frames: FrameSet, work_dir: Path, cfg: SfmConfig | None = None, progress=None,
+            masks: dict[str, np.ndarray] | None = None) -> SfmResult:
     """Cameras and sparse points for the frames; InputError when too few of them can be registered.
+
+    `masks` (frame name -> bool (H, W), True = moving) keep SIFT off moving parts: COLMAP extracts no
+    feature where a frame's mask is set, so nothing there is matched, triangulated or bundle-adjusted.
 
     When the configured mapping registers too few frames (see _too_few), it is retried on the same matches
     with the incremental mapper (relaxed initialisation, which wide-baseline photo sets need), then with
@@ -125,7 +133,9 @@ def run_sfm(frames: FrameSet, work_dir: Path, cfg: SfmConfig | None = None, prog
     img_dir.mkdir(parents=True, exist_ok=True)
     names = [f"{i:05d}.png" for i in range(n)]
     pycolmap.set_random_seed(cfg.seed)
-    task = progress.add_task("cameras", total=4, status="features") if progress is not None else None
+    detect = masks is None and _wants_motion_masks(frames, cfg)
+    task = (progress.add_task("cameras", total=4 + detect, status="motion masks" if detect else "features")
+            if progress is not None else None)
     timings: dict[str, float] = {}
 
     def stage(status: str, t0: float, key: str) -> float:
@@ -141,7 +151,12 @@ def run_sfm(frames: FrameSet, work_dir: Path, cfg: SfmConfig | None = None, prog
     t = time.perf_counter()
     for name, f in zip(names, frames.frames):
         cv2.imwrite(str(img_dir / name), cv2.cvtColor(f.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    _extract(db_path, img_dir, names, frames, cfg)
+    moving = {}
+    if detect:
+        masks, moving = _detect_moving(frames)
+        t = stage("features", t, "motion_masks")
+    mask_dir = _write_masks(work / "masks", names, frames, masks)
+    _extract(db_path, img_dir, names, frames, cfg, mask_dir)
     t = stage("matching", t, "features")
 
     matching = _choose_matching(frames, cfg)
@@ -159,12 +174,13 @@ def run_sfm(frames: FrameSet, work_dir: Path, cfg: SfmConfig | None = None, prog
 
     attempt(cfg.mapper, cfg.mapper, db_path, matching, 0)
     if _too_few(attempts, n, need, cfg) and _any_verified(db_path, names):
-        _retry(attempts, attempt, frames, work, img_dir, names, matching, n, need, cfg)
+        _retry(attempts, attempt, frames, work, img_dir, names, matching, n, need, cfg, mask_dir)
     best = max(attempts, key=lambda a: a.good)  # the first of equals: retries must do strictly better
     t = stage("done", t, "mapping")
     feats, verified = _db_stats(best.db_path, names)
     res = _result(best.rec, frames, names, feats, verified, best.mapper, cfg, best.matching)
     res.timings = timings
+    res.moving = moving
     res.attempt = best.label
     res.attempts = [{"attempt": a.label, "registered": a.good} for a in attempts]
     if len(res.cameras) < need:
@@ -175,6 +191,24 @@ def run_sfm(frames: FrameSet, work_dir: Path, cfg: SfmConfig | None = None, prog
     return res
 
 
+def _wants_motion_masks(frames: FrameSet, cfg: SfmConfig) -> bool:
+    """Masks need frames in capture order (neighbours in time): videos by default, any sequence with 'on'."""
+    return cfg.motion_masks == "on" or (cfg.motion_masks == "auto" and frames.source == "video")
+
+
+def _detect_moving(frames: FrameSet) -> tuple[dict[str, np.ndarray], dict]:
+    """Motion masks of the frames (by name) and a summary for the report."""
+    from spatial.sfm.motion_masks import motion_masks
+
+    mm = motion_masks([f.image for f in frames.frames])
+    names = [f.name for f in frames.frames]
+    masked = [f for f in mm.fractions if f > 0]
+    summary = {"frames_masked": len(masked), "mean_fraction": round(float(np.mean(masked)), 4) if masked else 0.0,
+               "max_fraction": round(max(masked), 4) if masked else 0.0,
+               "left_unmasked": [names[i] for i in mm.rejected]}
+    return mm.by_name(names), summary
+
+
 def _too_few(attempts: list[_Attempt], n: int, need: int, cfg: SfmConfig) -> bool:
     """Worth another attempt: below the refusal line, or (small photo sets, cheap to redo) any frame missing."""
     got = max(a.good for a in attempts)
@@ -182,7 +216,7 @@ def _too_few(attempts: list[_Attempt], n: int, need: int, cfg: SfmConfig) -> boo
 
 
 def _retry(attempts, attempt, frames: FrameSet, work: Path, img_dir: Path, names: list[str], matching: str,
-           n: int, need: int, cfg: SfmConfig) -> None:
+           n: int, need: int, cfg: SfmConfig, mask_dir: Path | None) -> None:
     """Retries in order of cost (one warning line), stopping as soon as enough frames are registered."""
     how = "exhaustive" if n <= cfg.retry_max_images else matching
     warn(f"{attempts[0].label} mapping registered {attempts[0].good} of {n} frames; retrying with the incremental "
@@ -197,7 +231,7 @@ def _retry(attempts, attempt, frames: FrameSet, work: Path, img_dir: Path, names
     more = dataclasses.replace(cfg, max_features=2 * cfg.max_features, first_octave=-1,
                                peak_threshold=cfg.peak_threshold / 2, guided_matching=True)
     db2 = work / "database_more.db"
-    _extract(db2, img_dir, names, frames, more)
+    _extract(db2, img_dir, names, frames, more, mask_dir)
     _match(db2, work, names, how, more)
     for mapper, relax in (("global", 0), ("incremental", 1), ("incremental", 2)):
         kind = mapper + (" (relaxed initialisation)" if relax == 1 else " (most relaxed)" if relax else "")
@@ -265,7 +299,25 @@ def _choose_matching(frames: FrameSet, cfg: SfmConfig) -> str:
     return "sequential"
 
 
-def _extract(db_path: Path, img_dir: Path, names: list[str], frames: FrameSet, cfg: SfmConfig) -> None:
+def _write_masks(mask_dir: Path, names: list[str], frames: FrameSet, masks: dict[str, np.ndarray] | None
+                 ) -> Path | None:
+    """COLMAP's mask files (IMAGE_NAME.png, black = no features), or None when no frame has a mask."""
+    shutil.rmtree(mask_dir, ignore_errors=True)
+    if not masks or not any(m.any() for m in masks.values()):
+        return None
+    mask_dir.mkdir(parents=True)
+    for name, f in zip(names, frames.frames):  # every frame needs a file: COLMAP skips a frame without one
+        m = masks.get(f.name)
+        if m is None:
+            m = np.zeros(f.image.shape[:2], bool)
+        if m.shape != f.image.shape[:2]:
+            raise ValueError(f"mask of {f.name} is {m.shape}, its frame {f.image.shape[:2]}")
+        cv2.imwrite(str(mask_dir / f"{name}.png"), np.where(m, 0, 255).astype(np.uint8))
+    return mask_dir
+
+
+def _extract(db_path: Path, img_dir: Path, names: list[str], frames: FrameSet, cfg: SfmConfig,
+             mask_dir: Path | None = None) -> None:
     """SIFT into the database: one camera per camera group (see camera_groups), focal priors from EXIF.
 
     Images enter the database group by group in name order before extraction, so image ids never depend on
@@ -277,6 +329,8 @@ def _extract(db_path: Path, img_dir: Path, names: list[str], frames: FrameSet, c
     sizes = {f.size for f in frames.frames}
     ro = pycolmap.ImageReaderOptions()
     ro.camera_model = cfg.camera_model
+    if mask_dir is not None:
+        ro.mask_path = mask_dir  # frames without a file there are not masked
     db_path.unlink(missing_ok=True)
     pycolmap.Database.open(db_path).close()
     groups = camera_groups(frames)

@@ -40,6 +40,7 @@ def test_bundle_layout_and_summary(bundle):
     out, summary = bundle
     assert {"seconds", "registered", "frames"} <= set(summary)
     assert summary["registered"] >= 0.9 * summary["frames"] >= 8
+    assert summary["moving"]["mean_fraction"] <= 0.1, summary["moving"]  # a video, so masks ran: a still scene
     b = read_bundle(out)
     for f in ("cameras.json", "images/", "depth/", "points.ply", "collision.ply", "colmap/", "transforms.json"):
         assert f in b.manifest["files"], f
