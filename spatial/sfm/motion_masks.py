@@ -3,10 +3,11 @@
 For each pair of neighbouring frames, dense optical flow (OpenCV's DIS) is checked forwards and backwards; the
 camera's motion is fitted to the consistent flow as a fundamental matrix, or as a homography when the views
 barely translate (a near-static or rotating camera, where a fundamental matrix is ill-posed and would absorb
-the movers). Pixels far from that model, or whose flow disagrees forwards and backwards, are candidates; a
-pixel is moving when both of its frame's pairs say so (an occlusion shows on one side only), and only
-blobs large enough to be an object are kept, grown by a margin since a SIFT feature sees a patch around it.
-COLMAP then extracts no feature there (run_sfm's `masks`).
+the movers). Pixels far from that model (away from motion edges, where flow smears) or whose flow disagrees
+forwards and backwards are candidates; a pixel is moving when both of its frame's pairs say so (an occlusion
+shows on one side only), only blobs large enough to be an object are kept, and each is tracked along the flow
+to nearby frames (a mover sliding along the epipolar lines is invisible to any two-view test). Masks grow by a
+margin, since a SIFT feature sees a patch around it; COLMAP then extracts no feature there (run_sfm's `masks`).
 """
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ def _pair_candidates(a: np.ndarray, b: np.ndarray, fwd: np.ndarray, bwd: np.ndar
     h, w = a.shape
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
 
-    def check(f: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def check(f: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         mx, my = xs + f[..., 0], ys + f[..., 1]
         inside = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
         back = cv2.remap(g, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
