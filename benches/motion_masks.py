@@ -39,8 +39,7 @@ def _on_mask(res, frames, truth) -> float:
 
 
 def _sfm(frames, work: Path, mode: str, ref, truth, masks=None) -> dict:
-    from spatial.evaluation.metrics import evaluate_poses
-    from spatial.sfm.mapper import SfmConfig, run_sfm
+    from spatial import SfmConfig, evaluate_poses, run_sfm
     from twin_kit import InputError
 
     t0 = time.perf_counter()
@@ -60,7 +59,7 @@ def _sfm(frames, work: Path, mode: str, ref, truth, masks=None) -> dict:
 
 
 def _mask_scores(images, truth) -> dict:
-    from spatial.sfm.motion_masks import motion_masks
+    from spatial import motion_masks
 
     t0 = time.perf_counter()
     mm = motion_masks(images)
@@ -73,9 +72,7 @@ def _mask_scores(images, truth) -> dict:
 
 
 def passer_by(tmp: Path) -> dict:
-    from spatial.capture.frames import Frame, FrameSet
-    from spatial.capture.synth import SynthConfig, load_ground_truth, synthesize_capture
-    from spatial.capture.synth.passerby import add_passer_by
+    from spatial import Frame, FrameSet, SynthConfig, add_passer_by, load_ground_truth, synthesize_capture
 
     gt = load_ground_truth(synthesize_capture(SynthConfig(frames=64, width=320, height=240, seed=4), tmp / "pb"))
     images, truth = add_passer_by([gt.image(i) for i in range(len(gt.cameras))])
@@ -87,8 +84,7 @@ def passer_by(tmp: Path) -> dict:
 
 
 def moving_table(tmp: Path) -> dict:
-    from spatial.capture.frames import Frame, FrameSet
-    from spatial.capture.synth import SynthConfig, load_ground_truth, synthesize_capture
+    from spatial import Frame, FrameSet, SynthConfig, load_ground_truth, synthesize_capture
 
     gt = load_ground_truth(synthesize_capture(SynthConfig(frames=48, dynamic=True), tmp / "mt"))
     images = [gt.image(i) for i in range(len(gt.cameras))]
@@ -108,7 +104,7 @@ def moving_table(tmp: Path) -> dict:
 def bedroom(tmp: Path, data: Path) -> dict:
     import cv2
 
-    from spatial.capture.frames import Frame, FrameSet
+    from spatial import Frame, FrameSet
 
     paths = sorted(data.glob("*.jpg"))[::4]
     frames = FrameSet([Frame(p.name, cv2.cvtColor(cv2.resize(cv2.imread(str(p)), (480, 270),
@@ -125,7 +121,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     ap.add_argument("--out", type=Path, default=ROOT / "benches" / "results" / "motion_masks.json")
     a = ap.parse_args(argv)
-    from spatial.sfm.colmap_log import quiet_colmap
+    from spatial import quiet_colmap
 
     quiet_colmap()
     with tempfile.TemporaryDirectory(prefix="twin_masks_") as tmp:
