@@ -23,7 +23,8 @@ def result_metrics(res, cfg: SplatConfig) -> dict:
             "render_fps_static": _num(res.render_fps_static, 2), "render_fps_side": 480,
             "num_gaussians": res.num_gaussians, "num_gaussians_static": res.num_gaussians_static,
             "steps": res.steps, "warmup_steps": res.warmup_steps, "resolution": res.resolution,
-            "held_out": f"every {cfg.eval_every_n}th frame"}
+            "held_out": f"every {cfg.eval_every_n}th frame", "exposure": cfg.exposure,
+            "exposure_log_gain_std": None if res.log_gains is None else _num(float(res.log_gains.mean(1).std()), 4)}
 
 
 def write_dynamic_result(bundle_root: Path, res, cfg: SplatConfig) -> dict:
@@ -36,8 +37,10 @@ def write_dynamic_result(bundle_root: Path, res, cfg: SplatConfig) -> dict:
         old = BundlePaths(tmp).dynamic
         if old.exists():
             shutil.rmtree(old)  # hard links of the live bundle's files: unlinking leaves the originals intact
-        save_dynamic(tmp, res.dyn, {**metrics, "config": {k: (str(v) if isinstance(v, Path) else v)
-                                                          for k, v in dataclasses.asdict(cfg).items()}})
+        gains = None if res.log_gains is None else [[round(float(x), 4) for x in row] for row in res.log_gains]
+        save_dynamic(tmp, res.dyn, {**metrics, "exposure_log_gains": gains,  # per frame, in name order (RGB)
+                                    "config": {k: (str(v) if isinstance(v, Path) else v)
+                                               for k, v in dataclasses.asdict(cfg).items()}})
         manifest["metrics"] = {**(manifest.get("metrics") or {}), "splat_dynamic": metrics}
         manifest["timings"] = {**(manifest.get("timings") or {}), "splat_dynamic": metrics["seconds"]}
     return metrics

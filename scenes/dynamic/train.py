@@ -5,6 +5,10 @@ In the same run a static baseline continues the warm-up as plain 3DGS for the re
 views in the same order, so `psnr_static` is static 3DGS trained on the same frames and steps. The pieces are
 the static trainer's: views, rasterizer, losses, learning rates and densification (which edits the canonical
 set while the field keeps its own optimisers).
+
+With cfg.exposure both models render each training view through its own exposure gain (a phone's auto exposure
+drifts), learned from the warm-up on and forked with it; held-out views take gains interpolated in time, so
+neither model is scored on an exposure it could not know and the gap still measures the motion.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import torch
 
 from scenes.dynamic.deformation import DeformationConfig, DeformationField, robust_bounds
 from scenes.dynamic.model import DynamicSplats, deform_params, time_axis
+from scenes.splats.exposure import Exposure, interpolate_gains
 from scenes.splats.gaussians import Gaussians
 from scenes.splats.losses import photometric_loss, psnr, ssim
 from scenes.splats.seed_points import gaussians_from_points, scene_extent
@@ -50,20 +55,31 @@ FPS_FRAMES = 8
 
 @dataclass
 class Phase:
-    """One optimisation's state: raw Gaussian parameters, one Adam per parameter, densification state."""
+    """One optimisation's state: raw Gaussian parameters, one Adam per parameter, densification state and the
+    per-frame exposure gains (None when exposure is not compensated)."""
 
     params: dict[str, torch.nn.Parameter]
     optims: dict[str, torch.optim.Adam]
     sstate: dict
+    exposure: Exposure | None = None
 
     def fork(self, cfg: SplatConfig, extent: float) -> Phase:
-        """An independent copy (parameters, Adam moments, densification state) that trains on by itself."""
+        """An independent copy (parameters, Adam moments, densification state, exposure) that trains on by
+        itself."""
         params = {n: torch.nn.Parameter(p.detach().clone()) for n, p in self.params.items()}
         optims = make_optimizers(params, cfg, extent)
         for n, o in optims.items():
             o.load_state_dict(copy.deepcopy(self.optims[n].state_dict()))
         sstate = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in self.sstate.items()}
-        return Phase(params, optims, sstate)
+        return Phase(params, optims, sstate, None if self.exposure is None else self.exposure.fork())
+
+    def eval_gains(self, ctx: Context) -> torch.Tensor | None:
+        """(views, 3) gains to render every view with: learned for training views, interpolated in time for
+        held-out ones; None without exposure compensation."""
+        if self.exposure is None:
+            return None
+        table = interpolate_gains(self.exposure.table(), ctx.times, ctx.views.train)
+        return torch.exp(torch.as_tensor(table, dtype=torch.float32, device=ctx.device))
 
     def gaussians(self) -> Gaussians:
         return Gaussians(*(self.params[n].detach().cpu() for n in PARAM_NAMES))
@@ -117,6 +133,7 @@ class DynamicResult:
     resolution: str
     render_fps: float
     render_fps_static: float
+    log_gains: np.ndarray | None = None  # (views, 3) the dynamic model's exposure log-gains (held-out: interpolated)
 
 
 def step_once(ctx: Context, ph: Phase, step: int, i: int, field: DeformationField | None = None,
@@ -133,7 +150,11 @@ def step_once(ctx: Context, ph: Phase, step: int, i: int, field: DeformationFiel
     p = ph.params if field is None else deform_params(ph.params, field, ctx.times[i])
     out = render_params(p, cam, sh_degree=min(cfg.sh_degree, step // max(cfg.sh_increase_every, 1)),
                         background=_background(cfg.background, dev), backend=cfg.backend, grad_holder=holder)
-    loss = photometric_loss(out.image, ref, cfg.ssim_lambda) + ctx.strategy.regularisation(ph.params)
+    image = out.image
+    if ph.exposure is not None:  # this view's gain for its current render, then the render as it was exposed
+        ph.exposure.fit(out.image, ref, i)
+        image = ph.exposure.apply(out.image, i)
+    loss = photometric_loss(image, ref, cfg.ssim_lambda) + ctx.strategy.regularisation(ph.params)
     if field is not None:
         r = field.grid.regularisers()
         loss = loss + PLANE_TV * r["plane_tv"] + TIME_SMOOTHNESS * r["time_smoothness"] + TIME_L1 * r["time_l1"]
@@ -148,20 +169,22 @@ def step_once(ctx: Context, ph: Phase, step: int, i: int, field: DeformationFiel
         fopt.step(step)
     info = {"means2d_grad": holder.grad, "radii": out.radii, "width": cam.width, "height": cam.height}
     ctx.strategy.step_post_backward(ph.params, ph.optims, ph.sstate, step + 1, info, lr_means=lr_means)
-    return lv, psnr(out.image, ref)
+    return lv, psnr(image, ref)
 
 
 @torch.no_grad()
 def evaluate_views(ctx: Context, params: dict[str, torch.Tensor], idx: list[int],
-                   field: DeformationField | None = None) -> tuple[float, float]:
-    """Mean PSNR and SSIM over views `idx`, each rendered at its own time when a field is given."""
+                   field: DeformationField | None = None, gains: torch.Tensor | None = None) -> tuple[float, float]:
+    """Mean PSNR and SSIM over views `idx`, each rendered at its own time when a field is given and scaled by
+    its exposure gain when `gains` (views, 3) are given."""
     if not idx:
         return float("nan"), float("nan")
     bg = _background("white" if ctx.cfg.background == "white" else "black", ctx.device)
     ps, ss = [], []
     for i in idx:
         p = params if field is None else deform_params(params, field, ctx.times[i])
-        img = render_params(p, ctx.views.cameras[i], background=bg, backend=ctx.cfg.backend).image.clamp(0, 1)
+        img = render_params(p, ctx.views.cameras[i], background=bg, backend=ctx.cfg.backend).image
+        img = (img if gains is None else img * gains[i]).clamp(0, 1)
         ref = ctx.images[i].float() / 255.0
         ps.append(psnr(img, ref))
         ss.append(float(ssim(img, ref)))
@@ -224,7 +247,8 @@ def train_dynamic(cfg: SplatConfig, on_step: Callable[[int, dict], None] | None 
     xyz, rgb = initial_points(bundle, views, cfg)
     g = gaussians_from_points(xyz, rgb, cfg.sh_degree, cfg.init_opacity, seed=cfg.seed)
     params = {n: torch.nn.Parameter(t.to(device).contiguous()) for n, t in zip(PARAM_NAMES, g.tensors())}
-    ph = Phase(params, make_optimizers(params, cfg, extent), ctx.strategy.init_state(len(g), extent))
+    ph = Phase(params, make_optimizers(params, cfg, extent), ctx.strategy.init_state(len(g), extent),
+               Exposure.make(len(views.cameras), device) if cfg.exposure else None)
     warm = min(int(cfg.warmup_fraction * cfg.steps), cfg.steps - 1)
     rest = cfg.steps - warm
     total = cfg.steps + (rest if cfg.static_baseline else 0)
@@ -248,7 +272,7 @@ def train_dynamic(cfg: SplatConfig, on_step: Callable[[int, dict], None] | None 
                                                    f"N {len(ph_.params['means'])}")
                 done = step + 1
                 if cfg.eval_interval and done % cfg.eval_interval == 0 and done < cfg.steps and not cfg.quiet:
-                    held = evaluate_views(ctx, ph_.params, views.test[::4], field)[0]
+                    held = evaluate_views(ctx, ph_.params, views.test[::4], field, ph_.eval_gains(ctx))[0]
                     bar.console.print(f"{label} step {done}: held-out PSNR {held:.2f} (every 4th test view), "
                                       f"train PSNR {ema:.2f}, {len(ph_.params['means'])} Gaussians, "
                                       f"{time.perf_counter() - t_start:.0f} s", highlight=False)
@@ -266,7 +290,9 @@ def train_dynamic(cfg: SplatConfig, on_step: Callable[[int, dict], None] | None 
         t0 = time.perf_counter()
         run(ph, warm, cfg.steps, order(1), "joint", field, FieldOptimiser(adam, lrs, warm, cfg.steps))
         field.eval()
-        psnr_d, ssim_d = evaluate_views(ctx, ph.params, views.test, field)
+        if ph.exposure is not None:
+            ph.exposure.fold_into(ph.params)
+        psnr_d, ssim_d = evaluate_views(ctx, ph.params, views.test, field, ph.eval_gains(ctx))
         seconds = t_warm + time.perf_counter() - t0
         psnr_s = ssim_s = fps_s = float("nan")
         seconds_s = n_static = 0
@@ -274,7 +300,9 @@ def train_dynamic(cfg: SplatConfig, on_step: Callable[[int, dict], None] | None 
             t0 = time.perf_counter()
             _set_rng_state(device, rng_at_fork)
             run(base, warm, cfg.steps, order(1), "static baseline")
-            psnr_s, ssim_s = evaluate_views(ctx, base.params, views.test)
+            if base.exposure is not None:
+                base.exposure.fold_into(base.params)
+            psnr_s, ssim_s = evaluate_views(ctx, base.params, views.test, None, base.eval_gains(ctx))
             seconds_s = t_warm + time.perf_counter() - t0
             n_static = len(base.params["means"])
             fps_s = render_fps(ctx, base.params, None)
@@ -284,4 +312,6 @@ def train_dynamic(cfg: SplatConfig, on_step: Callable[[int, dict], None] | None 
     return DynamicResult(dyn=dyn, psnr=psnr_d, ssim=ssim_d, psnr_static=psnr_s, ssim_static=ssim_s,
                          seconds=seconds, seconds_static=seconds_s, steps=cfg.steps, warmup_steps=warm,
                          num_gaussians=len(dyn.canonical), num_gaussians_static=n_static,
-                         resolution=f"{cam0.width}x{cam0.height}", render_fps=fps, render_fps_static=fps_s)
+                         resolution=f"{cam0.width}x{cam0.height}", render_fps=fps, render_fps_static=fps_s,
+                         log_gains=None if ph.exposure is None else interpolate_gains(ph.exposure.table(), times,
+                                                                                        views.train))

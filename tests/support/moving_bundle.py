@@ -47,8 +47,9 @@ def cameras(n: int) -> list[Camera]:
     return cams
 
 
-def make_moving_bundle(dest: Path, frames: int = 24) -> Path:
-    """Write the bundle: frame i at time i / (frames - 1), the ball moved TRAVEL * time along x."""
+def make_moving_bundle(dest: Path, frames: int = 24, gains: np.ndarray | None = None) -> Path:
+    """Write the bundle: frame i at time i / (frames - 1), the ball moved TRAVEL * time along x; with `gains`
+    (frames,), frame i's image is scaled by gains[i] (auto exposure) before quantisation."""
     import cv2
 
     from scenes.splats.train import render_params
@@ -60,7 +61,8 @@ def make_moving_bundle(dest: Path, frames: int = 24) -> Path:
         for i, cam in enumerate(cams):
             p = dict(params)
             p["means"] = params["means"] + moving[:, None] * torch.tensor([TRAVEL * i / (frames - 1), 0.0, 0.0])
-            img = render_params(p, cam, backend="warp").image.clamp(0, 1)
+            img = render_params(p, cam, backend="warp").image
+            img = (img if gains is None else img * float(gains[i])).clamp(0, 1)
             cv2.imwrite(str(tmp / cam.image), (img.numpy()[:, :, ::-1] * 255 + 0.5).astype(np.uint8))
         write_cameras(tmp, cams)
         rgb = (0.5 + 0.28209479177387814 * params["sh_dc"].numpy()).clip(0, 1)
