@@ -73,13 +73,22 @@ class Phase:
         sstate = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in self.sstate.items()}
         return Phase(params, optims, sstate, None if self.exposure is None else self.exposure.fork())
 
-    def eval_gains(self, ctx: Context) -> torch.Tensor | None:
-        """(views, 3) gains to render every view with: learned for training views, interpolated in time for
-        held-out ones; None without exposure compensation."""
+    def gain_table(self, ctx: Context) -> np.ndarray | None:
+        """(views, 3) exposure log-gains: learned for training views, interpolated in time for held-out ones;
+        None without exposure compensation."""
         if self.exposure is None:
             return None
-        table = interpolate_gains(self.exposure.table(), ctx.times, ctx.views.train)
-        return torch.exp(torch.as_tensor(table, dtype=torch.float32, device=ctx.device))
+        return interpolate_gains(self.exposure.table(), ctx.times, ctx.views.train)
+
+    def eval_gains(self, ctx: Context) -> torch.Tensor | None:
+        """(views, 3) gains to render every view with (`gain_table`, exponentiated on the device)."""
+        table = self.gain_table(ctx)
+        return None if table is None else torch.exp(torch.as_tensor(table, dtype=torch.float32, device=ctx.device))
+
+    def fold_exposure(self) -> None:
+        """After training: the gains' mean moves into the colours (see Exposure.fold_into)."""
+        if self.exposure is not None:
+            self.exposure.fold_into(self.params)
 
     def gaussians(self) -> Gaussians:
         return Gaussians(*(self.params[n].detach().cpu() for n in PARAM_NAMES))
@@ -290,8 +299,7 @@ def train_dynamic(cfg: SplatConfig, on_step: Callable[[int, dict], None] | None 
         t0 = time.perf_counter()
         run(ph, warm, cfg.steps, order(1), "joint", field, FieldOptimiser(adam, lrs, warm, cfg.steps))
         field.eval()
-        if ph.exposure is not None:
-            ph.exposure.fold_into(ph.params)
+        ph.fold_exposure()
         psnr_d, ssim_d = evaluate_views(ctx, ph.params, views.test, field, ph.eval_gains(ctx))
         seconds = t_warm + time.perf_counter() - t0
         psnr_s = ssim_s = fps_s = float("nan")
@@ -300,8 +308,7 @@ def train_dynamic(cfg: SplatConfig, on_step: Callable[[int, dict], None] | None 
             t0 = time.perf_counter()
             _set_rng_state(device, rng_at_fork)
             run(base, warm, cfg.steps, order(1), "static baseline")
-            if base.exposure is not None:
-                base.exposure.fold_into(base.params)
+            base.fold_exposure()
             psnr_s, ssim_s = evaluate_views(ctx, base.params, views.test, None, base.eval_gains(ctx))
             seconds_s = t_warm + time.perf_counter() - t0
             n_static = len(base.params["means"])
@@ -313,5 +320,4 @@ def train_dynamic(cfg: SplatConfig, on_step: Callable[[int, dict], None] | None 
                          seconds=seconds, seconds_static=seconds_s, steps=cfg.steps, warmup_steps=warm,
                          num_gaussians=len(dyn.canonical), num_gaussians_static=n_static,
                          resolution=f"{cam0.width}x{cam0.height}", render_fps=fps, render_fps_static=fps_s,
-                         log_gains=None if ph.exposure is None else interpolate_gains(ph.exposure.table(), times,
-                                                                                        views.train))
+                         log_gains=ph.gain_table(ctx))

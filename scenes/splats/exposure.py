@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-SH_C0 = 0.28209479177387814  # band-0 SH basis: colour = SH_C0 * sh_dc + (higher bands) + 0.5
+from scenes.splats.gaussians import SH_C0  # band-0 SH basis: colour = SH_C0 * sh_dc + (higher bands) + 0.5
+
 SATURATED = 254.0 / 255.0  # pixels this bright were clipped by the sensor: they say nothing about the gain
 MIN_ENERGY = 1e-6  # a channel darker than this over the whole render keeps its gain
 
