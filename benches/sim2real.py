@@ -86,7 +86,11 @@ def train(a, policy: str, datasets: list[Path], out: Path, log: Path, mix: str |
         return {**json.loads(done.read_text()), "reused": True}
     args = ["train", *map(str, datasets), "--policy", policy, "--out", str(out), "--steps", str(steps or a.steps),
             "--batch-size", str(a.batch_size), "--image-size", str(a.image_size), "--threads", str(a.threads),
-            "--seed", str(a.seed), "--action-space", a.action_space]
+            "--seed", str(a.seed), "--action-space", a.action_space, "--augment", a.augment]
+    if a.policy_config:
+        args += ["--policy-config", a.policy_config]
+    if a.lr:
+        args += ["--lr", str(a.lr)]
     if mix:
         args += ["--mix", mix]
     if any((out / "checkpoints").glob("step_*")):
@@ -250,6 +254,10 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--action-space", choices=("absolute", "delta"), default="absolute",
                    help="what the trained policies predict (twin train --action-space)")
+    p.add_argument("--augment", default="shift", help="training frame augmentation (twin train --augment), the same "
+                                                     "for both arms: shift moves frames, it does not restyle them")
+    p.add_argument("--policy-config", default=None, help="JSON of policy config fields (twin train --policy-config)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (twin train --lr)")
     p.add_argument("--worlds", type=int, default=16)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
@@ -292,8 +300,8 @@ def main() -> None:
             res["g1_reach"] = g1_reach(a)
         res["settings"] = {k: getattr(a, k) for k in ("scene", "robot", "demos", "eval_episodes", "eval_seed",
                                                        "cameras", "size", "image_size", "steps", "batch_size",
-                                                       "action_space", "worlds", "threads", "seed", "headline",
-                                                       "g1_steps")}
+                                                       "action_space", "augment", "policy_config", "lr",
+                                                       "worlds", "threads", "seed", "headline", "g1_steps")}
         res["seconds"] = round(time.perf_counter() - t0, 1)
         name = "sim2real.json"
     out = REPO / "benches" / "results" / name

@@ -3,7 +3,8 @@ robot's mounted one (`wrist` on the arm's hand, `head` on the G1), each a `sim.S
 
 Poses are set in the robot's frame (base x forward, z up from the support surface; a mounted camera in its
 link's frame at the home pose), so the views are the same in every scene. A front camera whose line of sight
-to the workspace is blocked by the scan (a wall, a shelf) is swung around the robot until it sees through.
+to the workspace is blocked by the scan (a wall, a shelf in its mesh, or splats in front of the lens) is swung
+around the robot until it sees through.
 """
 from __future__ import annotations
 
@@ -111,9 +112,41 @@ def _blocked(mesh, eye: np.ndarray, target: np.ndarray) -> bool:
     return bool(len(hits) and np.min(np.linalg.norm(hits - target, axis=1)) < dist)
 
 
-def front_view(env, view: View) -> tuple[np.ndarray, np.ndarray]:
+PROBE_SIZE = 48      # px: the splat render that checks a front camera's line of sight
+SPLAT_REACH = 0.8    # the splats' depth at the view's centre must reach this fraction of the way to the target
+
+
+def scene_splats(env):
+    """The scene's static splats in metres (sim.SplatBackground), or None: a bundle without splats.ply."""
+    from pathlib import Path
+
+    from spatial import BundlePaths
+
+    scene = env.world.cfg.scene
+    if scene is None or env.world.scene is None or not Path(scene).is_dir():
+        return None
+    ply = BundlePaths(Path(scene)).splats
+    if not ply.is_file():
+        return None
+    from sim import SplatBackground
+
+    return SplatBackground(ply, env.world.scene.metres_per_unit)
+
+
+def _splats_block(splats, eye: np.ndarray, target: np.ndarray, view: View) -> bool:
+    """Whether the splats hide the target from `eye`: a floater or a surface the mesh lacks (poorly observed
+    corners of a scan grow them) stops the view's centre short of SPLAT_REACH of the distance to the target."""
+    if splats is None:
+        return False
+    probe = _camera("probe", eye, target, view.up, view.fov_deg, PROBE_SIZE)
+    depth = splats.render_camera(probe).depth[0, ..., 0]
+    q = PROBE_SIZE // 4
+    return float(depth[q:-q, q:-q].median()) < SPLAT_REACH * float(np.linalg.norm(eye - target))
+
+
+def front_view(env, view: View, splats=None) -> tuple[np.ndarray, np.ndarray]:
     """World eye and target of the front camera: the rig's view, swung about the base axis (and raised) when
-    the scan blocks it."""
+    the scan blocks it: its mesh, or its splats (`scene_splats(env)`, the appearance the camera records)."""
     o, R = base_frame(env)
     eye0, target = np.asarray(view.eye), o + R @ np.asarray(view.target)
     scene, mesh = env.world.scene, None
@@ -126,7 +159,7 @@ def front_view(env, view: View) -> tuple[np.ndarray, np.ndarray]:
             a = np.radians(turn)
             Rz = np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
             eye = o + R @ (Rz @ eye0 + [0.0, 0.0, lift])
-            if not _blocked(mesh, eye, target):
+            if not _blocked(mesh, eye, target) and not _splats_block(splats, eye, target, view):
                 return eye, target
     warn("the scan blocks every front camera position tried; recording the default view")
     return o + R @ eye0, target
@@ -149,7 +182,7 @@ def build_cameras(env, names: list[str], size: int) -> list[RecordCamera]:
     out = []
     for name in names:
         if name == "front":
-            eye, target = front_view(env, rig.front)
+            eye, target = front_view(env, rig.front, scene_splats(env))
             cam = _camera(name, eye, target, rig.front.up, rig.front.fov_deg, size)
             out.append(RecordCamera(name, Sensors(env.world, cam), cam, mounted=False))
             continue

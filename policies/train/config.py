@@ -11,6 +11,7 @@ from twin_kit import InputError, opt, validate_config
 
 POLICIES = ("act", "flow")
 DEVICES = ("auto", "cpu", "cuda")
+AUGMENTS = ("shift", "color")  # policies.train.augment implements them
 # options taken from the command line when resuming; every other one comes from the run's own run.json
 RESUME_FREE = ("dataset", "out", "resume", "device", "threads")
 
@@ -44,6 +45,11 @@ class TrainConfig:
                                 "from each; default: in proportion to their frames)")
     val_episodes: float = opt(0.1, "validation episodes per dataset: a fraction (< 1) or a count (>= 1); "
                                    "0: no validation", low=0.0, high=1_000_000)
+    augment: str = opt("none", "training-time image augmentation: none, or comma-separated kinds among shift "
+                               "(random shifts of up to --shift of the side, edges repeated) and color (random "
+                               "brightness, contrast, saturation, hue)")
+    shift: float = opt(0.06, "largest random shift of --augment shift, as a fraction of the frame side", low=0.0,
+                       low_open=True, high=0.5)
     success_only: bool = opt(True, "train only on episodes the dataset marks successful")
     steps: int = opt(10_000, "optimiser steps", low=1, high=100_000_000)
     batch_size: int = opt(8, "samples per optimiser step, split over the processes", low=1, high=65_536)
@@ -69,10 +75,22 @@ class TrainConfig:
         validate_config(self)
         if self.val_episodes >= 1 and self.val_episodes != int(self.val_episodes):
             raise InputError(f"--val-episodes must be a fraction below 1 or a whole count, got {self.val_episodes:g}")
+        self.augmentation()
 
     @property
     def warmup(self) -> int:
         return min(self.warmup_steps, self.steps // 4)
+
+    def augmentation(self) -> tuple[str, ...]:
+        """The --augment kinds (none: empty), refusing unknown or repeated ones."""
+        text = self.augment.strip().lower()
+        if text in ("", "none"):
+            return ()
+        kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+        if any(k not in AUGMENTS for k in kinds) or len(set(kinds)) != len(kinds):
+            raise InputError(f"--augment: {self.augment!r} must be none or distinct kinds among "
+                             f"{', '.join(AUGMENTS)}")
+        return kinds
 
     def mix_weights(self) -> list[float] | None:
         """The --mix weights, one per dataset (None: in proportion to frames)."""

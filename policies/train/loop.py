@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from policies.train.augment import Augment, augment_batch, augment_of
 from policies.train.checkpoint import RunPaths, save_checkpoint, write_run
 from policies.train.config import TrainConfig
 from policies.train.curves import Curves
@@ -135,13 +136,17 @@ class Loop:
     samples: int = 0  # samples seen (this process run, all processes)
     elapsed_before: float = 0.0  # wall seconds earlier processes spent on this run (from the checkpoint resumed)
     started: float = field(default_factory=time.perf_counter)  # when this process began working on the run
+    augment: Augment = field(init=False)  # the training frames' augmentation (--augment)
+
+    def __post_init__(self):
+        self.augment = augment_of(self.cfg)
 
     def elapsed(self) -> float:
         """Wall seconds the run has taken so far, over every process run that trained it (resumes add up)."""
         return self.elapsed_before + time.perf_counter() - self.started
 
     def _step(self, step: int) -> dict[str, float]:
-        raw = _to(self.train.batch(self.sampler.indices(step)), self.procs.device)
+        raw = augment_batch(_to(self.train.batch(self.sampler.indices(step)), self.procs.device), self.augment)
         loss, logs = self.model(self.policy.preprocessor(raw))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

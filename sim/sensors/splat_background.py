@@ -132,6 +132,12 @@ class SplatBackground:
         return SplatRender(rgb=torch.stack(rgb).clamp_(0, 1).cpu(), depth=torch.stack(depth).cpu(),
                            alpha=torch.stack(alpha).clamp_(0, 1).cpu())
 
+    def render_camera(self, camera) -> SplatRender:
+        """One view through a spatial.Camera (OpenCV world-to-camera R, t and intrinsics)."""
+        vm = np.eye(4)
+        vm[:3, :3], vm[:3, 3] = camera.R, camera.t
+        return self.render(vm[None], camera.K, camera.width, camera.height)
+
     def _visible(self, viewmat: np.ndarray, K: torch.Tensor, width: int, height: int) -> tuple:
         """(means, quats, scales, opacities, sh) of the Gaussians in the cells the view can see (all of them
         when not culling or when most are in view): a close-up wrist camera projects a few percent of a room."""

@@ -89,10 +89,10 @@ def test_tiny_policy_overfits_through_the_cli(reach, tmp_path, policy):
 
 
 def test_resume_ends_with_the_weights_of_an_uninterrupted_run(reach, tmp_path):
-    """Flow (noise and times drawn every step) with validation (on a forked RNG): stopping after the step-20
-    checkpoint and resuming gives bit-identical weights and curves."""
+    """Flow (noise and times drawn every step) with validation (on a forked RNG) and augmented frames: stopping
+    after the step-20 checkpoint and resuming gives bit-identical weights and curves."""
     args = ["--steps", "40", "--checkpoint-every", "20", "--val-every", "10", "--val-episodes", "1",
-            "--keep-checkpoints", "0", "--log-every", "5"]
+            "--keep-checkpoints", "0", "--log-every", "5", "--augment", "shift,color"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     for run in (whole, cut):
         code, _ = twin_json(tiny_train_args(reach, run, "flow", 40, *args))

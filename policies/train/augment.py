@@ -1,0 +1,94 @@
+"""Training-time augmentation of a batch's camera frames, applied to the raw uint8 frames before the preprocessor:
+
+- `shift`: each frame moves by a random whole-pixel offset of up to `shift` of its side, its border pixels
+  repeated into the uncovered edge (DrQ's pad-and-crop; Diffusion Policy's random crop plays the same role). A
+  policy learning from a few hundred demos otherwise memorises pixel positions.
+- `color`: random brightness, contrast, saturation and hue per frame (torchvision's ColorJitter ranges).
+
+Offsets and factors come from the training RNG (torch's), which checkpoints save, so a resumed run draws the very
+augmentations an uninterrupted one would. Evaluation and deployment never augment.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from policies.features import IMAGE_PREFIX
+from policies.train.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Which augmentations run and how strong: shift (fraction of the side), color jitter ranges."""
+
+    kinds: tuple[str, ...] = ()
+    shift: float = 0.06
+    brightness: float = 0.3
+    contrast: float = 0.3
+    saturation: float = 0.3
+    hue: float = 0.05
+
+    def __bool__(self) -> bool:
+        return bool(self.kinds)
+
+
+def augment_of(cfg: TrainConfig) -> Augment:
+    """The augmentation a training config asks for (--augment, --shift)."""
+    return Augment(kinds=cfg.augmentation(), shift=cfg.shift)
+
+
+def random_shift(frames: torch.Tensor, fraction: float) -> torch.Tensor:
+    """(B, H, W, C) frames each moved by a uniform random offset in [-p, p] pixels per axis (p = fraction of the
+    side, at least 1), edges repeated: one gather, uint8 in and out."""
+    b, h, w = frames.shape[:3]
+    pad_h, pad_w = max(1, round(fraction * h)), max(1, round(fraction * w))
+    dev = frames.device
+    dy = torch.randint(-pad_h, pad_h + 1, (b, 1), device="cpu").to(dev)
+    dx = torch.randint(-pad_w, pad_w + 1, (b, 1), device="cpu").to(dev)
+    rows = (torch.arange(h, device=dev)[None] + dy).clamp_(0, h - 1)  # (B, H)
+    cols = (torch.arange(w, device=dev)[None] + dx).clamp_(0, w - 1)  # (B, W)
+    batch = torch.arange(b, device=dev)[:, None, None]
+    return frames[batch, rows[:, :, None], cols[:, None, :]]
+
+
+def _uniform(n: int, spread: float, device) -> torch.Tensor:
+    return (1.0 + (torch.rand(n, device="cpu") * 2 - 1) * spread).to(device)
+
+
+def color_jitter(frames: torch.Tensor, aug: Augment) -> torch.Tensor:
+    """(B, H, W, 3) uint8 frames with a random brightness, contrast and saturation factor and hue rotation each."""
+    b = frames.shape[0]
+    dev = frames.device
+    x = frames.float() / 255.0
+    x = x * _uniform(b, aug.brightness, dev)[:, None, None, None]
+    grey = (x * torch.tensor([0.299, 0.587, 0.114], device=dev)).sum(-1, keepdim=True)
+    mean = grey.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * _uniform(b, aug.contrast, dev)[:, None, None, None] + mean
+    grey = (x * torch.tensor([0.299, 0.587, 0.114], device=dev)).sum(-1, keepdim=True)
+    x = (x - grey) * _uniform(b, aug.saturation, dev)[:, None, None, None] + grey
+    if aug.hue > 0:  # rotate chroma about the grey axis (YIQ): hue in turns
+        angle = ((torch.rand(b, device="cpu") * 2 - 1) * aug.hue * 2 * torch.pi).to(dev)
+        to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], device=dev)
+        yiq = x @ to_yiq.T
+        c, s = angle.cos()[:, None, None], angle.sin()[:, None, None]
+        i, q = yiq[..., 1], yiq[..., 2]
+        yiq = torch.stack([yiq[..., 0], c * i - s * q, s * i + c * q], dim=-1)
+        x = yiq @ torch.linalg.inv(to_yiq).T
+    return (x.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+
+
+def augment_batch(batch: dict[str, torch.Tensor], aug: Augment) -> dict[str, torch.Tensor]:
+    """The batch with every camera's (B, H, W, 3) uint8 frames augmented (each camera drawn independently)."""
+    if not aug:
+        return batch
+    out = dict(batch)
+    for key, frames in batch.items():
+        if not key.startswith(IMAGE_PREFIX):
+            continue
+        if "shift" in aug.kinds:
+            frames = random_shift(frames, aug.shift)
+        if "color" in aug.kinds:
+            frames = color_jitter(frames, aug)
+        out[key] = frames
+    return out

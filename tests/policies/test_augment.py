@@ -1,0 +1,68 @@
+"""Training-time frame augmentation (policies.train.augment): shifts move the picture by whole pixels within the
+bound and repeat the border, colour jitter keeps the picture's layout and changes its colours, the same seed
+draws the same augmentation, and --augment refuses unknown kinds in one line."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from policies.train.augment import Augment, augment_batch, color_jitter, random_shift
+from policies.train.config import TrainConfig
+from twin_kit import InputError
+
+
+def marker_frames(n: int, side: int = 50) -> torch.Tensor:
+    """n grey frames, each with one white pixel at the centre."""
+    x = torch.full((n, side, side, 3), 100, dtype=torch.uint8)
+    x[:, side // 2, side // 2] = 255
+    return x
+
+
+def test_shift_moves_each_frame_by_whole_pixels_within_the_bound():
+    torch.manual_seed(0)
+    frames = marker_frames(64)
+    out = random_shift(frames, 0.1)  # up to 5 px on a 50 px frame
+    assert out.shape == frames.shape and out.dtype == torch.uint8
+    moves = set()
+    for f in out:
+        ys, xs = torch.nonzero(f[..., 0] == 255, as_tuple=True)
+        assert len(ys) == 1  # the marker is moved, never smeared or lost
+        dy, dx = int(ys[0]) - 25, int(xs[0]) - 25
+        assert abs(dy) <= 5 and abs(dx) <= 5
+        moves.add((dy, dx))
+        assert (f[..., 0] == 100).sum() == 50 * 50 - 1  # the uncovered edge repeats the border (grey)
+    assert len(moves) > 20  # offsets differ from frame to frame
+
+
+def test_color_jitter_keeps_the_layout_and_changes_the_colours():
+    torch.manual_seed(0)
+    ramp = torch.linspace(20, 230, 40).round().to(torch.uint8)
+    frames = torch.stack([ramp[None, :].expand(40, 40), ramp[:, None].expand(40, 40),
+                          torch.full((40, 40), 90, dtype=torch.uint8)], dim=-1)[None].repeat(8, 1, 1, 1)
+    out = color_jitter(frames, Augment(kinds=("color",)))
+    assert out.shape == frames.shape and out.dtype == torch.uint8
+    changed = (out.float() - frames.float()).abs().mean(dim=(1, 2, 3))
+    assert (changed > 1).all()  # every frame recoloured
+    red = out[..., 0].float()
+    assert (red[:, :, 1:] >= red[:, :, :-1] - 1).float().mean() > 0.95  # the red ramp still rises left to right
+    same = color_jitter(frames, Augment(kinds=("color",), brightness=0, contrast=0, saturation=0, hue=0))
+    assert torch.equal(same, frames)  # zero ranges: the identity
+
+
+def test_same_seed_same_augmentation_and_state_untouched():
+    batch = {"observation.images.front": marker_frames(4), "observation.state": torch.zeros(4, 3)}
+    aug = Augment(kinds=("shift", "color"))
+    torch.manual_seed(5)
+    a = augment_batch(batch, aug)
+    torch.manual_seed(5)
+    b = augment_batch(batch, aug)
+    assert torch.equal(a["observation.images.front"], b["observation.images.front"])
+    assert a["observation.state"] is batch["observation.state"]
+    assert augment_batch(batch, Augment()) is batch  # none: nothing touched
+
+
+@pytest.mark.parametrize("bad", ["blur", "shift,shift", "shift,blur"])
+def test_unknown_augmentation_is_refused(bad):
+    with pytest.raises(InputError, match="--augment"):
+        TrainConfig(dataset=["d"], out="o", augment=bad)
+    assert TrainConfig(dataset=["d"], out="o", augment="Shift, color").augmentation() == ("shift", "color")
