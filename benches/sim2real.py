@@ -1,6 +1,6 @@
 """Experiment: does restyling make a policy trained in the twin survive a change of appearance?
 
-    python benches/sim2real.py --json [--headline] [--scene twins/demo] [--work benches/work/sim2real]
+    python benches/sim2real.py --json [--headline] [--parallel] [--scene twins/demo] [--work benches/work/sim2real]
 
 In the metric synthetic twin (`twin demo`'s capture, with its splats) and the Franka, per task (`push`,
 `pick_place`), the same `twin` verbs a user runs:
@@ -13,6 +13,8 @@ In the metric synthetic twin (`twin demo`'s capture, with its splats) and the Fr
   task evaluated in a second capture (--other-scene, the bird scan); and the G1's one-arm reach policy (ACT on
   the head camera, the goal in observation.state), which `twin deploy` sends to the simulated humanoid.
   `--only g1` or `--only other_scene` runs one of those two alone.
+Both arms train with the same recipe (--augment shift by default: random shifts, no change of appearance), so the
+data is the only difference; --parallel trains and evaluates them side by side, one process each.
 Data: V100 = vanilla seeds 0..N/2-1; V = V100 appended with seeds N/2..N-1 (A's data); R = seeds N/2..N-1
 restyled (B trains on V100 + R). Datasets and trained runs in --work are reused when complete, so an
 interrupted experiment continues where it stopped (--fresh starts over).
@@ -154,8 +156,17 @@ def run_task(a, task: str, flow: bool) -> dict:
            "expert_success": {k: r.get("expert_success") for k, r in recs.items() if not r.get("reused")}}
     policies = ["act"] + (["flow"] if flow else [])
     for policy in policies:
-        plain = arm(a, task, policy, "plain", [paths["v_full"]], None, log)
-        restyled = arm(a, task, policy, "restyled", [paths["v_half"], paths["r_half"]], "1,1", log)
+        arms = {"plain": ([paths["v_full"]], None), "restyled": ([paths["v_half"], paths["r_half"]], "1,1")}
+        if a.parallel:  # one process per arm, side by side (each with --threads), each arm logging apart
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(len(arms)) as pool:
+                futures = {name: pool.submit(arm, a, task, policy, name, data, mix,
+                                             log.with_name(f"{log.stem}_{policy}_{name}.log"))
+                           for name, (data, mix) in arms.items()}
+                plain, restyled = (futures[n].result() for n in arms)
+        else:
+            plain, restyled = (arm(a, task, policy, name, data, mix, log) for name, (data, mix) in arms.items())
         prefix = "" if policy == "act" else "flow_"
         for name, r in (("plain", plain), ("restyled", restyled)):
             for k in ("vanilla_success", "heldout_success", "train_seconds", "eval_seconds"):
@@ -250,14 +261,18 @@ def main() -> None:
     p.add_argument("--cameras", default="front,wrist")
     p.add_argument("--size", type=int, default=96, help="recorded camera size (pixels)")
     p.add_argument("--image-size", type=int, default=96, help="policy input size (pixels)")
-    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--steps", type=int, default=12_000)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--action-space", choices=("absolute", "delta"), default="absolute",
                    help="what the trained policies predict (twin train --action-space)")
     p.add_argument("--augment", default="shift", help="training frame augmentation (twin train --augment), the same "
                                                      "for both arms: shift moves frames, it does not restyle them")
-    p.add_argument("--policy-config", default=None, help="JSON of policy config fields (twin train --policy-config)")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (twin train --lr)")
+    p.add_argument("--policy-config", default='{"backbone_layers": 3, "backbone_width": 0.25}',
+                   help="JSON of policy config fields (twin train --policy-config); the default, a quarter-width "
+                        "ResNet-18 to stride 16 (6 x 6 tokens per camera), trains 12,000 steps in 27 min")
+    p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (twin train --lr)")
+    p.add_argument("--parallel", action="store_true", help="train and evaluate the plain and restyled arms side "
+                                                             "by side, one process each with --threads")
     p.add_argument("--worlds", type=int, default=16)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
@@ -301,7 +316,7 @@ def main() -> None:
         res["settings"] = {k: getattr(a, k) for k in ("scene", "robot", "demos", "eval_episodes", "eval_seed",
                                                        "cameras", "size", "image_size", "steps", "batch_size",
                                                        "action_space", "augment", "policy_config", "lr",
-                                                       "worlds", "threads", "seed", "headline", "g1_steps")}
+                                                       "parallel", "worlds", "threads", "seed", "headline", "g1_steps")}
         res["seconds"] = round(time.perf_counter() - t0, 1)
         name = "sim2real.json"
     out = REPO / "benches" / "results" / name
