@@ -26,8 +26,11 @@ def write_parquet(table: pa.Table | list[pa.Table], path: Path) -> None:
 
 
 def read_parquet(path: Path) -> pa.Table:
+    """The whole table, read through one open file: a writer renaming a new version into place meanwhile (a
+    recording in progress) cannot give footer and pages from two different files."""
     try:
-        return pq.read_table(str(path))
+        with pa.OSFile(str(path), "rb") as f:
+            return pq.read_table(f)
     except (OSError, pa.ArrowException) as e:
         raise InputError(f"{path}: not a readable parquet file ({str(e).splitlines()[0] if str(e) else e})") from None
 
