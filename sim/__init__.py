@@ -18,7 +18,7 @@ _API = {
     **dict.fromkeys(["ee_pose", "jacobian", "ik_targets", "get_joint_targets", "set_joint_targets",
                      "get_joint_positions", "scripted_goal", "default_reach", "orientation_error"], "physics.control"),
     **dict.fromkeys(["SimEnv", "EnvConfig", "gym_vector_env"], "physics.env"),
-    **dict.fromkeys(["Sensors", "SensorFrame", "control_maps"], "sensors.cameras"),
+    **dict.fromkeys(["Sensors", "SensorFrame", "control_maps", "scene_background"], "sensors.cameras"),
     **dict.fromkeys(["SplatBackground"], "sensors.splat_background"),
     **dict.fromkeys(["SimViewConfig", "run_view"], "live.cli"),
     **dict.fromkeys(["LinkMesh", "link_meshes", "add_bodies", "add_goal", "set_pose", "draw_bodies", "look_from",

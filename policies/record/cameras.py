@@ -116,23 +116,6 @@ PROBE_SIZE = 48      # px: the splat render that checks a front camera's line of
 SPLAT_REACH = 0.8    # the splats' depth at the view's centre must reach this fraction of the way to the target
 
 
-def scene_splats(env):
-    """The scene's static splats in metres (sim.SplatBackground), or None: a bundle without splats.ply."""
-    from pathlib import Path
-
-    from spatial import BundlePaths
-
-    scene = env.world.cfg.scene
-    if scene is None or env.world.scene is None or not Path(scene).is_dir():
-        return None
-    ply = BundlePaths(Path(scene)).splats
-    if not ply.is_file():
-        return None
-    from sim import SplatBackground
-
-    return SplatBackground(ply, env.world.scene.metres_per_unit)
-
-
 def _splats_block(splats, eye: np.ndarray, target: np.ndarray, view: View) -> bool:
     """Whether the splats hide the target from `eye`: a floater or a surface the mesh lacks (poorly observed
     corners of a scan grow them) stops the view's centre short of SPLAT_REACH of the distance to the target."""
@@ -146,7 +129,7 @@ def _splats_block(splats, eye: np.ndarray, target: np.ndarray, view: View) -> bo
 
 def front_view(env, view: View, splats=None) -> tuple[np.ndarray, np.ndarray]:
     """World eye and target of the front camera: the rig's view, swung about the base axis (and raised) when
-    the scan blocks it: its mesh, or its splats (`scene_splats(env)`, the appearance the camera records)."""
+    the scan blocks it: its mesh, or its splats (`sim.scene_background`, the appearance the camera records)."""
     o, R = base_frame(env)
     eye0, target = np.asarray(view.eye), o + R @ np.asarray(view.target)
     scene, mesh = env.world.scene, None
@@ -176,15 +159,17 @@ def mount_pose(world) -> np.ndarray:
 def build_cameras(env, names: list[str], size: int) -> list[RecordCamera]:
     """Sensors for the named cameras over every world of the TaskEnv (call with world 0 at its home pose:
     a mounted camera keeps the pose in its link frame that it has then)."""
-    from sim import Sensors
+    from sim import Sensors, scene_background
 
     rig = rig_of(env.profile.name)
     out = []
     for name in names:
         if name == "front":
-            eye, target = front_view(env, rig.front, scene_splats(env))
+            splats = scene_background(env.world)   # probed for the view, then rendered by the camera: loaded once
+            eye, target = front_view(env, rig.front, splats)
             cam = _camera(name, eye, target, rig.front.up, rig.front.fov_deg, size)
-            out.append(RecordCamera(name, Sensors(env.world, cam), cam, mounted=False))
+            out.append(RecordCamera(name, Sensors(env.world, cam, splats=splats if splats is not None else False),
+                                    cam, mounted=False))
             continue
         if name != rig.mount_name:
             raise InputError(f"robot {env.profile.name!r} has no {name!r} camera")

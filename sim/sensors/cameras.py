@@ -62,7 +62,20 @@ def _splat_source(world: World, splats):
         return found
     if splats is False:
         return None
-    return splats  # a splats.ply path, a scenes.Gaussians or a scenes.DynamicSplats
+    return splats  # a splats.ply path, a scenes.Gaussians, a scenes.DynamicSplats or a SplatBackground
+
+
+def scene_background(world: World, splats=None, backend: str = "auto"):
+    """The world's splat background in metres (sim.SplatBackground), chosen as `Sensors(splats=...)` chooses
+    it, or None (mesh only). One may be built ahead and handed to a Sensors (e.g. to probe a camera's view
+    first), so the splats load once."""
+    from sim.sensors.splat_background import SplatBackground
+
+    src = _splat_source(world, splats)
+    if src is None or isinstance(src, SplatBackground):
+        return src
+    mpu = world.scene.metres_per_unit if world.scene is not None else 1.0
+    return SplatBackground(src, mpu, backend=backend, device="cpu")
 
 
 class Sensors:
@@ -70,7 +83,8 @@ class Sensors:
 
     splats: None = the bundle's splats (its dynamic/ when it has one, else splats.ply); True = require them;
     False = ray-traced mesh only; or a splats.ply path / scenes.Gaussians / scenes.DynamicSplats in scene units
-    (scaled like the mesh). Dynamic splats are deformed to `world.sim_time` at every render.
+    (scaled like the mesh), or a SplatBackground already in metres (`scene_background`). Dynamic splats are
+    deformed to `world.sim_time` at every render.
     cache_static: trace (and splat) the static scene of a fixed camera once; False traces all every frame.
     mesh_fill: show the ray-traced scan mesh where the splats are transparent.
     threads: Python threads a trace is split over (None: torch.get_num_threads()).
@@ -101,13 +115,7 @@ class Sensors:
             mount = frame_poses(world, world.robot.camera_body, world.robot.camera_offset)[0]
             inv = np.concatenate([-qmat(mount[3:]).T @ mount[:3], mount[3:] * np.array([-1, -1, -1, 1.0])])
             self._rel = tmul(inv, camera_to_world_gl(camera))
-        src = _splat_source(world, splats)
-        self.splats = None
-        if src is not None:
-            from sim.sensors.splat_background import SplatBackground
-
-            mpu = world.scene.metres_per_unit if world.scene is not None else 1.0
-            self.splats = SplatBackground(src, mpu, backend=splat_backend, device="cpu")
+        self.splats = scene_background(world, splats, splat_backend)
         self._gl = camera_to_world_gl(camera)
         self._leaves = world_leaves(world.model, self.views)
         self._static = None  # (static ray-traced layer, composed base layer), one view each
