@@ -72,7 +72,7 @@ def record(a, task: str, out: Path, episodes: int, seed: int, restyle: str, log:
     common = ["--task", task, "--robot", robot or a.robot, "--cameras", cameras or a.cameras, "--size", str(a.size),
               "--worlds", str(a.worlds), "--restyle", restyle]
     if restyle != "none":
-        common += ["--style-split", "train"]
+        common += ["--style-split", "train"] + (["--style-count", str(a.style_count)] if a.style_count else [])
     if append_to is not None:
         shutil.copytree(append_to, out)
         return twin("record", a.scene, "--out", str(out), "--episodes", str(episodes), "--append", *common, log=log)
@@ -140,7 +140,7 @@ def task_datasets(a, task: str, log: Path) -> tuple[dict, dict]:
     half = a.demos // 2
     d = Path(a.work) / "datasets"
     paths = {"v_half": d / f"{task}_vanilla_{half}", "v_full": d / f"{task}_vanilla_{a.demos}",
-             "r_half": d / f"{task}_restyled_{half}"}
+             "r_half": d / (f"{task}_restyled_{half}" + (f"_k{a.style_count}" if a.style_count else ""))}
     recs = {"v_half": record(a, task, paths["v_half"], half, 0, "none", log),
             "v_full": record(a, task, paths["v_full"], a.demos - half, half, "none", log, append_to=paths["v_half"]),
             "r_half": record(a, task, paths["r_half"], a.demos - half, half, "procedural", log)}
@@ -271,6 +271,9 @@ def main() -> None:
                    help="JSON of policy config fields (twin train --policy-config); the default, a quarter-width "
                         "ResNet-18 to stride 16 (6 x 6 tokens per camera), trains 12,000 steps in 27 min")
     p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (twin train --lr)")
+    p.add_argument("--style-count", type=int, default=None,
+                   help="restyled demos vary this many style families each, a random choice per episode (twin record "
+                        "--style-count; default: every family at once)")
     p.add_argument("--parallel", action="store_true", help="train and evaluate the plain and restyled arms side "
                                                              "by side, one process each with --threads")
     p.add_argument("--worlds", type=int, default=16)
@@ -315,7 +318,7 @@ def main() -> None:
             res["g1_reach"] = g1_reach(a)
         res["settings"] = {k: getattr(a, k) for k in ("scene", "robot", "demos", "eval_episodes", "eval_seed",
                                                        "cameras", "size", "image_size", "steps", "batch_size",
-                                                       "action_space", "augment", "policy_config", "lr",
+                                                       "action_space", "augment", "policy_config", "lr", "style_count",
                                                        "parallel", "worlds", "threads", "seed", "headline", "g1_steps")}
         res["seconds"] = round(time.perf_counter() - t0, 1)
         name = "sim2real.json"

@@ -19,12 +19,14 @@ IMAGES = "observation.images"  # the model input: every camera stacked, (B, N, 3
 ACTION_IS_PAD = "action_is_pad"
 STAT_NAMES = ("mean", "std", "min", "max", "q01", "q99")
 ACTION_DELTA = "action.delta"   # stats key: a delta-action policy's chunk offsets from the observed joints
+OBJECTS = "privileged.object_poses"   # (objects, 7) simulator poses: targets of the auxiliary object head
 
 
 @dataclass
 class PolicyFeatures:
     """A policy's inputs and outputs. cameras maps a dataset video key (`observation.images.front`) to its
-    [height, width]; stats maps `observation.state` and `action` to per-dimension statistics (lists)."""
+    [height, width]; stats maps `observation.state` and `action` to per-dimension statistics (lists); objects names
+the task objects whose simulator poses the dataset records (what an auxiliary head may learn to locate)."""
 
     state_names: list[str]
     action_names: list[str]
@@ -32,6 +34,7 @@ class PolicyFeatures:
     fps: int = 10
     robot_type: str | None = None
     stats: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    objects: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         if not self.state_names or not self.action_names:
@@ -60,14 +63,15 @@ class PolicyFeatures:
         """Everything but the statistics (those go to stats.json)."""
         return {"state_names": list(self.state_names), "action_names": list(self.action_names),
                 "cameras": {k: list(v) for k, v in self.cameras.items()}, "fps": self.fps,
-                "robot_type": self.robot_type}
+                "robot_type": self.robot_type, "objects": list(self.objects)}
 
     @classmethod
     def from_json(cls, data: dict, stats: dict | None = None) -> PolicyFeatures:
         try:
             return cls(state_names=list(data["state_names"]), action_names=list(data["action_names"]),
                        cameras={k: [int(x) for x in v] for k, v in data.get("cameras", {}).items()},
-                       fps=int(data.get("fps", 10)), robot_type=data.get("robot_type"), stats=stats or {})
+                       fps=int(data.get("fps", 10)), robot_type=data.get("robot_type"), stats=stats or {},
+                       objects=[str(x) for x in data.get("objects", [])])
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"policy features are malformed ({type(e).__name__}: {e})") from None
 
@@ -107,7 +111,13 @@ def policy_features(dataset, cameras: list[str] | None = None) -> PolicyFeatures
             raise InputError(f"{dataset.root}: stats.json has no statistics for {key!r}")
         stats[key] = {s: np.asarray(v, dtype=np.float64).reshape(-1).tolist()
                       for s, v in dataset.stats[key].items() if s in STAT_NAMES}
+    objects = []
+    poses = spec.features.get(OBJECTS)
+    if poses is not None and len(poses.shape) == 2:
+        names = poses.names.get("objects") if isinstance(poses.names, dict) else None
+        objects = [str(x) for x in names] if names and len(names) == poses.shape[0] else \
+            [f"object_{i}" for i in range(poses.shape[0])]
     return PolicyFeatures(state_names=_names(spec.features[STATE], "state"),
                           action_names=_names(spec.features[ACTION], "action"),
                           cameras={k: list(spec.features[k].shape[:2]) for k in keys}, fps=spec.fps,
-                          robot_type=spec.robot_type, stats=stats)
+                          robot_type=spec.robot_type, stats=stats, objects=objects)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from policies.configuration import NORM_MODES
-from policies.features import ACTION, ACTION_DELTA, ACTION_IS_PAD, IMAGES, STATE, PolicyFeatures
+from policies.features import ACTION, ACTION_DELTA, ACTION_IS_PAD, IMAGES, OBJECTS, STATE, PolicyFeatures
 from policies.vision.preprocess import ImagePreprocess
 from twin_kit import InputError
 
@@ -137,6 +137,8 @@ class Preprocessor(nn.Module):
             out[ACTION] = self.encode_action(batch[ACTION], batch[STATE])
         if ACTION_IS_PAD in batch:
             out[ACTION_IS_PAD] = batch[ACTION_IS_PAD].bool()
+        if OBJECTS in batch:   # auxiliary training targets, already standardised by the training data
+            out[OBJECTS] = batch[OBJECTS].float()
         return out
 
 

@@ -20,6 +20,10 @@ class ACTConfig(PolicyConfig):
     latent_dim: int = opt(32, "CVAE latent size", low=1, high=1024)
     n_vae_encoder_layers: int = opt(2, "CVAE encoder layers", low=1, high=48)
     kl_weight: float = opt(10.0, "weight of the KL term in the loss", low=0.0, high=1e4)
+    aux_weight: float = opt(0.0, "weight of an auxiliary training loss: one decoder query per task object regresses "
+                                 "its xy (the dataset's privileged.object_poses) from the encoder's tokens, so the "
+                                 "image features must locate the objects (0: off; unused at run time)",
+                            low=0.0, high=1e3)
     temporal_ensemble_coeff: float | None = opt(0.01, "runtime temporal ensembling: weight exp(-coeff * i) for "
                                                       "the i-th oldest chunk (none: execute n_action_steps per "
                                                       "chunk)", low=0.0, high=10.0)

@@ -6,6 +6,9 @@ encoder; the decoder's `chunk_size` learned queries cross-attend to them and reg
 on the (non-padded) actions + kl_weight * KL(latent || N(0, I)). Inference: the latent is zero (the prior's mean).
 Positions are added to queries and keys in every attention layer (DETR, as ACT): 2D sines for image tokens,
 learned embeddings for the latent and state tokens and for the decoder queries.
+With `aux_weight` > 0, training adds an auxiliary loss: a second decoder layer with one learned query per task
+object reads the same memory and regresses each object's standardised xy (privileged simulator poses, which the
+policy never sees as input), so the image tokens the actions are decoded from must say where the objects are.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from torch import nn
 from policies.act.configuration_act import ACTConfig
 from policies.act.processor_act import make_act_processors
 from policies.blocks import DecoderLayer, EncoderLayer, sinusoidal_1d
-from policies.features import ACTION, ACTION_IS_PAD, IMAGES, STATE, PolicyFeatures
+from policies.features import ACTION, ACTION_IS_PAD, IMAGES, OBJECTS, STATE, PolicyFeatures
 from policies.pretrained import PretrainedPolicy
 from policies.vision.encoder import ImageEncoder
 from twin_kit import InputError
@@ -55,13 +58,19 @@ class ACTPolicy(PretrainedPolicy):
         self.decoder = layers(c.n_decoder_layers, DecoderLayer)
         self.query_pos = nn.Parameter(torch.zeros(c.chunk_size, d))
         self.action_head = nn.Linear(d, a)
+        if c.aux_weight > 0:
+            if not features.objects:
+                raise InputError(f"aux_weight {c.aux_weight} needs a dataset that records {OBJECTS}")
+            self.aux_query = nn.Parameter(torch.zeros(len(features.objects), d))
+            self.aux_decoder = DecoderLayer(d, c.heads, c.ff_dim, c.dropout, c.pre_norm)
+            self.aux_head = nn.Linear(d, 2)
         self._init_weights()
 
     def _init_weights(self) -> None:
         for p in [*self.encoder.parameters(), *self.decoder.parameters()]:
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
-        for p in (self.token_pos, self.query_pos):
+        for p in (self.token_pos, self.query_pos, *([self.aux_query] if self.config.aux_weight > 0 else [])):
             nn.init.normal_(p, std=0.02)
         if self.config.use_vae:
             nn.init.normal_(self.vae_cls, std=0.02)
@@ -86,7 +95,9 @@ class ACTPolicy(PretrainedPolicy):
         mu, logvar = self.vae_out(x[:, 0]).chunk(2, dim=-1)
         return mu + torch.randn_like(mu) * (0.5 * logvar).exp(), mu, logvar
 
-    def _decode(self, batch: dict[str, torch.Tensor], latent: torch.Tensor) -> torch.Tensor:
+    def _decode(self, batch: dict[str, torch.Tensor], latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                       torch.Tensor]:
+        """(normalised action chunk, encoder memory, its positions)."""
         state = batch[STATE]
         b = state.shape[0]
         tokens = torch.stack([self.latent_in(latent), self.state_in(state)], dim=1)
@@ -101,7 +112,17 @@ class ACTPolicy(PretrainedPolicy):
         x = torch.zeros(b, self.config.chunk_size, self.config.dim, dtype=memory.dtype, device=memory.device)
         for layer in self.decoder:
             x = layer(x, memory, self.query_pos[None], pos[None])
-        return self.action_head(x)
+        return self.action_head(x), memory, pos
+
+    def _aux_loss(self, batch: dict[str, torch.Tensor], memory: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Mean squared error of the object queries' xy against the batch's standardised object positions."""
+        target = batch[OBJECTS]
+        if target.shape[1:] != (len(self.features.objects), 2):
+            raise InputError(f"object targets are {tuple(target.shape[1:])}, the auxiliary head predicts "
+                             f"{(len(self.features.objects), 2)}")
+        q = torch.zeros(memory.shape[0], *self.aux_query.shape, dtype=memory.dtype, device=memory.device)
+        pred = self.aux_head(self.aux_decoder(q, memory, self.aux_query[None], pos[None]))
+        return F.mse_loss(pred, target)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         if ACTION not in batch:
@@ -111,7 +132,7 @@ class ACTPolicy(PretrainedPolicy):
             raise InputError(f"action chunk is {tuple(target.shape[1:])}, ACT predicts "
                              f"{(self.config.chunk_size, self.features.action_dim)}")
         latent, mu, logvar = self._latent(batch)
-        pred = self._decode(batch, latent)
+        pred, memory, pos = self._decode(batch, latent)
         err = F.l1_loss(pred, target, reduction="none")
         if ACTION_IS_PAD in batch:
             valid = (~batch[ACTION_IS_PAD]).unsqueeze(-1).to(err.dtype)
@@ -124,10 +145,16 @@ class ACTPolicy(PretrainedPolicy):
             kld = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum(-1).mean()
             loss = l1 + self.config.kl_weight * kld
             logs["kld"] = float(kld.detach())
+        if self.config.aux_weight > 0 and self.training:   # a training signal only: validation scores actions
+            if OBJECTS not in batch:
+                raise InputError(f"aux_weight {self.config.aux_weight} needs {OBJECTS} in the training batch")
+            aux = self._aux_loss(batch, memory, pos)
+            loss = loss + self.config.aux_weight * aux
+            logs["aux"] = float(aux.detach())
         logs["loss"] = float(loss.detach())
         return loss, logs
 
     def predict_action_chunk(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, chunk_size, A) normalised actions for preprocessed observations (latent = 0)."""
         state = batch[STATE]
-        return self._decode(batch, state.new_zeros(state.shape[0], self.config.latent_dim))
+        return self._decode(batch, state.new_zeros(state.shape[0], self.config.latent_dim))[0]

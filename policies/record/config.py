@@ -32,6 +32,8 @@ class RecordConfig:
     style_split: str = opt("train", "style parameter split the episodes' styles are drawn from",
                            choices=("train", "held_out"))
     style_families: str | None = opt(None, "comma-separated style families to vary (default: all)")
+    style_count: int | None = opt(None, "each restyled episode varies only this many of the families, chosen at "
+                                        "random per episode (default: all of them at once)", low=1, high=64)
     cosmos_weights: str | None = opt(None, "with --restyle cosmos: local diffusers Cosmos-Transfer2.5 folder")
     cosmos_controlnet: str | None = opt(None, "with --restyle cosmos: local ControlNet folder (depth, seg, edge "
                                               "or blur; default: the pipeline's own)")
@@ -86,14 +88,18 @@ def steps_per_frame(cfg: RecordConfig) -> int:
 
 
 def family_list(cfg: RecordConfig) -> tuple[str, ...] | None:
-    """The style families to vary (None: all), checked against the known ones."""
-    if cfg.style_families is None:
-        return None
+    """The style families to vary (None: all), checked against the known ones and --style-count."""
     from policies.restyle import STYLE_FAMILIES
 
+    if cfg.style_families is None:
+        if cfg.style_count is not None and cfg.style_count > len(STYLE_FAMILIES):
+            raise InputError(f"--style-count {cfg.style_count}: there are only {len(STYLE_FAMILIES)} style families")
+        return None
     names = tuple(f.strip() for f in cfg.style_families.split(",") if f.strip())
     unknown = [f for f in names if f not in STYLE_FAMILIES]
     if unknown or not names:
         raise InputError(f"--style-families: unknown family {unknown[0] if unknown else cfg.style_families!r} "
                          f"(known: {', '.join(STYLE_FAMILIES)})")
+    if cfg.style_count is not None and cfg.style_count > len(names):
+        raise InputError(f"--style-count {cfg.style_count} exceeds the {len(names)} families of --style-families")
     return names

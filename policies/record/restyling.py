@@ -18,11 +18,12 @@ from policies.restyle import VANILLA, CosmosConfig, Style, restyle, restyle_cosm
 STYLE_STREAM = 0x57  # the style's random stream beside the episode's reset stream (same seed, other draws)
 
 
-def episode_style(seed: int, mode: str, split: str = "train", families=None) -> Style:
-    """The style of the episode with reset seed `seed` (vanilla when not restyling)."""
+def episode_style(seed: int, mode: str, split: str = "train", families=None, count: int | None = None) -> Style:
+    """The style of the episode with reset seed `seed` (vanilla when not restyling); `count`: it varies only that
+    many of `families`, a random choice per episode."""
     if mode == "none":
         return VANILLA
-    return sample_style(np.random.default_rng([int(seed), STYLE_STREAM]), split, families)
+    return sample_style(np.random.default_rng([int(seed), STYLE_STREAM]), split, families, count)
 
 
 def style_number(style: Style) -> int:

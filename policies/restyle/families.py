@@ -309,10 +309,14 @@ def sample_family(name: str, rng: np.random.Generator, split: str):
     return fam.cls(**kw)
 
 
-def sample_style(rng: np.random.Generator | int, split: str = "train", families=None) -> Style:
-    """A random style of the split ("train" or "held_out") changing `families` (None = all of STYLE_FAMILIES).
+def sample_style(rng: np.random.Generator | int, split: str = "train", families=None,
+                 count: int | None = None) -> Style:
+    """A random style of the split ("train" or "held_out") changing `families` (None = all of STYLE_FAMILIES),
+    or with `count` only that many of them, chosen at random (a style close to vanilla, as evaluation's
+    one-family-at-a-time styles are).
 
-    Deterministic given the generator's state (or an int seed); each family has its own stream.
+    Deterministic given the generator's state (or an int seed); each family has its own stream, and the choice of
+    `count` families its own, so a family's values do not depend on which others were chosen.
     """
     if split not in SPLITS:
         raise InputError(f"style split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -320,10 +324,15 @@ def sample_style(rng: np.random.Generator | int, split: str = "train", families=
     unknown = [f for f in chosen if f not in FAMILIES]
     if unknown:
         raise InputError(f"unknown style families {unknown} (known: {', '.join(STYLE_FAMILIES)})")
+    if count is not None and not 1 <= count <= len(chosen):
+        raise InputError(f"a style may vary 1 to {len(chosen)} of its families, not {count}")
     if not isinstance(rng, np.random.Generator):
         rng = np.random.default_rng(int(rng))
     seed = int(rng.integers(2**31))
     streams = rng.integers(2**63, size=len(STYLE_FAMILIES))
+    if count is not None:
+        pick = np.random.default_rng([seed, 1]).choice(len(chosen), count, replace=False)
+        chosen = tuple(chosen[i] for i in sorted(pick))
     kw = {name: sample_family(name, np.random.default_rng(int(s)), split)
           for name, s in zip(STYLE_FAMILIES, streams) if name in chosen}
     return Style(split=split, seed=seed, **kw)

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from policies.datasets.reader import LeRobotDatasetView, read_dataset
 from policies.datasets.stats import aggregate_stats
-from policies.features import ACTION, ACTION_IS_PAD, STAT_NAMES, STATE, PolicyFeatures, policy_features
+from policies.features import ACTION, ACTION_IS_PAD, OBJECTS, STAT_NAMES, STATE, PolicyFeatures, policy_features
 from policies.processor import action_chunks
 from policies.train.config import TrainConfig
 from twin_kit import InputError
@@ -51,6 +51,7 @@ class FrameTable:
     episode: np.ndarray  # (N,) int, the episode index within its dataset
     val: np.ndarray  # (N,) bool
     images: dict[str, np.ndarray] = field(default_factory=dict)  # camera key -> (N, H, W, 3) uint8
+    objects: np.ndarray | None = None  # (N, K, 2) float32 standardised object xy (auxiliary targets), if asked
 
     def __len__(self) -> int:
         return self.state.shape[0]
@@ -112,9 +113,11 @@ def open_sources(cfg: TrainConfig) -> tuple[list[Source], PolicyFeatures]:
     return sources, first
 
 
-def frame_table(sources: list[Source], chunk_size: int) -> FrameTable:
-    """The non-video part of every used frame (state, action chunks and padding); images are added later."""
+def frame_table(sources: list[Source], chunk_size: int, objects: bool = False) -> FrameTable:
+    """The non-video part of every used frame (state, action chunks and padding; with `objects`, every task
+    object's xy standardised over the frames); images are added later."""
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("state", "action", "is_pad", "dataset", "episode", "val")}
+    xy: list[np.ndarray] = []
     for d, src in enumerate(sources):
         held = set(src.val)
         for e in src.episodes:
@@ -127,7 +130,31 @@ def frame_table(sources: list[Source], chunk_size: int) -> FrameTable:
             parts["dataset"].append(np.full(n, d))
             parts["episode"].append(np.full(n, e))
             parts["val"].append(np.full(n, e in held))
-    return FrameTable(**{k: np.concatenate(v) for k, v in parts.items()})
+            if objects:
+                xy.append(_object_xy(cols, src.root, xy[0].shape[1] if xy else None))
+    table = FrameTable(**{k: np.concatenate(v) for k, v in parts.items()})
+    if objects:
+        table.objects = _standardise(np.concatenate(xy))
+    return table
+
+
+def _object_xy(cols: dict[str, np.ndarray], root: Path, count: int | None) -> np.ndarray:
+    """(n, K, 2) object xy of one episode's frames, checked to be there and to match the other datasets'."""
+    poses = cols.get(OBJECTS)
+    if poses is None or poses.ndim != 3 or poses.shape[2] < 2:
+        raise InputError(f"{root}: has no {OBJECTS} (objects x pose) to train the auxiliary object head on "
+                         "(record it with twin record, or set aux_weight 0)")
+    if count is not None and poses.shape[1] != count:
+        raise InputError(f"{root}: records {poses.shape[1]} objects, the other datasets {count}")
+    if not np.isfinite(poses[..., :2]).all():
+        raise InputError(f"{root}: {OBJECTS} holds NaN or infinite values")
+    return poses[..., :2].astype(np.float32)
+
+
+def _standardise(xy: np.ndarray) -> np.ndarray:
+    """Zero mean, unit spread per object and axis (a spread under 1 cm counts as 1 cm: a fixed object)."""
+    mean, std = xy.mean(0, keepdims=True), np.maximum(xy.std(0, keepdims=True), 0.01)
+    return ((xy - mean) / std).astype(np.float32)
 
 
 class ChunkDataset(Dataset):
@@ -153,6 +180,8 @@ class ChunkDataset(Dataset):
         t = self.table
         out = {STATE: torch.from_numpy(t.state[r]), ACTION: torch.from_numpy(t.action[r]),
                ACTION_IS_PAD: torch.from_numpy(t.is_pad[r])}
+        if t.objects is not None:
+            out[OBJECTS] = torch.from_numpy(t.objects[r])
         order = np.argsort(r, kind="stable")  # memmaps read fastest in file order
         for key, frames in t.images.items():
             got = np.empty((len(r), *frames.shape[1:]), np.uint8)

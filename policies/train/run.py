@@ -164,7 +164,7 @@ def train_policy(cfg: TrainConfig, bar: bool = True) -> dict:
                 if not resume or not paths.run_file.exists():
                     write_run(paths, {**run_info, "status": "running", "step": start})
             procs.barrier()
-            table = frame_table(sources, policy.config.chunk_size)
+            table = frame_table(sources, policy.config.chunk_size, getattr(policy.config, "aux_weight", 0.0) > 0)
             finished = start >= cfg.steps  # a completed run resumed: nothing to train, no frames needed
             cache_frames(table, sources, [] if finished else features.camera_keys, paths.cache, procs, not bar)
             train_rows, val_rows = np.flatnonzero(~table.val), np.flatnonzero(table.val)

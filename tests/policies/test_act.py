@@ -175,3 +175,49 @@ def test_inference_traces_without_data_dependent_branches(trained):
     exported = torch.export.export(Infer(), args, strict=False)
     other = tuple(raw[k][3:5] for k in keys)
     assert torch.allclose(exported.module()(*other), policy.infer({k: raw[k][3:5] for k in keys}), atol=1e-5)
+
+
+def test_aux_object_head_learns_where_the_objects_are(dataset, tmp_path):
+    """aux_weight: training adds the object queries' loss on the standardised object xy that the training data
+    gives (the front square's centre here), the head learns to locate the square from the frames, and neither
+    validation's eval-mode loss nor inference depends on it; without recorded objects it is refused."""
+    from policies import TrainConfig
+    from policies.train.data import ChunkDataset, frame_table, open_sources
+    from policies.train.dist import Processes
+    from policies.train.frames import cache_frames
+
+    root = write_policy_dataset(tmp_path / "ds", objects=True)
+    sources, feats = open_sources(TrainConfig(dataset=[str(root)], out=str(tmp_path / "run"), val_episodes=0))
+    assert feats.objects == ["square"]
+    table = frame_table(sources, CHUNK, objects=True)
+    assert table.objects.shape == (len(table), 1, 2)
+    np.testing.assert_allclose(table.objects.mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(table.objects.std(0), 1.0, atol=1e-4)
+    cache_frames(table, sources, feats.camera_keys, tmp_path / "cache", Processes())
+    raw = ChunkDataset(table, np.arange(len(table))).batch(np.arange(0, len(table), 2))
+    torch.manual_seed(0)
+    policy = make_policy("act", {**TINY, "aux_weight": 2.0}, feats)
+    batch = policy.preprocessor(raw)
+    _, logs = policy.train()(batch)
+    assert set(logs) == {"l1", "kld", "aux", "loss"}
+    assert math.isclose(logs["loss"], logs["l1"] + 10 * logs["kld"] + 2 * logs["aux"], rel_tol=1e-5)
+    before = logs["aux"]
+    opt = torch.optim.AdamW(policy.parameters(), lr=3e-3)
+    for _ in range(200):
+        loss, _ = policy(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        assert policy(batch)[1]["aux"] < before / 10, before
+        policy.eval()
+        loss, logs = policy(batch)
+        assert "aux" not in logs and math.isclose(float(loss), logs["l1"], rel_tol=1e-6)
+        chunk = policy.infer(raw)
+        policy.aux_head.weight.add_(1.0)
+        assert torch.equal(policy.infer(raw), chunk)
+    with pytest.raises(InputError, match="needs a dataset that records privileged.object_poses"):
+        make_policy("act", {**TINY, "aux_weight": 1.0}, read_dataset(dataset))
+    plain = TrainConfig(dataset=[str(dataset)], out=str(tmp_path / "run2"), val_episodes=0)
+    with pytest.raises(InputError, match="has no privileged.object_poses"):
+        frame_table(open_sources(plain)[0], CHUNK, objects=True)

@@ -263,8 +263,10 @@ def test_full_disk_stops_with_one_line(work):
     (["nowhere"], "no such scene bundle"),
     (["scene", "--ray", "127.0.0.1:1"], "no Ray cluster answers there"),
     (["scene", "--ray", "nonsense"], "expected HOST:PORT"),
+    (["scene", "--restyle", "procedural", "--style-families", "camera,background", "--style-count", "3"],
+     "--style-count 3 exceeds the 2 families"),
 ], ids=["arbitrary-scale", "pair", "robot", "camera", "camera-twice", "g1-wrist", "fps", "cosmos", "no-cameras",
-        "missing", "ray-unreachable", "ray-address"])
+        "missing", "ray-unreachable", "ray-address", "style-count"])
 def test_bad_inputs_exit_2_with_one_line(work, args, message):
     r = twin(work, *args, "--out", "datasets/bad", timeout=60)
     assert r.returncode == 2, r.stderr[-2000:]

@@ -67,6 +67,23 @@ def test_sampling_is_deterministic_and_families_are_independent():
         sample_style(0, "test")
 
 
+def test_a_style_may_vary_a_random_few_families():
+    """count: each style varies that many of the families, a seeded choice that differs between styles; the
+    chosen families keep the values they have when every family varies."""
+    seen = set()
+    for seed in range(40):
+        few, every = sample_style(seed, "train", count=3), sample_style(seed, "train")
+        assert len(few.families) == 3 and few == sample_style(seed, "train", count=3)
+        assert all(getattr(few, f) == getattr(every, f) for f in few.families)
+        seen.add(few.families)
+    assert len(seen) > 20
+    two = sample_style(3, "held_out", families=["camera", "background", "light_colour"], count=2)
+    assert set(two.families) < {"camera", "background", "light_colour"} and len(two.families) == 2
+    for bad in (0, 9):
+        with pytest.raises(InputError, match="may vary 1 to 8"):
+            sample_style(0, "train", count=bad)
+
+
 def test_json_round_trip_and_stable_id():
     s = sample_style(3, "held_out")
     back = Style.from_json(s.to_json())

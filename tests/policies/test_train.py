@@ -164,6 +164,8 @@ def test_mixed_datasets_and_bad_inputs(reach, tmp_path):
         "no such backbone weights": tiny_train_args(reach, tmp_path / "r7", "act", 4, "--pretrained-backbone",
                                                     str(tmp_path / "resnet18.pth"), "--backbone-width", "1"),
         "leaves none of its 2 episodes": tiny_train_args(reach, tmp_path / "r8", "act", 4, "--val-episodes", "2"),
+        "needs a dataset that records privileged.object_poses": tiny_train_args(  # reach has no task objects
+            reach, tmp_path / "r9", "act", 4, "--policy-config", '{"aux_weight": 1}'),
     }
     for want, argv in cases.items():
         code, res = twin_json(argv)

@@ -2,8 +2,9 @@
 
 Two short episodes of a 4-joint arm sweeping smoothly, seen by two 64 px cameras in which a bright square moves
 with the joints (so images and state both tell where the arm is); the action is the next state. Written with
-Twin's DatasetWriter (parquet + mp4) and read with its reader, as training will. `overfit_batch` is the
-full-batch training loop the policy tests overfit a tiny policy with.
+Twin's DatasetWriter (parquet + mp4) and read with its reader, as training will; with `objects`, the front
+camera's square is also recorded as a task object's privileged pose (what an auxiliary head learns to locate).
+`overfit_batch` is the full-batch training loop the policy tests overfit a tiny policy with.
 """
 from __future__ import annotations
 
@@ -13,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from policies import DatasetWriter, VideoEncoding, action_chunks, read_dataset, standard_spec
+from policies import DatasetWriter, Feature, VideoEncoding, action_chunks, read_dataset, standard_spec
 
 SIZE = 64
 JOINTS = [f"joint{i}" for i in range(4)]
 LENGTHS = (14, 12)
 
 
-def _episode(e: int, n: int) -> tuple[dict, dict]:
+def _episode(e: int, n: int, objects: bool = False) -> tuple[dict, dict]:
     t = np.arange(n + 1) / 10.0
     phase = 0.7 * e
     q = np.stack([np.sin(1.3 * t + phase), np.cos(0.9 * t + phase), 0.5 * np.sin(2.1 * t - phase),
@@ -38,14 +39,21 @@ def _episode(e: int, n: int) -> tuple[dict, dict]:
         videos[f"observation.images.{cam}"] = frames
     columns = {"observation.state": q[:n], "action": q[1:n + 1], "next.reward": np.zeros(n, np.float32),
                "next.done": np.arange(n) == n - 1}
+    if objects:  # the front square's centre as an object's xy (z 0, identity rotation)
+        pose = np.zeros((n, 1, 7), np.float32)
+        pose[:, 0, :2] = 0.35 * q[:n, :2]
+        pose[:, 0, 6] = 1.0
+        columns["privileged.object_poses"] = pose
     return columns, videos
 
 
-def write_policy_dataset(root: Path) -> Path:
-    spec = standard_spec(10, "toy", JOINTS, JOINTS, {"front": (SIZE, SIZE), "wrist": (SIZE, SIZE)})
+def write_policy_dataset(root: Path, objects: bool = False) -> Path:
+    extra = {"privileged.object_poses": Feature("float32", (1, 7), {"objects": ["square"], "pose": list("xyz") +
+                                                                    ["qx", "qy", "qz", "qw"]})} if objects else None
+    spec = standard_spec(10, "toy", JOINTS, JOINTS, {"front": (SIZE, SIZE), "wrist": (SIZE, SIZE)}, extra=extra)
     with DatasetWriter(root, spec, video=VideoEncoding(crf=10)) as w:
         for e, n in enumerate(LENGTHS):
-            w.add_episode(*_episode(e, n), "sweep")
+            w.add_episode(*_episode(e, n, objects), "sweep")
     return root
 
 
