@@ -13,8 +13,10 @@ In the metric synthetic twin (`twin demo`'s capture, with its splats) and the Fr
   task evaluated in a second capture (--other-scene, the bird scan); and the G1's one-arm reach policy (ACT on
   the head camera, the goal in observation.state), which `twin deploy` sends to the simulated humanoid.
   `--only g1` or `--only other_scene` runs one of those two alone.
-Both arms train with the same recipe (--augment shift by default: random shifts, no change of appearance), so the
-data is the only difference; --parallel trains and evaluates them side by side, one process each.
+Both arms train with the same recipe (--augment shift by default: random shifts, no change of appearance; ACT's
+auxiliary object head, which learns from the privileged poses both datasets record), so the data is the only
+difference; B's restyled demos each vary --style-count families (default 3 of 8, chosen per episode). --parallel
+trains and evaluates the arms side by side, one process each.
 Data: V100 = vanilla seeds 0..N/2-1; V = V100 appended with seeds N/2..N-1 (A's data); R = seeds N/2..N-1
 restyled (B trains on V100 + R). Datasets and trained runs in --work are reused when complete, so an
 interrupted experiment continues where it stopped (--fresh starts over).
@@ -267,13 +269,14 @@ def main() -> None:
                    help="what the trained policies predict (twin train --action-space)")
     p.add_argument("--augment", default="shift", help="training frame augmentation (twin train --augment), the same "
                                                      "for both arms: shift moves frames, it does not restyle them")
-    p.add_argument("--policy-config", default='{"backbone_layers": 3, "backbone_width": 0.25}',
+    p.add_argument("--policy-config", default='{"backbone_layers": 3, "backbone_width": 0.25, "aux_weight": 1.0}',
                    help="JSON of policy config fields (twin train --policy-config); the default, a quarter-width "
-                        "ResNet-18 to stride 16 (6 x 6 tokens per camera), trains 12,000 steps in 27 min")
+                        "ResNet-18 to stride 16 (6 x 6 tokens per camera) with the auxiliary object head, trains "
+                        "12,000 steps in 28-30 min")
     p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (twin train --lr)")
-    p.add_argument("--style-count", type=int, default=None,
+    p.add_argument("--style-count", type=int, default=3,
                    help="restyled demos vary this many style families each, a random choice per episode (twin record "
-                        "--style-count; default: every family at once)")
+                        "--style-count; 0: every family at once)")
     p.add_argument("--parallel", action="store_true", help="train and evaluate the plain and restyled arms side "
                                                              "by side, one process each with --threads")
     p.add_argument("--worlds", type=int, default=16)
