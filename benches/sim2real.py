@@ -82,17 +82,28 @@ def record(a, task: str, out: Path, episodes: int, seed: int, restyle: str, log:
                 log=log)
 
 
+def policy_config(a, aux: bool) -> str | None:
+    """--policy-config, plus ACT's auxiliary object head (--aux-weight) when `aux` (an ACT arm of a task whose
+    datasets record task objects)."""
+    fields = json.loads(a.policy_config) if a.policy_config else {}
+    if aux and a.aux_weight > 0:
+        fields["aux_weight"] = a.aux_weight
+    return json.dumps(fields) if fields else None
+
+
 def train(a, policy: str, datasets: list[Path], out: Path, log: Path, mix: str | None = None,
-          steps: int | None = None) -> dict:
-    """A policy trained on `datasets` into the run folder `out` (reused when its summary exists)."""
+          steps: int | None = None, aux: bool = False) -> dict:
+    """A policy trained on `datasets` into the run folder `out` (reused when its summary exists); `aux`: with
+    ACT's auxiliary object head."""
     done = out / "bench_train.json"
     if done.exists():
         return {**json.loads(done.read_text()), "reused": True}
     args = ["train", *map(str, datasets), "--policy", policy, "--out", str(out), "--steps", str(steps or a.steps),
             "--batch-size", str(a.batch_size), "--image-size", str(a.image_size), "--threads", str(a.threads),
             "--seed", str(a.seed), "--action-space", a.action_space, "--augment", a.augment]
-    if a.policy_config:
-        args += ["--policy-config", a.policy_config]
+    config = policy_config(a, aux)
+    if config:
+        args += ["--policy-config", config]
     if a.lr:
         args += ["--lr", str(a.lr)]
     if mix:
@@ -126,7 +137,8 @@ def arm(a, task: str, policy: str, name: str, datasets: list[Path], mix: str | N
     """Train and evaluate one arm of the experiment; its figures."""
     work = Path(a.work)
     space = "_delta" if a.action_space == "delta" else ""   # runs of either action space are kept apart
-    tr = train(a, policy, datasets, work / "runs" / f"{task}_{policy}{space}_{name}", log, mix)
+    tr = train(a, policy, datasets, work / "runs" / f"{task}_{policy}{space}_{name}", log, mix,
+               aux=policy == "act" and task != "reach")   # reach demos record no task objects
     ev = evaluate(a, task, Path(tr["run"]), log)
     held = {k: v for k, v in ev["success"].items() if k != "vanilla"}
     return {"vanilla_success": ev["success"]["vanilla"], "heldout_success": ev["held_out_success"],
@@ -269,10 +281,13 @@ def main() -> None:
                    help="what the trained policies predict (twin train --action-space)")
     p.add_argument("--augment", default="shift", help="training frame augmentation (twin train --augment), the same "
                                                      "for both arms: shift moves frames, it does not restyle them")
-    p.add_argument("--policy-config", default='{"backbone_layers": 3, "backbone_width": 0.25, "aux_weight": 1.0}',
+    p.add_argument("--policy-config", default='{"backbone_layers": 3, "backbone_width": 0.25}',
                    help="JSON of policy config fields (twin train --policy-config); the default, a quarter-width "
-                        "ResNet-18 to stride 16 (6 x 6 tokens per camera) with the auxiliary object head, trains "
-                        "12,000 steps in 28-30 min")
+                        "ResNet-18 to stride 16 (6 x 6 tokens per camera), with --aux-weight trains 12,000 steps "
+                        "in 28-30 min")
+    p.add_argument("--aux-weight", type=float, default=1.0,
+                   help="the task arms' ACT learns to locate the task objects too (aux_weight; 0: off; not the flow "
+                        "policy, not the G1 reach policy, whose reach demos record no objects)")
     p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (twin train --lr)")
     p.add_argument("--style-count", type=int, default=3,
                    help="restyled demos vary this many style families each, a random choice per episode (twin record "
@@ -321,7 +336,8 @@ def main() -> None:
             res["g1_reach"] = g1_reach(a)
         res["settings"] = {k: getattr(a, k) for k in ("scene", "robot", "demos", "eval_episodes", "eval_seed",
                                                        "cameras", "size", "image_size", "steps", "batch_size",
-                                                       "action_space", "augment", "policy_config", "lr", "style_count",
+                                                       "action_space", "augment", "policy_config", "aux_weight", "lr",
+                                                       "style_count",
                                                        "parallel", "worlds", "threads", "seed", "headline", "g1_steps")}
         res["seconds"] = round(time.perf_counter() - t0, 1)
         name = "sim2real.json"
