@@ -25,8 +25,8 @@ OBJECTS = "privileged.object_poses"   # (objects, 7) simulator poses: targets of
 @dataclass
 class PolicyFeatures:
     """A policy's inputs and outputs. cameras maps a dataset video key (`observation.images.front`) to its
-    [height, width]; stats maps `observation.state` and `action` to per-dimension statistics (lists); objects names
-the task objects whose simulator poses the dataset records (what an auxiliary head may learn to locate)."""
+    [height, width]; stats maps `observation.state` and `action` to per-dimension statistics (lists); objects
+    names the task objects whose simulator poses the dataset records (what an auxiliary head may learn to locate)."""
 
     state_names: list[str]
     action_names: list[str]
@@ -111,12 +111,13 @@ def policy_features(dataset, cameras: list[str] | None = None) -> PolicyFeatures
             raise InputError(f"{dataset.root}: stats.json has no statistics for {key!r}")
         stats[key] = {s: np.asarray(v, dtype=np.float64).reshape(-1).tolist()
                       for s, v in dataset.stats[key].items() if s in STAT_NAMES}
-    objects = []
+    objects: list[str] = []
     poses = spec.features.get(OBJECTS)
     if poses is not None and len(poses.shape) == 2:
         names = poses.names.get("objects") if isinstance(poses.names, dict) else None
-        objects = [str(x) for x in names] if names and len(names) == poses.shape[0] else \
-            [f"object_{i}" for i in range(poses.shape[0])]
+        if not names or len(names) != poses.shape[0]:
+            names = [f"object_{i}" for i in range(poses.shape[0])]
+        objects = [str(x) for x in names]
     return PolicyFeatures(state_names=_names(spec.features[STATE], "state"),
                           action_names=_names(spec.features[ACTION], "action"),
                           cameras={k: list(spec.features[k].shape[:2]) for k in keys}, fps=spec.fps,

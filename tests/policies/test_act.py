@@ -202,12 +202,7 @@ def test_aux_object_head_learns_where_the_objects_are(dataset, tmp_path):
     assert set(logs) == {"l1", "kld", "aux", "loss"}
     assert math.isclose(logs["loss"], logs["l1"] + 10 * logs["kld"] + 2 * logs["aux"], rel_tol=1e-5)
     before = logs["aux"]
-    opt = torch.optim.AdamW(policy.parameters(), lr=3e-3)
-    for _ in range(200):
-        loss, _ = policy(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    overfit_batch(policy, batch, 200)   # leaves the policy in train mode
     with torch.no_grad():
         assert policy(batch)[1]["aux"] < before / 10, before
         policy.eval()
