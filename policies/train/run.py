@@ -143,7 +143,7 @@ def train_policy(cfg: TrainConfig, bar: bool = True) -> dict:
     from policies.train.data import ChunkDataset, StepSampler, frame_table, open_sources, sample_weights
     from policies.train.dist import start_processes, stop_processes
     from policies.train.frames import cache_frames
-    from policies.train.loop import Loop, make_optimizer, weights_digest
+    from policies.train.loop import Loop, channels_last, make_optimizer, weights_digest
 
     t0 = time.perf_counter()
     procs = start_processes(cfg.device)
@@ -176,6 +176,7 @@ def train_policy(cfg: TrainConfig, bar: bool = True) -> dict:
                                                                           replace=False))
             sampler = StepSampler(sample_weights(table, train_rows, sources), cfg.batch_size, cfg.seed,
                                   procs.rank, procs.world)
+            channels_last(policy, cfg)
             optimizer, scheduler = make_optimizer(policy, cfg)
             curves = _restore(state, optimizer, scheduler, paths, cfg, procs)
             model = policy

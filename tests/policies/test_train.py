@@ -89,10 +89,11 @@ def test_tiny_policy_overfits_through_the_cli(reach, tmp_path, policy):
 
 
 def test_resume_ends_with_the_weights_of_an_uninterrupted_run(reach, tmp_path):
-    """Flow (noise and times drawn every step) with validation (on a forked RNG) and augmented frames: stopping
-    after the step-20 checkpoint and resuming gives bit-identical weights and curves."""
+    """Flow (noise and times drawn every step) with validation (on a forked RNG), augmented frames and bf16
+    autocast over channels-last weights: stopping after the step-20 checkpoint and resuming gives bit-identical
+    weights and curves, and the policy saved is plain fp32."""
     args = ["--steps", "40", "--checkpoint-every", "20", "--val-every", "10", "--val-episodes", "1",
-            "--keep-checkpoints", "0", "--log-every", "5", "--augment", "shift,color"]
+            "--keep-checkpoints", "0", "--log-every", "5", "--augment", "shift,color", "--precision", "bf16"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     for run in (whole, cut):
         code, _ = twin_json(tiny_train_args(reach, run, "flow", 40, *args))
@@ -105,6 +106,8 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(reach, tmp_path):
     assert res["total_seconds"] > res["seconds"]  # the time before the interruption counts too
     a, b = load_policy(whole / "policy").state_dict(), load_policy(cut / "policy").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(v.dtype == torch.float32 for v in a.values() if v.is_floating_point())
+    assert json.loads((cut / "run.json").read_text())["config"]["precision"] == "bf16"  # the resume kept it
     curves = [json.loads((r / "curves.json").read_text()) for r in (whole, cut)]
     assert curves[0]["val"] == curves[1]["val"] and len(curves[0]["val"]) == 5  # steps 0, 10, 20, 30, 40
     assert [p["loss"] for p in curves[0]["train"]] == [p["loss"] for p in curves[1]["train"]]
