@@ -276,7 +276,7 @@ def main() -> None:
     p.add_argument("--cameras", default="front,wrist")
     p.add_argument("--size", type=int, default=96, help="recorded camera size (pixels)")
     p.add_argument("--image-size", type=int, default=96, help="policy input size (pixels)")
-    p.add_argument("--steps", type=int, default=12_000)
+    p.add_argument("--steps", type=int, default=13_500)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--precision", choices=("fp32", "bf16"), default="bf16",
                    help="training arithmetic (twin train --precision; bf16: about a third faster here)")
