@@ -64,8 +64,8 @@ class TrainConfig:
                     high=2**31 - 1)
     device: str = opt("auto", "auto (cuda when present), cpu or cuda", choices=DEVICES)
     precision: str = opt("fp32", "arithmetic of the training passes: fp32, or bf16 (autocast mixed precision "
-                                 "with channels-last images; weights, optimiser and loss stay fp32; about a "
-                                 "third faster on CPUs with AVX-512 BF16)", choices=PRECISIONS)
+                                 "with channels-last images and a fused AdamW; weights, optimiser and loss stay "
+                                 "fp32; about a third faster on CPUs with AVX-512 BF16)", choices=PRECISIONS)
     threads: int = opt(1, "torch threads per process (one is fastest on a small shared CPU)", low=1, high=256)
     log_every: int = opt(20, "steps between points of the training loss curve", low=1, high=1_000_000)
     val_every: int = opt(500, "steps between validation losses", low=1, high=100_000_000)
