@@ -93,13 +93,12 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def mixed_precision(policy: torch.nn.Module, cfg: TrainConfig):
+def mixed_precision(device: torch.device, cfg: TrainConfig):
     """(autocast context factory, input layout) of --precision, for a policy already laid out by
     `channels_last`: bf16 autocasts the passes and hands the 4-D image inputs over channels-last; fp32 changes
     nothing."""
     if cfg.precision != "bf16":
         return contextlib.nullcontext, lambda batch: batch
-    device = next(policy.parameters()).device
 
     def layout(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v for k, v in batch.items()}
@@ -165,7 +164,7 @@ class Loop:
 
     def __post_init__(self):
         self.augment = augment_of(self.cfg)
-        self.autocast, self.layout = mixed_precision(self.policy, self.cfg)
+        self.autocast, self.layout = mixed_precision(self.procs.device, self.cfg)
 
     def elapsed(self) -> float:
         """Wall seconds the run has taken so far, over every process run that trained it (resumes add up)."""
