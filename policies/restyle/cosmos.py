@@ -242,7 +242,8 @@ def style_prompt(style: Style) -> str:
     if (r := style.robot_texture) is not None:
         parts.append(f"The robot arm is {r.palette.replace('_', ' ')}.")
     if (o := style.object_texture) is not None:
-        parts.append(f"The objects on the table are {o.palette.replace('_', ' ')}.")
+        parts.append(f"The block on the table is {o.palette.replace('_', ' ')}; each other object keeps a colour "
+                     "of its own.")
     if (d := style.distractors) is not None:
         parts.append(f"{d.count} small boxes and cylinders stand on the table.")
     if (c := style.camera) is not None:

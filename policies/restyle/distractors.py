@@ -1,7 +1,8 @@
 """Distractor boxes and cylinders standing on the table, ray cast per pixel against the depth map.
 
 Placement uses the first frame: a distractor stands where its whole footprint (as a square window in the image)
-is visible table, apart from the others, so it never starts inside the robot or a task object. Each pixel's
+is visible table or, beside the task objects, the support plane seen in front of the scene (`standing_spots`),
+apart from the others, so it never starts inside the robot or a task object. Each pixel's
 camera ray is intersected with every primitive (slab test for boxes, quadratic for cylinders); a hit nearer than
 the pixel's depth replaces the pixel, so distractors occlude and are occluded by the scene correctly. Shadows
 on the scene come from casting the same primitives along the key light from each scene point.
@@ -38,6 +39,31 @@ def _colour(name: str) -> tuple:
         if name in split:
             return split[name]
     raise ValueError(f"unknown distractor palette {name!r}")
+
+
+NEAR_OBJECTS_M = 0.35  # off the visible table, distractors stand this close to the task objects at most
+_DEPTH_TOL_M = 0.02   # a plane point this far behind the rendered surface still counts as in front of it
+
+
+def standing_spots(P0: torch.Tensor, table0: torch.Tensor, depth0: torch.Tensor, centre: torch.Tensor,
+                   dirs0: torch.Tensor, free: torch.Tensor, objects: torch.Tensor, support_height: float):
+    """Where frame 0 lets a distractor stand: ((H, W) mask, (H, W, 3) support-plane points, (H, W) their depth).
+
+    The visible table, and near the task objects (within NEAR_OBJECTS_M of their centre) every free pixel (no
+    robot, no object) whose ray meets the support plane in front of the rendered surface: a capture whose splats
+    show no table under the objects (they stand on the collision plane alone) still gets distractors beside them.
+    """
+    t = (support_height - centre[2]) / dirs0[..., 2]          # the plane point's camera depth per pixel
+    Q = centre + torch.nan_to_num(t, nan=0.0, posinf=0.0, neginf=0.0)[..., None] * dirs0
+    surface = torch.nan_to_num(depth0, nan=float("inf"))
+    stand = table0.clone()
+    near = objects & torch.isfinite(P0).all(-1)
+    if near.any():
+        c = P0[near][:, :2].mean(0)
+        plane = torch.isfinite(t) & (t > 0) & (t <= surface + _DEPTH_TOL_M) & free
+        stand |= plane & ((Q[..., :2] - c).norm(dim=-1) <= NEAR_OBJECTS_M)
+    Q = torch.where(table0[..., None], P0, Q)
+    return stand, Q, torch.where(table0, depth0, t)
 
 
 def place(spec: Distractors, P0: torch.Tensor, table0: torch.Tensor, depth0: torch.Tensor, fx: float,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from policies.restyle.distractors import Placed, intersect, place, screen_box, shadow_candidates
+from policies.restyle.distractors import Placed, intersect, place, screen_box, shadow_candidates, standing_spots
 from policies.restyle.families import OBJECT_PALETTES, SURFACE_PALETTES, TABLE_PALETTES, Style, SurfaceTexture
 from policies.restyle.geometry import (
     TABLE_MIN_UP,
@@ -121,7 +121,6 @@ class CallState:
     dirs: torch.Tensor | None
     table_ref: float = 0.5           # luminance quantiles the recolours normalise by
     robot_ref: float = 0.5
-    object_ref: float = 0.5
     footprint_m: float = 0.01        # a table pixel's size on the table (texture filtering)
     placed: Placed | None = None
     hits: tuple | None = None        # fixed camera: distractor (box, t, cos, colour) of every pixel in its box
@@ -161,12 +160,13 @@ def prepare_call(rgb, depth, seg, normal, K, w2c, sh, style: Style) -> CallState
     lum = rgb[pick] @ LUMA
     call.table_ref = _quantile(lum[table], 0.5)
     call.robot_ref = _quantile(lum[s == SEG_ROBOT], 0.9)
-    call.object_ref = _quantile(lum[s == SEG_OBJECT], 0.9)
     fx = float(K[0, 0])
     if table.any():
         call.footprint_m = float(torch.median(depth[pick][table][:, 0])) / fx
     if style.distractors is not None and sh is not None:
-        call.placed = place(style.distractors, P[0], table[0], depth[0, ..., 0], fx, sh, style.seed)
+        stand, Q, zq = standing_spots(P[0], table[0], depth[0, ..., 0], centres[0], dirs[0], s[0] <= SEG_SCENE,
+                                      s[0] == SEG_OBJECT, sh)
+        call.placed = place(style.distractors, Q, stand, zq, fx, sh, style.seed)
         if len(call.placed) == 0:
             call.placed = None
     light = style.light_intensity or REFERENCE_LIGHT
@@ -271,6 +271,37 @@ def _recolour(flat: torch.Tensor, idx: torch.Tensor, P: torch.Tensor, tex: Surfa
     return col
 
 
+# The colour object palettes are measured from: Twin's task cube (assets/objects/cube). An object style turns
+# every object pixel about the grey axis by the angle that takes this colour to the palette's, so the cube takes
+# the palette colour and the other objects (a target zone, a bin) keep their distinct hues relative to it.
+REFERENCE_OBJECT = (0.85, 0.15, 0.10)
+
+
+def hue_turn(palette_rgb) -> torch.Tensor:
+    """(3, 3) linear map of RGB taking REFERENCE_OBJECT to `palette_rgb`: a rotation about the grey axis with
+    the chroma scaled and the grey level scaled, both by the ratio of the two colours'."""
+    g = torch.full((3,), 3 ** -0.5, dtype=torch.float64)
+    ref, pal = torch.tensor(REFERENCE_OBJECT, dtype=torch.float64), torch.tensor(palette_rgb, dtype=torch.float64)
+    grey = torch.outer(g, g)
+    cr, cp = ref - grey @ ref, pal - grey @ pal
+    cos = float(cr @ cp) / max(float(cr.norm() * cp.norm()), 1e-12)
+    sin = float(torch.linalg.cross(cr, cp) @ g) / max(float(cr.norm() * cp.norm()), 1e-12)
+    k = torch.tensor([[0.0, -g[2], g[1]], [g[2], 0.0, -g[0]], [-g[1], g[0], 0.0]], dtype=torch.float64)
+    rot = torch.eye(3, dtype=torch.float64) + sin * k + (1 - cos) * (k @ k)   # Rodrigues, about g
+    chroma = float(cp.norm() / cr.norm())
+    level = float((g @ pal) / (g @ ref))
+    return (level * grey + chroma * rot @ (torch.eye(3, dtype=torch.float64) - grey)).float()
+
+
+def _turn_objects(flat: torch.Tensor, idx: torch.Tensor, P: torch.Tensor, tex: SurfaceTexture, seed: int):
+    """(M, 3) new colours of object pixels idx: hue-turned so the cube takes the palette colour, x speckle."""
+    col = (flat.index_select(0, idx) @ hue_turn(_palette(OBJECT_PALETTES, tex.palette)).T).clamp(0, 1.5)
+    if tex.speckle > 0:
+        nz = sample_noise(noise_cube(seed), P, tex.scale_cm / 100.0)
+        col = col * (1 + tex.speckle * 2 * (nz - 0.5))[:, None]
+    return col
+
+
 def _points(idx: torch.Tensor, depth: torch.Tensor, centres: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
     """(M, 3) world points of flat pixel indices idx of a (T, H, W) chunk (dirs (T or 1, H, W, 3))."""
     hw = dirs.shape[1] * dirs.shape[2]
@@ -344,13 +375,13 @@ def restyle_chunk(rgb, depth, seg, normal, w2c, style: Style, call: CallState, f
             tex = sample_table(call.pyramid, xy, tt.rotation_deg, call.footprint_m)
             lum = (flat_in.index_select(0, idx) @ LUMA / call.table_ref).clamp(0.2, 2.0)[:, None]
             alb.index_copy_(0, idx, tex * lum**tt.detail)
-    for fam, cls, pal, ref, salt in (("robot_texture", SEG_ROBOT, SURFACE_PALETTES, call.robot_ref, 11),
-                                     ("object_texture", SEG_OBJECT, OBJECT_PALETTES, call.object_ref, 13)):
+    for fam, cls in (("robot_texture", SEG_ROBOT), ("object_texture", SEG_OBJECT)):
         tex = getattr(style, fam)
         idx = fg[fg_lab == cls] if tex is not None else fg[:0]
         if len(idx):
             P = _points(idx, depth, centres, dirs) if tex.speckle > 0 else None
-            alb.index_copy_(0, idx, _recolour(flat_in, idx, P, tex, pal, ref, style.seed + salt))
+            alb.index_copy_(0, idx, _recolour(flat_in, idx, P, tex, SURFACE_PALETTES, call.robot_ref, style.seed + 11)
+                            if cls == SEG_ROBOT else _turn_objects(flat_in, idx, P, tex, style.seed + 13))
     alb = alb.view(T, H, W, 3)
     vis = t = None
     lit = None

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from support.restyle_scene import TABLE_HALF, TABLE_Z, episode, intrinsics, look_at, side_view
+from support.restyle_scene import CUBE, TABLE_HALF, TABLE_Z, episode, intrinsics, look_at, side_view
 
 from policies.restyle.distractors import Placed, intersect
 from policies.restyle.families import (
@@ -187,6 +187,32 @@ def test_distractors_respect_depth_order():
     assert d2.any() and (out2.depth[1][d2] < maps2["depth"][1][d2]).all()
 
 
+def test_distractors_stand_beside_the_objects_where_no_table_shows():
+    """A capture whose splats show no table under the objects (they stand on the collision plane alone): with
+    the table top's pixels seen through to a far floor, distractors still stand on the support plane, within
+    NEAR_OBJECTS_M of the task objects; with no objects in view there is nowhere to put them."""
+    from policies.restyle.distractors import NEAR_OBJECTS_M
+
+    rgb, maps = episode([side_view()], K, W, H)
+    P = _world(maps["depth"][0, ..., 0], side_view())
+    top = (maps["seg"][0] == 1) & ((P[..., 2] - TABLE_Z).abs() < 1e-3)
+    assert top.sum() > 500
+    maps["depth"][0][top] = maps["depth"][0][top] * 3.0          # the floor far below, seen past the plane
+    maps["normal"][0][top] = torch.tensor([0.0, 0.0, 1.0])
+    spec = Distractors(3, ("box", "cylinder", "box"), ("grey", "lime", "white"), (5.0, 4.0, 6.0),
+                       (1.5, 1.0, 1.2), (10.0, 0.0, 45.0))
+    style = Style(split="train", seed=4, distractors=spec)
+    out = restyle_labelled(rgb, maps, style)
+    d = out.seg[0] == SEG_DISTRACTOR
+    assert out.placed >= 1 and d.any()
+    Q = _world(out.depth[0, ..., 0], side_view())[d]
+    assert (Q[:, 2] > TABLE_Z - 1e-3).all() and (Q[:, 2] < TABLE_Z + 0.1).all()
+    cube = torch.tensor(CUBE[0][:2])
+    assert ((Q[:, :2] - cube).norm(dim=-1) < NEAR_OBJECTS_M + 0.06).all()
+    maps["seg"][0][maps["seg"][0] == 3] = 1
+    assert restyle_labelled(rgb, maps, style).placed == 0
+
+
 def _world(depth: torch.Tensor, w2c: np.ndarray) -> torch.Tensor:
     v, u = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
     ray = torch.stack([u, v, torch.ones_like(u)], -1).double() @ torch.tensor(np.linalg.inv(K)).T
@@ -274,6 +300,27 @@ def test_real_sim_frame(sim_frame):
     d = out.seg == SEG_DISTRACTOR
     assert out.placed >= 1 and d.any() and (out.depth[d] < maps["depth"][d]).all()
     assert torch.equal(out.seg[~d], maps["seg"][~d])
+
+
+def test_object_colours_turn_together_and_stay_apart(scene):
+    """object_texture gives the cube (Twin's red) the palette's colour and turns another object's green by the
+    same hue angle, so the two stay apart under every palette and only object pixels change."""
+    from policies.restyle.families import OBJECT_PALETTES, SurfaceTexture
+
+    rgb, maps = scene
+    rgb, maps = rgb[:1].clone(), _frames(maps, slice(0, 1))
+    obj = maps["seg"][0] == 3
+    zone = obj & (torch.arange(W)[None, :] >= 48)
+    assert zone.sum() >= 10 and (obj & ~zone).sum() >= 10
+    rgb[0][zone] = torch.tensor([0.10, 0.70, 0.25])
+    for split in ("train", "held_out"):
+        for name, colour in OBJECT_PALETTES[split].items():
+            out = restyle(rgb, maps, Style(split=split, object_texture=SurfaceTexture(name, 0.0, 1.0)))[0]
+            cube, green = out[obj & ~zone].mean(0), out[zone].mean(0)
+            hue = lambda c: torch.nn.functional.normalize(c - c.mean(), dim=0)  # noqa: E731
+            assert float(hue(cube) @ hue(torch.tensor(colour))) > 0.99, name    # the cube takes the palette hue
+            assert float(hue(cube) @ hue(green)) < 0.0, name                   # and the other object stays apart
+            assert torch.equal(out[~obj], rgb[0][~obj])
 
 
 def test_classes_mirror_the_sensors():
