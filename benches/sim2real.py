@@ -278,8 +278,9 @@ def main() -> None:
     p.add_argument("--image-size", type=int, default=96, help="policy input size (pixels)")
     p.add_argument("--steps", type=int, default=13_500)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="bf16",
-                   help="training arithmetic (twin train --precision; bf16: about a third faster here)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="auto",
+                   help="training arithmetic (twin train --precision; auto: bf16 where the CPU has AVX-512 BF16 or "
+                        "AMX, a third faster there; fp32 elsewhere, where emulated bf16 is ten times slower)")
     p.add_argument("--action-space", choices=("absolute", "delta"), default="absolute",
                    help="what the trained policies predict (twin train --action-space)")
     p.add_argument("--augment", default="shift", help="training frame augmentation (twin train --augment), the same "

@@ -11,7 +11,7 @@ from twin_kit import InputError, opt, validate_config
 
 POLICIES = ("act", "flow")
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")
 AUGMENTS = ("shift", "color")  # policies.train.augment implements them
 # options taken from the command line when resuming; every other one comes from the run's own run.json
 RESUME_FREE = ("dataset", "out", "resume", "device", "threads")
@@ -63,9 +63,12 @@ class TrainConfig:
     seed: int = opt(0, "seed of initialisation, sampling, dropout and noise (torch, numpy, python)", low=0,
                     high=2**31 - 1)
     device: str = opt("auto", "auto (cuda when present), cpu or cuda", choices=DEVICES)
-    precision: str = opt("fp32", "arithmetic of the training passes: fp32, or bf16 (autocast mixed precision "
+    precision: str = opt("fp32", "arithmetic of the training passes: fp32, bf16 (autocast mixed precision "
                                  "with channels-last images and a fused AdamW; weights, optimiser and loss stay "
-                                 "fp32; about a third faster on CPUs with AVX-512 BF16)", choices=PRECISIONS)
+                                 "fp32; about a third faster on CPUs with AVX-512 BF16 or AMX, about ten times "
+                                 "slower on CPUs without, which emulate it), or auto (bf16 where the device "
+                                 "computes it natively, else fp32; run.json records the choice)",
+                         choices=PRECISIONS)
     threads: int = opt(1, "torch threads per process (one is fastest on a small shared CPU)", low=1, high=256)
     log_every: int = opt(20, "steps between points of the training loss curve", low=1, high=1_000_000)
     val_every: int = opt(500, "steps between validation losses", low=1, high=100_000_000)

@@ -143,13 +143,14 @@ def train_policy(cfg: TrainConfig, bar: bool = True) -> dict:
     from policies.train.data import ChunkDataset, StepSampler, frame_table, open_sources, sample_weights
     from policies.train.dist import start_processes, stop_processes
     from policies.train.frames import cache_frames
-    from policies.train.loop import Loop, channels_last, make_optimizer, weights_digest
+    from policies.train.loop import Loop, channels_last, make_optimizer, resolve_precision, weights_digest
 
     t0 = time.perf_counter()
     procs = start_processes(cfg.device)
     try:
         with contextlib.ExitStack() as stack, torch_threads(cfg.threads):
             cfg, resume = _prepare(cfg, procs, stack)
+            cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, procs.device, loud=procs.main))
             if cfg.batch_size % procs.world:
                 raise InputError(f"--batch-size {cfg.batch_size} must be a multiple of the {procs.world} processes")
             sources, features = open_sources(cfg)

@@ -118,6 +118,24 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(reach, tmp_path):
     assert len(split["train"]) == 1 and len(split["val"]) == 1
 
 
+def test_auto_precision_is_bf16_only_where_the_hardware_has_it(capsys):
+    """--precision auto trains in bf16 only on hardware with native bfloat16 (on an AVX2-only CPU oneDNN emulates
+    it and a step is about ten times slower than fp32); an explicit bf16 there is kept but warned about."""
+    from policies.train.loop import native_bf16, resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == ("bf16" if native_bf16(cpu) else "fp32")
+    assert resolve_precision("auto", cpu, native=True) == "bf16"
+    assert resolve_precision("auto", cpu, native=False) == "fp32"
+    capsys.readouterr()
+    assert resolve_precision("fp32", cpu, native=False) == "fp32"
+    assert resolve_precision("bf16", cpu, native=True) == "bf16" and capsys.readouterr().err == ""
+    assert resolve_precision("bf16", cpu, native=False) == "bf16"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "emulated" in err[0] and "--precision auto" in err[0]
+    assert resolve_precision("bf16", cpu, loud=False, native=False) == "bf16" and capsys.readouterr().err == ""
+
+
 def test_step_sampler_is_seeded_weighted_and_sharded():
     w = np.r_[np.full(10, 0.5 / 10), np.full(90, 0.5 / 90)]  # two datasets mixed 1:1
     s = StepSampler(w, 64, seed=3)
