@@ -253,6 +253,26 @@ def docs_media(head: dict, task: str, dest: Path) -> dict:
     return out
 
 
+def host() -> dict:
+    """The machine the figures were measured on: step rates (and so what fits the time budget) depend on it, and
+    bf16 is native only on CPUs with AVX-512 BF16 or AMX."""
+    import os
+    import platform
+
+    import torch
+
+    from policies.train.loop import native_bf16
+
+    model = platform.processor()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
+                      if ln.startswith("model name")), model)
+    return {"cpu": model, "cpus": os.cpu_count(), "capability": torch.backends.cpu.get_cpu_capability(),
+            "native_bf16": native_bf16(torch.device("cpu")), "torch": torch.__version__,
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
 def goals(res: dict) -> dict:
     gain = res["restyled_heldout_success"] - res["plain_heldout_success"]
     slowest = max(res["plain_train_seconds"], res["restyled_train_seconds"]) / 60
@@ -340,9 +360,11 @@ def main() -> None:
             res["g1_reach"] = g1_reach(a)
         res["settings"] = {k: getattr(a, k) for k in ("scene", "robot", "demos", "eval_episodes", "eval_seed",
                                                        "cameras", "size", "image_size", "steps", "batch_size",
-                                                       "action_space", "augment", "policy_config", "aux_weight", "lr",
+                                                       "action_space", "augment", "precision", "policy_config",
+                                                       "aux_weight", "lr",
                                                        "style_count",
                                                        "parallel", "worlds", "threads", "seed", "headline", "g1_steps")}
+        res["host"] = host()
         res["seconds"] = round(time.perf_counter() - t0, 1)
         name = "sim2real.json"
     out = REPO / "benches" / "results" / name
