@@ -256,7 +256,6 @@ def docs_media(head: dict, task: str, dest: Path) -> dict:
 def host() -> dict:
     """The machine the figures were measured on: step rates (and so what fits the time budget) depend on it, and
     bf16 is native only on CPUs with AVX-512 BF16 or AMX."""
-    import os
     import platform
 
     import torch
