@@ -260,7 +260,7 @@ def host() -> dict:
 
     import torch
 
-    from policies.train.loop import native_bf16
+    from policies import native_bf16
 
     model = platform.processor()
     cpuinfo = Path("/proc/cpuinfo")
