@@ -208,7 +208,7 @@ def main(argv=None) -> int:
         sys.exit(f"error: --frames {src}: no such folder")
 
     from spatial import read_reference
-    from twin_kit import emit_json
+    from twin_kit import emit_json, machine
 
     reference = read_reference(DATA / "sparse" / "0") if a.frames is None and (DATA / "sparse").is_dir() else None
     work = a.work or Path(tempfile.mkdtemp(prefix="twin_ff_bench_"))
@@ -290,6 +290,7 @@ def main(argv=None) -> int:
     for r in out["vggt1b_forward"]:
         print(f"forward {r['frames']} frames at {out['vggt1b_input_size_518']}: {r['s_per_frame']:.1f} s/frame wall, "
               f"{r['cpu_s_per_frame']:.1f} CPU s/frame, peak RSS {r['peak_rss_gb']:.2f} GB")
+    out["host"] = machine()
     results = REPO / "benches" / "results"
     results.mkdir(parents=True, exist_ok=True)
     (results / "feedforward.json").write_text(json.dumps(out, indent=1) + "\n")

@@ -122,12 +122,14 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "benches" / "results" / "motion_masks.json")
     a = ap.parse_args(argv)
     from spatial import quiet_colmap
+    from twin_kit import machine
 
     quiet_colmap()
     with tempfile.TemporaryDirectory(prefix="twin_masks_") as tmp:
         tmp = Path(tmp)
         out = {"passer_by": passer_by(tmp), "moving_table": moving_table(tmp),
                "bedroom": bedroom(tmp, a.data / "bedroom")}
+    out["host"] = machine()
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(out, indent=1))
     for name, r in out.items():

@@ -9,6 +9,7 @@ alternating with the peer.
 Inference: `policy.infer` on one observation (ACT: one chunk; flow: its Euler steps; flow_rtc: the same with a
 committed prefix and ΠGDM guidance). Peer: the same ResNet backbone (config width) forward + backward over the
 same batch x 2 images; `*_ratio` = policy step / backbone step (how much the transformer and the rest add).
+`host`: the machine measured on (twin_kit.machine).
 The last stdout line is one JSON object.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from policies import PolicyFeatures, ResNet, make_policy  # noqa: E402
-from twin_kit import torch_threads  # noqa: E402
+from twin_kit import machine, torch_threads  # noqa: E402
 
 STATE = ACTION = 9  # a Franka: 7 joints + 2 fingers
 CAMERAS = ("observation.images.front", "observation.images.wrist")
@@ -113,6 +114,7 @@ def main() -> None:
     if not args.json:
         for k, v in result.items():
             print(f"{k:>24}: {v}")
+    result["host"] = machine()
     print(json.dumps(result))
 
 

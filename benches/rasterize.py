@@ -20,6 +20,7 @@ import time
 import torch
 
 from scenes import rasterize
+from twin_kit import machine
 
 PARAMS = ("means", "quats", "scales", "opacities", "sh")
 
@@ -156,6 +157,7 @@ def main() -> None:
         runs=runs, train_size=train, torch_threads=torch.get_num_threads(),
     )
     if a.json:
+        summary["host"] = machine()
         print(json.dumps(summary))
 
 

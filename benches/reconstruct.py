@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     from spatial import read_reference
-    from twin_kit import emit_json
+    from twin_kit import emit_json, machine
 
     images = a.data / "images"
     ref = read_reference(a.data / "sparse" / "0")
@@ -130,6 +130,7 @@ def main(argv=None) -> int:
                     "cpu_speedup": round(_ratio(pt["cpu"], tt["cpu"]), 2)})
         print(f"speed-up {out['speedup']:.2f}x, AUC@30 twin {ts['auc30']:.2f} vs peer {ps['auc30'] or 0:.2f}")
     if a.json:
+        out["host"] = machine()
         emit_json(out)
     return 0
 

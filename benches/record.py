@@ -16,7 +16,8 @@ the collision geometry MuJoCo draws), the same two cameras added to it (fixed, a
 body), `mujoco.Renderer` at the same size; each world's MjData starts where Twin's world ended and replays
 its recorded actions, stepping the same physics steps per frame and rendering both cameras every frame.
 `ratio` = twin_frames_per_s / peer_frames_per_s. Needs an OpenGL context: MUJOCO_GL=egl (Mesa's llvmpipe
-without a GPU) or osmesa. The last stdout line is one JSON object.
+without a GPU) or osmesa. `host`: the machine measured on (twin_kit.machine). The last stdout line is one JSON
+object.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from policies import DatasetWriter, RecordConfig, Recorder  # noqa: E402
-from twin_kit import Prefetch  # noqa: E402
+from twin_kit import Prefetch, machine  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -202,6 +203,7 @@ def main() -> None:
     if not a.json:
         for k, v in res.items():
             print(f"{k:>24}: {v}", file=sys.stderr)
+    res["host"] = machine()
     print(json.dumps(res))
 
 

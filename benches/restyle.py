@@ -27,6 +27,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 from policies import restyle, sample_style  # noqa: E402
 from sim import BoxObject, Sensors, WorldConfig, build_world, control_maps  # noqa: E402
 from spatial import Camera, look_at  # noqa: E402
+from twin_kit import machine  # noqa: E402
 
 TABLE_Z = 0.75
 
@@ -98,6 +99,7 @@ def main() -> None:
     for k, v in res.items():
         print(f"{k:28s} {v:.1f}" if isinstance(v, float) else f"{k:28s} {v}")
     if a.json:
+        res["host"] = machine()
         print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in res.items()}))
 
 

@@ -30,8 +30,8 @@ domain of its own; `twin deploy --replay --replay-data --robot g1 --hz --replay-
 episode's 14 arm joints through the safety layer into it, once clean (`g1_replay_tracking_rms_rad`: target sent vs
 position measured one period later, after the replay's first second; `g1_replay_min_margin_rad`;
 `g1_replay_interventions`), once with `--inject limit,dropout,nan` (`faults_handled`: fault -> bool, and `all`).
-`load_average` (os.getloadavg at start and end) shows how busy the machine was. The last stdout line is one JSON
-object.
+`load_average` (os.getloadavg at start and end) shows how busy the machine was, `host` which machine it was
+(twin_kit.machine). The last stdout line is one JSON object.
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ from policies import (  # noqa: E402
     measure_rate,
     run_episode,
 )
-from twin_kit import InputError, info, quiet_warp, torch_threads  # noqa: E402
+from twin_kit import InputError, info, machine, quiet_warp, torch_threads  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = REPO / "benches" / "work" / "sim2real" / "runs" / "pick_place_act_plain"
@@ -460,6 +460,7 @@ def main() -> int:
     if a.only == "g1_reach":
         quiet_warp()
         res = g1_reach(a)
+        res["host"] = machine()
         print(json.dumps(res) if a.json else res)
         return 0
     load_start = os.getloadavg()
@@ -521,6 +522,7 @@ def main() -> int:
     if not a.json:
         for k, v in res.items():
             print(f"{k:>28}: {v}", file=sys.stderr)
+    res["host"] = machine()
     print(json.dumps(res))
     return 0
 

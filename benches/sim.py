@@ -24,7 +24,7 @@ runs read them; `scan_pieces_origin` says which, `scan_decompose_seconds` what c
 Franka runs on mujoco_cpu against the scan's pieces at the largest world count, the peer is `mujoco.rollout`
 on the same MJCF (`scan_ratio_vs_mujoco`), and with mujoco_warp among `--solvers` that solver runs the same
 scene on its triangle-mesh contacts (`scan_warp_env_steps_per_s`): what `--solver auto` took before.
-The last stdout line is one JSON object.
+`host`: the machine measured on (twin_kit.machine). The last stdout line is one JSON object.
 """
 from __future__ import annotations
 
@@ -43,6 +43,8 @@ from spatial import BundlePaths
 
 # this file is named like the `sim` package: keep its folder off the import path when run as a script
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from twin_kit import machine  # noqa: E402
 
 BIRD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bird"  # ../shared beside the clone
 SCAN_SCALE = 0.0566  # metres per unit of the bird reconstruction: its figurine (~1.8 units) 10 cm tall
@@ -313,6 +315,7 @@ def main(argv=None) -> int:
            "twin_env_steps_per_s": twin, "peer_env_steps_per_s": peer, "ratio_vs_mujoco": twin / peer,
            **(sensor or {"sensor_images_per_s": None}), "sensor": "16 worlds, 128x128, rgb+depth+seg",
            **scan, "runs": runs}
+    out["host"] = machine()
     print(json.dumps(out))
     return 0
 

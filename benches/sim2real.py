@@ -36,6 +36,10 @@ import sys
 import time
 from pathlib import Path
 
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from twin_kit import machine  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 GOALS = {"restyled_vanilla_success": 0.8, "restyled_heldout_success": 0.7, "heldout_gain": 0.3,
          "train_minutes": 30.0}
@@ -253,25 +257,6 @@ def docs_media(head: dict, task: str, dest: Path) -> dict:
     return out
 
 
-def host() -> dict:
-    """The machine the figures were measured on: step rates (and so what fits the time budget) depend on it, and
-    bf16 is native only on CPUs with AVX-512 BF16 or AMX."""
-    import platform
-
-    import torch
-
-    from policies import native_bf16
-
-    model = platform.processor()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
-                      if ln.startswith("model name")), model)
-    return {"cpu": model, "cpus": os.cpu_count(), "capability": torch.backends.cpu.get_cpu_capability(),
-            "native_bf16": native_bf16(torch.device("cpu")), "torch": torch.__version__,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-
-
 def goals(res: dict) -> dict:
     gain = res["restyled_heldout_success"] - res["plain_heldout_success"]
     slowest = max(res["plain_train_seconds"], res["restyled_train_seconds"]) / 60
@@ -363,7 +348,7 @@ def main() -> None:
                                                        "aux_weight", "lr",
                                                        "style_count",
                                                        "parallel", "worlds", "threads", "seed", "headline", "g1_steps")}
-        res["host"] = host()
+        res["host"] = machine()
         res["seconds"] = round(time.perf_counter() - t0, 1)
         name = "sim2real.json"
     out = REPO / "benches" / "results" / name

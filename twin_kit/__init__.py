@@ -11,6 +11,7 @@ Public API (names load on first use, so `import twin_kit` stays cheap):
   rotations: qmul, qconj, qrot, qmat, tmul, tinv (xyzw, NumPy), quat_to_rotmat (wxyz), CV_TO_GL
   threads: torch_threads, Prefetch;  warp: quiet_warp;  assets: asset_path (the repo's or installed assets/)
   isolated: IsolatedWorker, WorkerTimeout (a native call in a killable child process, with timeout and retry)
+  machine: machine, native_bf16, cpu_model (the host a bench measured on)
 """
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ _API = {
     "quiet_warp": "warp",
     "asset_path": "assets",
     **dict.fromkeys(["IsolatedWorker", "WorkerTimeout"], "isolated"),
+    **dict.fromkeys(["machine", "native_bf16", "cpu_model"], "machine"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _API)
 __all__ = [*__all__, "lazy_exports"]

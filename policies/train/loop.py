@@ -26,7 +26,7 @@ from policies.train.config import TrainConfig
 from policies.train.curves import Curves
 from policies.train.data import ChunkDataset, StepSampler
 from policies.train.dist import Processes
-from twin_kit import info, progress, warn
+from twin_kit import info, native_bf16, progress, warn
 
 
 def seed_all(seed: int) -> None:
@@ -91,15 +91,6 @@ def weights_digest(policy) -> str:
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether `device` computes bfloat16 in hardware: a CUDA GPU that supports it, or a CPU with AVX-512 BF16 or
-    AMX. Elsewhere (an AVX2-only CPU, say) oneDNN emulates bf16 and a bf16 step is about ten times slower."""
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    probes = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
-    return any(bool(p()) for p in probes if p is not None)
 
 
 def resolve_precision(precision: str, device: torch.device, loud: bool = True, native: bool | None = None) -> str:

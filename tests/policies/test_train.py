@@ -121,7 +121,8 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(reach, tmp_path):
 def test_auto_precision_is_bf16_only_where_the_hardware_has_it(capsys):
     """--precision auto trains in bf16 only on hardware with native bfloat16 (on an AVX2-only CPU oneDNN emulates
     it and a step is about ten times slower than fp32); an explicit bf16 there is kept but warned about."""
-    from policies.train.loop import native_bf16, resolve_precision
+    from policies.train.loop import resolve_precision
+    from twin_kit import native_bf16
 
     cpu = torch.device("cpu")
     assert resolve_precision("auto", cpu) == ("bf16" if native_bf16(cpu) else "fp32")
