@@ -12,6 +12,7 @@ from twin_kit import InputError, opt, validate_config
 
 C = TypeVar("C", bound="PolicyConfig")
 NORM_MODES = ("mean_std", "min_max", "quantile", "identity")  # policies.processor implements them
+BACKBONE_NORMS = ("batch", "group")  # policies.vision.resnet implements them
 
 
 @dataclass
@@ -29,6 +30,9 @@ class PolicyConfig:
     backbone_weights: str | None = opt(None, "local torchvision-named resnet18 weights to start from "
                                              "(e.g. resnet18-f37072fd.pth; needs --backbone-width 1)")
     frozen_bn: bool = opt(False, "keep the backbone's batch norms fixed (advised with pretrained weights)")
+    backbone_norm: str = opt("batch", "the backbone's normalisation: batch (ResNet's), or group: each image "
+                                      "normalised on its own, no batch statistics (Diffusion Policy's choice when "
+                                      "training from scratch)", choices=BACKBONE_NORMS)
     dim: int = opt(128, "transformer width", low=8, high=4096, multiple_of=4)
     heads: int = opt(4, "attention heads", low=1, high=64)
     ff_dim: int = opt(512, "transformer feed-forward width", low=8, high=16384)
@@ -49,6 +53,9 @@ class PolicyConfig:
             raise InputError(f"dim {self.dim} must be a multiple of heads {self.heads}")
         if self.n_action_steps > self.chunk_size:
             raise InputError(f"n_action_steps {self.n_action_steps} exceeds chunk_size {self.chunk_size}")
+        if self.backbone_norm != "batch" and (self.backbone_weights or self.frozen_bn):
+            raise InputError(f"backbone_norm {self.backbone_norm}: backbone_weights and frozen_bn need batch norm "
+                             f"(torchvision's resnet18 has batch norms)")
         if self.backbone_weights and self.backbone_width != 1.0:
             raise InputError(f"backbone_weights need backbone_width 1.0 (torchvision's resnet18), not "
                              f"{self.backbone_width}")

@@ -50,7 +50,8 @@ class ACTPolicy(PretrainedPolicy):
         self.images = None
         if features.cameras:
             self.images = ImageEncoder(len(features.cameras), d, c.image_size, c.backbone_width, c.backbone_layers,
-                                       c.frozen_bn, c.backbone_weights if pretrained_backbone else None)
+                                       c.frozen_bn, c.backbone_weights if pretrained_backbone else None,
+                                       c.backbone_norm)
         self.latent_in = nn.Linear(c.latent_dim, d)
         self.state_in = nn.Linear(s, d)
         self.token_pos = nn.Parameter(torch.zeros(2, d))  # latent, state

@@ -55,7 +55,8 @@ class FlowPolicy(PretrainedPolicy):
         self.images = None
         if features.cameras:
             self.images = ImageEncoder(len(features.cameras), d, c.image_size, c.backbone_width, c.backbone_layers,
-                                       c.frozen_bn, c.backbone_weights if pretrained_backbone else None)
+                                       c.frozen_bn, c.backbone_weights if pretrained_backbone else None,
+                                       c.backbone_norm)
         self.state_in = nn.Linear(features.state_dim, d)
         self.state_pos = nn.Parameter(torch.zeros(1, d))
         self.prefix_layers = nn.ModuleList(EncoderLayer(d, c.heads, c.ff_dim, c.dropout, pre_norm=True,

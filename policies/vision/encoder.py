@@ -42,9 +42,9 @@ class ImageEncoder(nn.Module):
     """
 
     def __init__(self, n_cameras: int, dim: int, image_size: int, width: float = 1.0, layers: int = 4,
-                 frozen_bn: bool = False, weights: str | Path | None = None):
+                 frozen_bn: bool = False, weights: str | Path | None = None, norm: str = "batch"):
         super().__init__()
-        self.backbone = ResNet(width=width, layers=layers, frozen_bn=frozen_bn)
+        self.backbone = ResNet(width=width, layers=layers, frozen_bn=frozen_bn, norm=norm)
         if weights:
             load_resnet_weights(self.backbone, weights)
         self.proj = nn.Conv2d(self.backbone.out_channels, dim, 1)

@@ -3,7 +3,9 @@
 Modules carry torchvision's names (`conv1`, `bn1`, `layer1.0.conv1`, `layer2.0.downsample.0`, ...), so a local
 copy of torchvision's ImageNet weights (`resnet18-f37072fd.pth`) loads strictly with `load_resnet_weights`; its
 classifier (`fc.*`) is the only thing dropped. `width` scales every stage's channels (0.25-0.5 make small CPU
-models), and `layers` stops after stage 3 for a finer feature map (stride 16 instead of 32).
+models), and `layers` stops after stage 3 for a finer feature map (stride 16 instead of 32). `norm="group"` swaps
+every batch norm for a group norm (Diffusion Policy's choice for backbones trained from scratch): each image is
+normalised on its own, so a sample's features never depend on the rest of its batch nor on running statistics.
 """
 from __future__ import annotations
 
@@ -12,10 +14,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from policies.configuration import BACKBONE_NORMS
 from twin_kit import InputError, one_line
 
 STAGE_CHANNELS = (64, 128, 256, 512)
 BLOCKS_PER_STAGE = 2  # ResNet-18
+GROUP_CHANNELS = 16  # channels per group of norm="group" (Diffusion Policy: num_features // 16)
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """The backbone's normalisation layer over `channels`: BatchNorm2d, or GroupNorm of 16-channel groups."""
+    if kind == "group":
+        return nn.GroupNorm(max(1, channels // GROUP_CHANNELS), channels)
+    return nn.BatchNorm2d(channels)
 
 
 def stage_channels(width: float) -> tuple[int, ...]:
@@ -31,18 +42,18 @@ def feature_size(size: int, layers: int = 4) -> int:
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with batch norm and an identity (or 1x1 projected) shortcut."""
+    """Two 3x3 convolutions with batch (or group) norm and an identity (or 1x1 projected) shortcut."""
 
-    def __init__(self, cin: int, cout: int, stride: int):
+    def __init__(self, cin: int, cout: int, stride: int, norm: str = "batch"):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
+        self.bn1 = make_norm(norm, cout)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
+        self.bn2 = make_norm(norm, cout)
         self.downsample = None
         if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), make_norm(norm, cout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
@@ -55,26 +66,30 @@ class ResNet(nn.Module):
     """ResNet-18 trunk without pooling or classifier: (N, 3, H, W) normalised images -> (N, C, h, w) features.
 
     frozen_bn keeps every batch norm in inference mode with fixed parameters (as ACT does with a pretrained
-    backbone: small policy batches make poor batch statistics).
+    backbone: small policy batches make poor batch statistics); norm="group" has no batch statistics at all.
     """
 
-    def __init__(self, width: float = 1.0, layers: int = 4, frozen_bn: bool = False):
+    def __init__(self, width: float = 1.0, layers: int = 4, frozen_bn: bool = False, norm: str = "batch"):
         super().__init__()
         if layers not in (3, 4):
             raise InputError(f"backbone layers must be 3 or 4, not {layers}")
         if not 0.0 < width <= 4.0:
             raise InputError(f"backbone width must be in (0, 4], not {width}")
+        if norm not in BACKBONE_NORMS:
+            raise InputError(f"backbone norm must be one of {', '.join(BACKBONE_NORMS)}, not {norm!r}")
+        if frozen_bn and norm != "batch":
+            raise InputError("frozen_bn needs backbone norm batch (group norm keeps no statistics to freeze)")
         ch = stage_channels(width)
-        self.width, self.layers, self.frozen_bn = width, layers, frozen_bn
+        self.width, self.layers, self.frozen_bn, self.norm = width, layers, frozen_bn, norm
         self.conv1 = nn.Conv2d(3, ch[0], 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(ch[0])
+        self.bn1 = make_norm(norm, ch[0])
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         cin = ch[0]
         for i in range(layers):
             stride = 1 if i == 0 else 2
-            blocks = [BasicBlock(cin, ch[i], stride)] + [BasicBlock(ch[i], ch[i], 1)
-                                                         for _ in range(BLOCKS_PER_STAGE - 1)]
+            blocks = [BasicBlock(cin, ch[i], stride, norm)] + [BasicBlock(ch[i], ch[i], 1, norm)
+                                                               for _ in range(BLOCKS_PER_STAGE - 1)]
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
             cin = ch[i]
         self.out_channels = cin

@@ -123,6 +123,32 @@ def test_frozen_batch_norm_stays_fixed_in_training():
     assert not m.bn1.weight.requires_grad and m.conv1.weight.requires_grad
 
 
+def test_group_norm_backbone_sees_each_image_on_its_own():
+    """norm="group": an image's features are the same alone or beside others, in training as in inference (a
+    batch-norm backbone in training mixes the batch's statistics into every image); no batch norm remains."""
+    torch.manual_seed(0)
+    x = torch.randn(6, 3, 96, 96)
+    x[3:] = x[3:] * 4 + 2  # the other half of the batch looks very different
+    group, batch = ResNet(0.25, norm="group").train(), ResNet(0.25).train()
+    for m in (group, batch):  # non-trivial norm scales (each block's last one starts at zero)
+        for k, v in m.named_parameters():
+            if k.endswith("bn2.weight"):
+                v.data.fill_(1.0)
+    with torch.no_grad():
+        assert torch.allclose(group(x)[:3], group(x[:3]), atol=1e-5)
+        assert torch.allclose(group.eval()(x[:3]), group.train()(x[:3]), atol=1e-6)
+        assert not torch.allclose(batch(x)[:3], batch(x[:3]), atol=1e-2)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in group.modules())
+    assert isinstance(group.layer3[0].downsample[1], torch.nn.GroupNorm) and group.layer3[0].bn1.num_groups == 4
+    with pytest.raises(InputError, match="frozen_bn"):
+        ResNet(0.25, frozen_bn=True, norm="group")
+    with pytest.raises(InputError, match="norm"):
+        ResNet(0.25, norm="layer")
+    from policies import ACTConfig
+    with pytest.raises(InputError, match="backbone_norm group"):
+        ACTConfig(backbone_norm="group", frozen_bn=True)
+
+
 def test_image_preprocess_and_tokens():
     frames = torch.randint(0, 256, (2, 3, 128, 128, 3), dtype=torch.uint8)  # (B, cameras, H, W, 3)
     pre = ImagePreprocess(96)
