@@ -45,14 +45,14 @@ demo: setup system-deps
 	$(VENV)/bin/twin demo
 
 # The timing-sensitive tests (marked realtime) run alone first; the rest run on two workers, one test file each,
-# slowest files first (tests/conftest.py).
+# slowest files first (tests/conftest.py); each pass lists its slowest set-ups and calls (the time budget).
 test: setup system-deps
 	$(VENV)/bin/ruff check .
 	@# Bytecode caching on for the run (some shells disable it): collection then compiles each test module once,
 	@# not in every process (about 8 s per pytest process here).
 	@status=0; unset PYTHONDONTWRITEBYTECODE; \
-	$(PY) -m pytest -q -m realtime || status=1; \
-	$(PY) -m pytest -q -m "not realtime" -n 2 --dist loadfile --no-loadscope-reorder || status=1; \
+	$(PY) -m pytest -q -m realtime --durations=10 || status=1; \
+	$(PY) -m pytest -q -m "not realtime" -n 2 --dist loadfile --no-loadscope-reorder --durations=30 || status=1; \
 	exit $$status
 
 bench: setup
