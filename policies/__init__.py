@@ -51,7 +51,6 @@ _API = {
     **dict.fromkeys(["train_policy", "run_train"], "train.run"),
     **dict.fromkeys(["ChunkDataset", "StepSampler"], "train.data"),
     **dict.fromkeys(["run_policy", "RunPaths"], "train.checkpoint"),
-    "native_bf16": "train.loop",
     # evaluation and export (evaluate/): `twin eval`, `twin export-policy`
     **dict.fromkeys(["PolicyEvalConfig", "PolicyExportConfig"], "evaluate.config"),
     **dict.fromkeys(["run_eval", "check_eval"], "evaluate.run"),
