@@ -18,8 +18,10 @@ auxiliary object head, which learns from the privileged poses both datasets reco
 difference; B's restyled demos each vary --style-count families (default 3 of 8, chosen per episode). --parallel
 trains and evaluates the arms side by side, one process each.
 Data: V100 = vanilla seeds 0..N/2-1; V = V100 appended with seeds N/2..N-1 (A's data); R = seeds N/2..N-1
-restyled (B trains on V100 + R). Datasets and trained runs in --work are reused when complete, so an
-interrupted experiment continues where it stopped (--fresh starts over).
+restyled (B trains on V100 + R). With --b-data superset, B trains on V + all N seeds restyled instead (1:1, the
+X-Mobility recipe): B then holds every frame A does, so B - A measures what adding restyled copies is worth.
+Datasets and trained runs in --work are reused when complete, so an interrupted experiment continues where it
+stopped (--fresh starts over).
 Keys per task: plain_/restyled_ vanilla_success and heldout_success (mean over held-out families), per-family
 rates with Wilson intervals, train_seconds, eval_seconds; top level the headline task's (pick_place, or push
 with --headline-task push). Goals (issue 10): B >= 0.8 vanilla, B >= 0.7 held-out, B - A >= 0.3 held-out,
@@ -142,7 +144,8 @@ def arm(a, task: str, policy: str, name: str, datasets: list[Path], mix: str | N
     """Train and evaluate one arm of the experiment; its figures."""
     work = Path(a.work)
     space = "_delta" if a.action_space == "delta" else ""   # runs of either action space are kept apart
-    tr = train(a, policy, datasets, work / "runs" / f"{task}_{policy}{space}_{name}", log, mix,
+    data = "_superset" if name == "restyled" and a.b_data == "superset" else ""   # so are B's two data designs
+    tr = train(a, policy, datasets, work / "runs" / f"{task}_{policy}{space}_{name}{data}", log, mix,
                aux=policy == "act" and task != "reach")   # reach demos record no task objects
     ev = evaluate(a, task, Path(tr["run"]), log)
     held = {k: v for k, v in ev["success"].items() if k != "vanilla"}
@@ -155,14 +158,20 @@ def arm(a, task: str, policy: str, name: str, datasets: list[Path], mix: str | N
 
 
 def task_datasets(a, task: str, log: Path) -> tuple[dict, dict]:
-    """V100, V (= V100 + the second half) and R (the second half restyled); their recording summaries."""
+    """V100, V (= V100 + the second half) and R (the second half restyled; with --b-data superset, every seed
+    restyled); their recording summaries."""
     half = a.demos // 2
     d = Path(a.work) / "datasets"
+    k = f"_k{a.style_count}" if a.style_count else ""
     paths = {"v_half": d / f"{task}_vanilla_{half}", "v_full": d / f"{task}_vanilla_{a.demos}",
-             "r_half": d / (f"{task}_restyled_{half}" + (f"_k{a.style_count}" if a.style_count else ""))}
+             "r_half": d / f"{task}_restyled_{half}{k}"}
     recs = {"v_half": record(a, task, paths["v_half"], half, 0, "none", log),
-            "v_full": record(a, task, paths["v_full"], a.demos - half, half, "none", log, append_to=paths["v_half"]),
-            "r_half": record(a, task, paths["r_half"], a.demos - half, half, "procedural", log)}
+            "v_full": record(a, task, paths["v_full"], a.demos - half, half, "none", log, append_to=paths["v_half"])}
+    if a.b_data == "superset":
+        paths["r_full"] = d / f"{task}_restyled_{a.demos}{k}"
+        recs["r_full"] = record(a, task, paths["r_full"], a.demos, 0, "procedural", log)
+    else:
+        recs["r_half"] = record(a, task, paths["r_half"], a.demos - half, half, "procedural", log)
     return paths, recs
 
 
@@ -175,7 +184,8 @@ def run_task(a, task: str, flow: bool) -> dict:
            "expert_success": {k: r.get("expert_success") for k, r in recs.items() if not r.get("reused")}}
     policies = ["act"] + (["flow"] if flow else [])
     for policy in policies:
-        arms = {"plain": ([paths["v_full"]], None), "restyled": ([paths["v_half"], paths["r_half"]], "1,1")}
+        b_data = [paths["v_full"], paths["r_full"]] if a.b_data == "superset" else [paths["v_half"], paths["r_half"]]
+        arms = {"plain": ([paths["v_full"]], None), "restyled": (b_data, "1,1")}
         if a.parallel:  # one process per arm, side by side (each with --threads), each arm logging apart
             from concurrent.futures import ThreadPoolExecutor
 
@@ -300,6 +310,9 @@ def main() -> None:
     p.add_argument("--style-count", type=int, default=3,
                    help="restyled demos vary this many style families each, a random choice per episode (twin record "
                         "--style-count; 0: every family at once)")
+    p.add_argument("--b-data", choices=("split", "superset"), default="split",
+                   help="B's data: split = the first half vanilla, the second half restyled (as many demos as A); "
+                        "superset = all of A's demos plus every one restyled, mixed 1:1")
     p.add_argument("--parallel", action="store_true", help="train and evaluate the plain and restyled arms side "
                                                              "by side, one process each with --threads")
     p.add_argument("--worlds", type=int, default=16)
@@ -346,7 +359,7 @@ def main() -> None:
                                                        "cameras", "size", "image_size", "steps", "batch_size",
                                                        "action_space", "augment", "precision", "policy_config",
                                                        "aux_weight", "lr",
-                                                       "style_count",
+                                                       "style_count", "b_data",
                                                        "parallel", "worlds", "threads", "seed", "headline", "g1_steps")}
         res["host"] = machine()
         res["seconds"] = round(time.perf_counter() - t0, 1)
