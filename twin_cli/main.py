@@ -69,6 +69,17 @@ def private_glog_dir() -> str:
     return os.environ["GLOG_log_dir"]
 
 
+def _interrupt_once(signum, frame) -> None:
+    """SIGINT handler for the `twin` process: the first Ctrl-C raises KeyboardInterrupt and every later one is
+    ignored. A native library that polls for signals (pycolmap waits on its C++ workers that way) can meet a
+    second KeyboardInterrupt while it unwinds from the first, where it cannot propagate and aborts the process
+    (SIGABRT, staging folders left behind); once interrupted, the process is already on its way out."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def _exit_interrupted() -> None:
     """End the process after a Ctrl-C with status 130: run the exit handlers (private temp folders) with
     further Ctrl-C ignored, then leave without interpreter finalization, where a Ctrl-C that arrived during
@@ -108,6 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     from twin_kit import InputError, config_from_namespace, console, one_line, user_os_error
 
     private_glog_dir()
+    if argv is None:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _interrupt_once)
     try:
         cfg = config_from_namespace(verb.config, ns)
         code = verb.run(cfg, json_out=ns.json)
