@@ -33,7 +33,8 @@ class PolicyEvalConfig:
                       low=1, high=4096)
     styles: str = opt("vanilla,held_out", "comma-separated appearances: vanilla (the capture's own splats), "
                                           "held_out (every style family's held-out split, one family at a "
-                                          "time), or style family names (that family's held-out split)")
+                                          "time), style family names (that family's held-out split), train "
+                                          "(every family's train split) or train_FAMILY")
     seed: int = opt(0, "seed of episode 0; episode k uses seed + k (its reset, style and noise)", low=0,
                     high=2**62)
     runtime: str = opt("torch", "run the policy in PyTorch, or its ONNX export through onnxruntime",

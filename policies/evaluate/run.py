@@ -13,7 +13,7 @@ from pathlib import Path
 
 from policies.evaluate.config import PolicyEvalConfig
 from policies.evaluate.rollout import EpisodeResult, Job, camera_names, execution_mode, frame_steps
-from policies.evaluate.styles import EvalStyle, parse_styles, wilson_interval
+from policies.evaluate.styles import HELD_OUT, TRAIN, EvalStyle, parse_styles, wilson_interval
 from policies.evaluate.videos import VideoQuota
 from twin_kit import InputError, check_parent_writable, emit_json, info, progress
 
@@ -184,10 +184,12 @@ def summarise(cfg: PolicyEvalConfig, styles: list[EvalStyle], results: list[Epis
         intervals[s.name] = [round(v, 4) for v in wilson_interval(k, len(rs))]
         counts[s.name] = k
         failed[s.name] = [r.seed for r in rs if not r.success]
-    families = [s.name for s in styles if not s.vanilla]
+    families = [s.name for s in styles if not s.vanilla and s.split == HELD_OUT]
+    trained = [s.name for s in styles if not s.vanilla and s.split == TRAIN]
     steps = sum(r.steps for r in results)
     return {"success": success, "intervals": intervals, "successes": counts,
             "held_out_success": (sum(success[f] for f in families) / len(families)) if families else None,
+            "train_split_success": (sum(success[f] for f in trained) / len(trained)) if trained else None,
             "episodes": cfg.episodes, "total_episodes": len(results), "failed_seeds": failed,
             "seconds": round(seconds, 2), "build_seconds": round(build_s, 2),
             "episodes_per_s": round(len(results) / run_s, 3), "env_steps": steps,
@@ -233,8 +235,11 @@ def print_table(styles: list[EvalStyle], summary: dict) -> None:
         table.add_column(col, justify="left" if col == "style" else "right")
     for s in styles:
         lo, hi = summary["intervals"][s.name]
-        table.add_row(s.name + ("" if s.vanilla else " (held-out)"), f"{summary['successes'][s.name]}/{n}",
+        kind = "" if s.vanilla else " (held-out)" if s.split == HELD_OUT else " (train split)"
+        table.add_row(s.name + kind, f"{summary['successes'][s.name]}/{n}",
                       f"{100 * summary['success'][s.name]:.0f} %", f"{100 * lo:.0f}-{100 * hi:.0f} %")
     if summary["held_out_success"] is not None:
         table.add_row("held-out mean", "", f"{100 * summary['held_out_success']:.0f} %", "")
+    if summary["train_split_success"] is not None:
+        table.add_row("train-split mean", "", f"{100 * summary['train_split_success']:.0f} %", "")
     console.print(table)

@@ -120,6 +120,33 @@ def test_styles_and_each_episodes_appearance():
                                                                                          "held_out", ("camera",))
     assert look.camera == episode_style(5, "procedural", "held_out").camera  # the family's own stream
     assert episode_appearance(EvalStyle("vanilla"), 5).is_vanilla
+    # the train split, one family at a time: the values a restyled policy learnt from, same family stream
+    trained = parse_styles("train,train_camera,camera")
+    assert [s.name for s in trained] == [f"train_{f}" for f in STYLE_FAMILIES] + ["camera"]
+    assert trained[0] == EvalStyle("train_" + STYLE_FAMILIES[0], STYLE_FAMILIES[0], "train")
+    seen = episode_appearance(EvalStyle("train_camera", "camera", "train"), 5)
+    assert seen.families == ("camera",) and seen.split == "train" and seen.camera != look.camera
+    assert seen == episode_style(5, "procedural", "train", ("camera",))
+    with pytest.raises(InputError, match="unknown style 'train_sunset'"):
+        parse_styles("train_sunset")
+
+
+def test_held_out_mean_leaves_train_split_rows_out():
+    from types import SimpleNamespace
+
+    from policies.evaluate.rollout import EpisodeResult
+    from policies.evaluate.run import summarise
+
+    styles = parse_styles("vanilla,camera,background,train_camera")
+    wins = {"vanilla": (1, 1), "camera": (1, 0), "background": (0, 0), "train_camera": (1, 1)}
+    results = [EpisodeResult(name, k, 7 + k, bool(won), 10, 5, name, "") for name, pair in wins.items()
+               for k, won in enumerate(pair)]
+    cfg = SimpleNamespace(episodes=2, runtime="torch", execution="chunk", task="push", worlds=1, seed=7)
+    spec = {"policy": SimpleNamespace(name="act", config=None), "robot": "franka", "out": None}
+    got = summarise(cfg, styles, results, spec, 1.0, 1.0, 0.0)
+    assert got["success"] == {"vanilla": 1.0, "camera": 0.5, "background": 0.0, "train_camera": 1.0}
+    assert got["held_out_success"] == 0.25 and got["train_split_success"] == 1.0
+    assert got["failed_seeds"]["camera"] == [8]
 
 
 def test_closed_loop_restyling_is_the_recorders():
