@@ -22,6 +22,8 @@ restyled (B trains on V100 + R). With --b-data superset, B trains on V + all N s
 X-Mobility recipe): B then holds every frame A does, so B - A measures what adding restyled copies is worth.
 Datasets and trained runs in --work are reused when complete, so an interrupted experiment continues where it
 stopped (--fresh starts over).
+With --train-split, both arms are also evaluated on each family's train split (plain_/restyled_
+train_split_success): whether a held-out failure is the new values or the family itself.
 Keys per task: plain_/restyled_ vanilla_success and heldout_success (mean over held-out families), per-family
 rates with Wilson intervals, train_seconds, eval_seconds; top level the headline task's (pick_place, or push
 with --headline-task push). Goals (issue 10): B >= 0.8 vanilla, B >= 0.7 held-out, B - A >= 0.3 held-out,
@@ -149,7 +151,12 @@ def arm(a, task: str, policy: str, name: str, datasets: list[Path], mix: str | N
                aux=policy == "act" and task != "reach")   # reach demos record no task objects
     ev = evaluate(a, task, Path(tr["run"]), log)
     held = {k: v for k, v in ev["success"].items() if k != "vanilla"}
-    return {"vanilla_success": ev["success"]["vanilla"], "heldout_success": ev["held_out_success"],
+    seen = {}
+    if a.train_split:  # the same families in their train split: what the restyled arm learnt from
+        tv = evaluate(a, task, Path(tr["run"]), log, styles="train", tag="_train_split")
+        seen = {"train_split_success": tv["train_split_success"], "train_split_per_style": tv["success"],
+                "train_split_intervals": tv["intervals"], "train_split_eval_seconds": tv["seconds"]}
+    return {"vanilla_success": ev["success"]["vanilla"], "heldout_success": ev["held_out_success"], **seen,
             "per_style": ev["success"], "intervals": ev["intervals"],
             "train_seconds": tr.get("total_seconds", tr["seconds"]), "train_reused": bool(tr.get("reused")),
             "eval_seconds": ev["seconds"], "parameters": tr["parameters"],
@@ -198,8 +205,9 @@ def run_task(a, task: str, flow: bool) -> dict:
             plain, restyled = (arm(a, task, policy, name, data, mix, log) for name, (data, mix) in arms.items())
         prefix = "" if policy == "act" else "flow_"
         for name, r in (("plain", plain), ("restyled", restyled)):
-            for k in ("vanilla_success", "heldout_success", "train_seconds", "eval_seconds"):
-                out[f"{prefix}{name}_{k}"] = r[k]
+            for k in ("vanilla_success", "heldout_success", "train_split_success", "train_seconds", "eval_seconds"):
+                if k in r:
+                    out[f"{prefix}{name}_{k}"] = r[k]
             out[f"{prefix}{name}_detail"] = r
     return out
 
@@ -313,6 +321,8 @@ def main() -> None:
     p.add_argument("--b-data", choices=("split", "superset"), default="split",
                    help="B's data: split = the first half vanilla, the second half restyled (as many demos as A); "
                         "superset = all of A's demos plus every one restyled, mixed 1:1")
+    p.add_argument("--train-split", action="store_true", help="also evaluate both arms on every family's train "
+                   "split (twin eval --styles train): in-distribution restyled rows to read the held-out ones against")
     p.add_argument("--parallel", action="store_true", help="train and evaluate the plain and restyled arms side "
                                                              "by side, one process each with --threads")
     p.add_argument("--worlds", type=int, default=16)
@@ -359,7 +369,7 @@ def main() -> None:
                                                        "cameras", "size", "image_size", "steps", "batch_size",
                                                        "action_space", "augment", "precision", "policy_config",
                                                        "aux_weight", "lr",
-                                                       "style_count", "b_data",
+                                                       "style_count", "b_data", "train_split",
                                                        "parallel", "worlds", "threads", "seed", "headline", "g1_steps")}
         res["host"] = machine()
         res["seconds"] = round(time.perf_counter() - t0, 1)
