@@ -16,11 +16,12 @@ from support.small_bundle import make_bundle
 from twin_kit import torch_threads
 
 CHUNK = 8
-COMMON = dict(chunk_size=CHUNK, n_action_steps=4, image_size=32, backbone_width=0.25, dim=32, heads=2, ff_dim=64,
-              dropout=0.0)
+# backbone_layers 3: a 2x2 feature map at 32 px; stage 4's 3x3 convolutions on 1x1 maps cost the most per step
+COMMON = dict(chunk_size=CHUNK, n_action_steps=4, image_size=32, backbone_width=0.25, backbone_layers=3, dim=32,
+              heads=2, ff_dim=64, dropout=0.0)
 TINY = {"act": {**COMMON, "n_encoder_layers": 1, "n_vae_encoder_layers": 1, "latent_dim": 8, "use_vae": False},
         "flow": {**COMMON, "n_layers": 2, "num_steps": 5}}
-STEPS = {"act": 1000, "flow": 2000}   # 400/1000 replayed only 1 of the 2 demos with some package versions
+STEPS = {"act": 1000, "flow": 2000}   # 3 stages: 600 / 1500 replayed only 1 of the 2 demos (and 400 / 1000 at 4)
 
 
 def record_demos(d: Path) -> Path:
