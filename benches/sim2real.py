@@ -22,8 +22,10 @@ restyled (B trains on V100 + R). With --b-data superset, B trains on V + all N s
 X-Mobility recipe): B then holds every frame A does, so B - A measures what adding restyled copies is worth.
 Datasets and trained runs in --work are reused when complete, so an interrupted experiment continues where it
 stopped (--fresh starts over).
-With --train-split, both arms are also evaluated on each family's train split (plain_/restyled_
-train_split_success): whether a held-out failure is the new values or the family itself.
+--b-split train_wide draws B's restyled demos from the wide train split instead (held-out values between
+trained ones rather than past them); its datasets and runs are kept apart. With --train-split, both arms are
+also evaluated on each family's train split (plain_/restyled_train_split_success): whether a held-out failure
+is the new values or the family itself.
 Keys per task: plain_/restyled_ vanilla_success and heldout_success (mean over held-out families), per-family
 rates with Wilson intervals, train_seconds, eval_seconds; top level the headline task's (pick_place, or push
 with --headline-task push). Goals (issue 10): B >= 0.8 vanilla, B >= 0.7 held-out, B - A >= 0.3 held-out,
@@ -82,7 +84,7 @@ def record(a, task: str, out: Path, episodes: int, seed: int, restyle: str, log:
     common = ["--task", task, "--robot", robot or a.robot, "--cameras", cameras or a.cameras, "--size", str(a.size),
               "--worlds", str(a.worlds), "--restyle", restyle]
     if restyle != "none":
-        common += ["--style-split", "train"] + (["--style-count", str(a.style_count)] if a.style_count else [])
+        common += ["--style-split", a.b_split] + (["--style-count", str(a.style_count)] if a.style_count else [])
     if append_to is not None:
         shutil.copytree(append_to, out)
         return twin("record", a.scene, "--out", str(out), "--episodes", str(episodes), "--append", *common, log=log)
@@ -147,6 +149,7 @@ def arm(a, task: str, policy: str, name: str, datasets: list[Path], mix: str | N
     work = Path(a.work)
     space = "_delta" if a.action_space == "delta" else ""   # runs of either action space are kept apart
     data = "_superset" if name == "restyled" and a.b_data == "superset" else ""   # so are B's two data designs
+    data += "_wide" if name == "restyled" and a.b_split == "train_wide" else ""  # and its two train splits
     tr = train(a, policy, datasets, work / "runs" / f"{task}_{policy}{space}_{name}{data}", log, mix,
                aux=policy == "act" and task != "reach")   # reach demos record no task objects
     ev = evaluate(a, task, Path(tr["run"]), log)
@@ -169,7 +172,7 @@ def task_datasets(a, task: str, log: Path) -> tuple[dict, dict]:
     restyled); their recording summaries."""
     half = a.demos // 2
     d = Path(a.work) / "datasets"
-    k = f"_k{a.style_count}" if a.style_count else ""
+    k = (f"_k{a.style_count}" if a.style_count else "") + ("_wide" if a.b_split == "train_wide" else "")
     paths = {"v_half": d / f"{task}_vanilla_{half}", "v_full": d / f"{task}_vanilla_{a.demos}",
              "r_half": d / f"{task}_restyled_{half}{k}"}
     recs = {"v_half": record(a, task, paths["v_half"], half, 0, "none", log),
@@ -321,6 +324,9 @@ def main() -> None:
     p.add_argument("--b-data", choices=("split", "superset"), default="split",
                    help="B's data: split = the first half vanilla, the second half restyled (as many demos as A); "
                         "superset = all of A's demos plus every one restyled, mixed 1:1")
+    p.add_argument("--b-split", choices=("train", "train_wide"), default="train",
+                   help="the style split B's restyled demos are drawn from: train, or train_wide (train plus values "
+                   "past the held-out bands, so held-out values are interpolations); held-out evaluation is the same")
     p.add_argument("--train-split", action="store_true", help="also evaluate both arms on every family's train "
                    "split (twin eval --styles train): in-distribution restyled rows to read the held-out ones against")
     p.add_argument("--parallel", action="store_true", help="train and evaluate the plain and restyled arms side "
@@ -369,7 +375,7 @@ def main() -> None:
                                                        "cameras", "size", "image_size", "steps", "batch_size",
                                                        "action_space", "augment", "precision", "policy_config",
                                                        "aux_weight", "lr",
-                                                       "style_count", "b_data", "train_split",
+                                                       "style_count", "b_data", "b_split", "train_split",
                                                        "parallel", "worlds", "threads", "seed", "headline", "g1_steps")}
         res["host"] = machine()
         res["seconds"] = round(time.perf_counter() - t0, 1)

@@ -30,7 +30,7 @@ class RecordConfig:
     restyle: str = opt("none", "appearance per episode: none, procedural (CPU) or cosmos (--cosmos-weights)",
                        choices=RESTYLES)
     style_split: str = opt("train", "style parameter split the episodes' styles are drawn from",
-                           choices=("train", "held_out"))
+                           choices=("train", "held_out", "train_wide"))
     style_families: str | None = opt(None, "comma-separated style families to vary (default: all)")
     style_count: int | None = opt(None, "each restyled episode varies only this many of the families, chosen at "
                                         "random per episode (default: all of them at once)", low=1, high=64)

@@ -3,8 +3,12 @@
 A `Style` holds one optional parameter set per family (None = that family unchanged; all None = vanilla). Every
 parameter has its train values and a disjoint held-out set (numeric bands or names), so a policy trained on
 train styles is evaluated on appearances it never saw. A few parameters are marked `shared` (a pattern's kind,
-an orientation): the same in both splits, never the only difference. Sampling is deterministic given the seed,
-and each family draws from its own stream, so choosing fewer families leaves the others' values unchanged.
+an orientation): the same in both splits, never the only difference. The `train_wide` split is the train values
+plus `outer` bands (and palettes) past the held-out ones, so most held-out values fall between values it trains
+on (interpolation, as in domain randomisation over a wide range) rather than past its edge; it never touches a
+held-out value, so held-out evaluation is the same whichever train split a policy learnt from. Sampling is
+deterministic given the seed, and each family draws from its own stream, so choosing fewer families leaves the
+others' values unchanged (and the train split draws what it drew before train_wide existed).
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import numpy as np
 
 from twin_kit import InputError
 
-SPLITS = ("train", "held_out")
+SPLITS = ("train", "held_out", "train_wide")
 
 # Colours are linear-ish RGB in [0, 1] (Twin's tensor convention). Palettes of one family have disjoint names
 # per split; a table palette is (base, accent).
@@ -27,6 +31,11 @@ TABLE_PALETTES = {
         "oak": ((0.62, 0.45, 0.28), (0.45, 0.30, 0.17)), "walnut": ((0.38, 0.25, 0.15), (0.24, 0.15, 0.08)),
         "birch": ((0.80, 0.70, 0.55), (0.66, 0.55, 0.40)), "slate": ((0.40, 0.42, 0.44), (0.27, 0.29, 0.31)),
         "sand": ((0.78, 0.72, 0.60), (0.64, 0.58, 0.47)), "laminate": ((0.86, 0.85, 0.82), (0.74, 0.73, 0.70)),
+    },
+    "train_wide": {  # added to the train palettes by the train_wide split
+        "burgundy": ((0.45, 0.08, 0.12), (0.30, 0.04, 0.07)), "forest": ((0.15, 0.35, 0.15), (0.08, 0.22, 0.08)),
+        "cobalt": ((0.12, 0.22, 0.60), (0.20, 0.32, 0.75)), "terracotta": ((0.72, 0.36, 0.22), (0.55, 0.25, 0.15)),
+        "lilac": ((0.70, 0.60, 0.80), (0.55, 0.45, 0.68)), "charcoal": ((0.06, 0.06, 0.07), (0.20, 0.20, 0.22)),
     },
     "held_out": {
         "cherry": ((0.56, 0.17, 0.12), (0.36, 0.08, 0.06)), "teal": ((0.10, 0.45, 0.45), (0.05, 0.28, 0.30)),
@@ -37,6 +46,8 @@ TABLE_PALETTES = {
 SURFACE_PALETTES = {  # robot links and task objects
     "train": {"white": (0.90, 0.90, 0.88), "light_grey": (0.68, 0.69, 0.70), "silver": (0.78, 0.80, 0.83),
               "cream": (0.92, 0.87, 0.76), "pale_blue": (0.70, 0.79, 0.90), "graphite": (0.28, 0.28, 0.30)},
+    "train_wide": {"blue": (0.15, 0.30, 0.75), "yellow": (0.92, 0.80, 0.15), "teal": (0.10, 0.50, 0.50),
+                   "maroon": (0.50, 0.08, 0.12), "charcoal": (0.12, 0.12, 0.13), "pink": (0.92, 0.55, 0.70)},
     "held_out": {"red": (0.80, 0.12, 0.10), "orange": (0.95, 0.50, 0.10), "black": (0.05, 0.05, 0.06),
                  "gold": (0.85, 0.66, 0.24), "green": (0.15, 0.60, 0.25), "purple": (0.46, 0.20, 0.62)},
 }
@@ -49,6 +60,8 @@ OBJECT_PALETTES = {
 DISTRACTOR_PALETTES = {
     "train": {"cardboard": (0.62, 0.47, 0.30), "grey": (0.50, 0.50, 0.50), "white": (0.88, 0.88, 0.86),
               "wood": (0.55, 0.38, 0.22), "blue_grey": (0.40, 0.46, 0.55)},
+    "train_wide": {"red": (0.75, 0.10, 0.10), "navy": (0.10, 0.15, 0.40), "green": (0.20, 0.55, 0.20),
+                   "yellow": (0.90, 0.80, 0.15), "purple": (0.45, 0.20, 0.60)},
     "held_out": {"lime": (0.55, 0.85, 0.15), "magenta": (0.85, 0.15, 0.65), "black": (0.06, 0.06, 0.07),
                  "sky": (0.35, 0.65, 0.95), "crimson": (0.70, 0.05, 0.15)},
 }
@@ -64,9 +77,12 @@ class Param:
     held_out: tuple
     kind: str = "float"    # float | int | name
     shared: bool = False   # the same values in both splits (held_out = train)
+    outer: tuple = ()      # what train_wide adds to train: bands past the held-out ones, or more names
 
     def values(self, split: str) -> tuple:
-        return self.train if self.shared or split == "train" else self.held_out
+        if self.shared or split == "train":
+            return self.train
+        return self.train + self.outer if split == "train_wide" else self.held_out
 
 
 # ---------------------------------------------------------------------------------------------- families
@@ -152,60 +168,62 @@ class Family:
     per_item: tuple[str, ...] = ()
 
 
-def _names(table: dict) -> tuple:
-    return tuple(table["train"]), tuple(table["held_out"])
+def _names(table: dict) -> Param:
+    """A palette parameter: the table's train and held-out names; train_wide adds its own names."""
+    return Param(tuple(table["train"]), tuple(table["held_out"]), "name", outer=tuple(table.get("train_wide", ())))
 
 
-def _bands(train, held_out, kind="float") -> Param:
-    return Param(tuple(map(tuple, train)), tuple(map(tuple, held_out)), kind)
+def _bands(train, held_out, kind="float", outer=()) -> Param:
+    return Param(tuple(map(tuple, train)), tuple(map(tuple, held_out)), kind, outer=tuple(map(tuple, outer)))
 
 
 FAMILIES: dict[str, Family] = {
     "light_intensity": Family(LightIntensity, {
-        "gain": _bands([(0.75, 1.3)], [(0.55, 0.7), (1.5, 1.8)]),
-        "ambient": _bands([(0.35, 0.6)], [(0.15, 0.28)]),
-        "elevation_deg": _bands([(40.0, 80.0)], [(20.0, 34.0)]),
+        "gain": _bands([(0.75, 1.3)], [(0.55, 0.7), (1.5, 1.8)], outer=[(0.4, 0.5), (1.9, 2.1)]),
+        "ambient": _bands([(0.35, 0.6)], [(0.15, 0.28)], outer=[(0.05, 0.12)]),
+        "elevation_deg": _bands([(40.0, 80.0)], [(20.0, 34.0)], outer=[(10.0, 17.0)]),
         "azimuth_deg": _bands([(0.0, 170.0)], [(190.0, 350.0)]),
     }),
     "light_colour": Family(LightColour, {
-        "kelvin": _bands([(3500.0, 6500.0)], [(2000.0, 3000.0), (8000.0, 10000.0)]),
-        "tint": _bands([(-0.02, 0.02)], [(-0.08, -0.04), (0.04, 0.08)]),
+        "kelvin": _bands([(3500.0, 6500.0)], [(2000.0, 3000.0), (8000.0, 10000.0)],
+                         outer=[(1700.0, 1900.0), (10500.0, 14000.0)]),
+        "tint": _bands([(-0.02, 0.02)], [(-0.08, -0.04), (0.04, 0.08)], outer=[(-0.12, -0.09), (0.09, 0.12)]),
     }),
     "background": Family(Background, {
         "hue_deg": _bands([(-30.0, 30.0)], [(-180.0, -70.0), (70.0, 180.0)]),
-        "saturation": _bands([(0.75, 1.25)], [(0.0, 0.4), (1.6, 2.0)]),
-        "exposure_ev": _bands([(-0.4, 0.4)], [(-0.9, -0.6), (0.6, 0.9)]),
-        "contrast": _bands([(0.85, 1.15)], [(0.55, 0.7), (1.3, 1.45)]),
+        "saturation": _bands([(0.75, 1.25)], [(0.0, 0.4), (1.6, 2.0)], outer=[(2.1, 2.4)]),
+        "exposure_ev": _bands([(-0.4, 0.4)], [(-0.9, -0.6), (0.6, 0.9)], outer=[(-1.2, -1.0), (1.0, 1.2)]),
+        "contrast": _bands([(0.85, 1.15)], [(0.55, 0.7), (1.3, 1.45)], outer=[(0.4, 0.5), (1.5, 1.6)]),
     }),
     "table_texture": Family(TableTexture, {
         "kind": Param(TEXTURE_KINDS, TEXTURE_KINDS, "name", shared=True),
-        "palette": Param(*_names(TABLE_PALETTES), "name"),
-        "scale_m": _bands([(0.05, 0.15)], [(0.22, 0.4)]),
+        "palette": _names(TABLE_PALETTES),
+        "scale_m": _bands([(0.05, 0.15)], [(0.22, 0.4)], outer=[(0.45, 0.6)]),
         "rotation_deg": Param(((0.0, 180.0),), ((0.0, 180.0),), shared=True),
         "detail": _bands([(0.3, 0.6)], [(0.0, 0.15)]),
     }),
     "robot_texture": Family(SurfaceTexture, {
-        "palette": Param(*_names(SURFACE_PALETTES), "name"),
-        "speckle": _bands([(0.0, 0.12)], [(0.25, 0.4)]),
-        "scale_cm": _bands([(1.0, 4.0)], [(6.0, 12.0)]),
+        "palette": _names(SURFACE_PALETTES),
+        "speckle": _bands([(0.0, 0.12)], [(0.25, 0.4)], outer=[(0.45, 0.55)]),
+        "scale_cm": _bands([(1.0, 4.0)], [(6.0, 12.0)], outer=[(13.0, 18.0)]),
     }),
     "object_texture": Family(SurfaceTexture, {
-        "palette": Param(*_names(OBJECT_PALETTES), "name"),
-        "speckle": _bands([(0.0, 0.12)], [(0.25, 0.4)]),
-        "scale_cm": _bands([(0.5, 2.0)], [(3.0, 6.0)]),
+        "palette": _names(OBJECT_PALETTES),
+        "speckle": _bands([(0.0, 0.12)], [(0.25, 0.4)], outer=[(0.45, 0.55)]),
+        "scale_cm": _bands([(0.5, 2.0)], [(3.0, 6.0)], outer=[(6.5, 9.0)]),
     }),
     "camera": Family(CameraEffects, {
-        "wb_red": _bands([(0.92, 1.08)], [(0.7, 0.82), (1.18, 1.3)]),
-        "wb_blue": _bands([(0.92, 1.08)], [(0.7, 0.82), (1.18, 1.3)]),
-        "vignette": _bands([(0.0, 0.15)], [(0.3, 0.5)]),
-        "blur_px": _bands([(0.0, 0.7)], [(1.2, 2.2)]),
-        "noise_std": _bands([(0.0, 0.015)], [(0.03, 0.06)]),
+        "wb_red": _bands([(0.92, 1.08)], [(0.7, 0.82), (1.18, 1.3)], outer=[(0.6, 0.68), (1.32, 1.4)]),
+        "wb_blue": _bands([(0.92, 1.08)], [(0.7, 0.82), (1.18, 1.3)], outer=[(0.6, 0.68), (1.32, 1.4)]),
+        "vignette": _bands([(0.0, 0.15)], [(0.3, 0.5)], outer=[(0.55, 0.7)]),
+        "blur_px": _bands([(0.0, 0.7)], [(1.2, 2.2)], outer=[(2.4, 3.0)]),
+        "noise_std": _bands([(0.0, 0.015)], [(0.03, 0.06)], outer=[(0.065, 0.08)]),
     }),
     "distractors": Family(Distractors, {
-        "count": _bands([(1, 3)], [(4, 6)], "int"),
+        "count": _bands([(1, 3)], [(4, 6)], "int", outer=[(7, 8)]),
         "shapes": Param(SHAPES, SHAPES, "name", shared=True),
-        "palettes": Param(*_names(DISTRACTOR_PALETTES), "name"),
-        "sizes_cm": _bands([(3.0, 6.0)], [(8.0, 12.0)]),
+        "palettes": _names(DISTRACTOR_PALETTES),
+        "sizes_cm": _bands([(3.0, 6.0)], [(8.0, 12.0)], outer=[(13.0, 15.0)]),
         "height_ratios": Param(((0.6, 2.0),), ((0.6, 2.0),), shared=True),
         "yaws_deg": Param(((0.0, 90.0),), ((0.0, 90.0),), shared=True),
     }, per_item=("shapes", "palettes", "sizes_cm", "height_ratios", "yaws_deg")),

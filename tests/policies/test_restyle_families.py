@@ -25,18 +25,41 @@ def test_every_split_parameter_is_disjoint():
             if p.shared:
                 continue
             if p.kind == "name":
-                assert not set(p.train) & set(p.held_out), (name, pname)
+                assert not set(p.values("train_wide")) & set(p.held_out), (name, pname)
                 continue
-            for lo, hi in p.train:
+            for lo, hi in p.values("train_wide"):  # train and what train_wide adds to it
                 for lo2, hi2 in p.held_out:
                     assert hi < lo2 or hi2 < lo, (name, pname)
+
+
+def test_train_wide_brackets_the_held_out_bands():
+    """train_wide keeps every train value and adds values past the held-out bands: a held-out band has wide
+    values on both sides unless it starts at the parameter's floor (0) or the parameter is circular (hue,
+    azimuth); palettes gain names. The train split's draws do not change."""
+    bracketed = 0
+    for name, fam in FAMILIES.items():
+        for pname, p in fam.params.items():
+            wide = p.values("train_wide")
+            assert set(p.train) <= set(wide), (name, pname)
+            if p.shared or p.kind == "name" or not p.outer:
+                continue
+            for lo, hi in p.held_out:
+                below = any(h < lo for _, h in wide)
+                above = any(lo2 > hi for lo2, _ in wide)
+                assert above and (below or lo == 0), (name, pname, (lo, hi))
+                bracketed += 1
+    assert bracketed >= 20
+    assert len(FAMILIES["table_texture"].params["palette"].values("train_wide")) == 12
+    # the ids these seeds drew before train_wide existed: recorded datasets and evaluations stay valid
+    assert sample_style(3, "train").style_id == "train-2c07577df5a6"
+    assert sample_style(11, "held_out").style_id == "held_out-e2bd73a9959d"
 
 
 def test_sampled_styles_stay_in_their_split():
     """Many samples of each split: every value inside its own split's set and outside the other's."""
     rng = np.random.default_rng(0)
     seen: dict = {}
-    for split, other in (("train", "held_out"), ("held_out", "train")):
+    for split, other in (("train", "held_out"), ("held_out", "train"), ("train_wide", "held_out")):
         for _ in range(300):
             s = sample_style(rng, split)
             assert s.families == STYLE_FAMILIES and s.split == split
