@@ -67,6 +67,11 @@ def twin(*args: str, log: Path) -> dict:
     return res
 
 
+def wide_tag(a) -> str:
+    """The suffix that keeps B's train_wide datasets and runs apart from the train split's."""
+    return "_wide" if a.b_split == "train_wide" else ""
+
+
 def episodes_in(dataset: Path) -> int:
     """Episodes a finished dataset holds (0 when it is missing)."""
     info = dataset / "meta" / "info.json"
@@ -131,11 +136,15 @@ def train(a, policy: str, datasets: list[Path], out: Path, log: Path, mix: str |
 def evaluate(a, task: str, run: Path, log: Path, scene: str | None = None, styles: str = "vanilla,held_out",
              robot: str | None = None, extra: tuple[str, ...] = (), tag: str = "") -> dict:
     """`twin eval` of a run on vanilla and every held-out family (or `styles`), from --eval-seed on; an evaluation
-    that finished before (its results.json, same episodes, seed and scene, and newer than the policy) is reused."""
+    that finished before (its results.json, same episodes, seed, task and styles, and newer than the policy) is
+    reused."""
+    from policies import parse_styles
+
     done = run / "eval" / (task + tag) / "results.json"
     if done.exists() and done.stat().st_mtime > (run / "policy").stat().st_mtime:
         res = json.loads(done.read_text())
-        if (res.get("episodes"), res.get("seed"), res.get("task")) == (a.eval_episodes, a.eval_seed, task):
+        want = (a.eval_episodes, a.eval_seed, task, [s.name for s in parse_styles(styles)])
+        if (res.get("episodes"), res.get("seed"), res.get("task"), list(res.get("success", {}))) == want:
             return {**res, "reused": True}
     return twin("eval", str(run), "--bundle", scene or a.scene, "--task", task, "--robot", robot or a.robot,
                 "--styles", styles, "--episodes", str(a.eval_episodes), "--seed", str(a.eval_seed), "--worlds",
@@ -149,7 +158,7 @@ def arm(a, task: str, policy: str, name: str, datasets: list[Path], mix: str | N
     work = Path(a.work)
     space = "_delta" if a.action_space == "delta" else ""   # runs of either action space are kept apart
     data = "_superset" if name == "restyled" and a.b_data == "superset" else ""   # so are B's two data designs
-    data += "_wide" if name == "restyled" and a.b_split == "train_wide" else ""  # and its two train splits
+    data += wide_tag(a) if name == "restyled" else ""  # and its two train splits
     tr = train(a, policy, datasets, work / "runs" / f"{task}_{policy}{space}_{name}{data}", log, mix,
                aux=policy == "act" and task != "reach")   # reach demos record no task objects
     ev = evaluate(a, task, Path(tr["run"]), log)
@@ -172,7 +181,7 @@ def task_datasets(a, task: str, log: Path) -> tuple[dict, dict]:
     restyled); their recording summaries."""
     half = a.demos // 2
     d = Path(a.work) / "datasets"
-    k = (f"_k{a.style_count}" if a.style_count else "") + ("_wide" if a.b_split == "train_wide" else "")
+    k = (f"_k{a.style_count}" if a.style_count else "") + wide_tag(a)
     paths = {"v_half": d / f"{task}_vanilla_{half}", "v_full": d / f"{task}_vanilla_{a.demos}",
              "r_half": d / f"{task}_restyled_{half}{k}"}
     recs = {"v_half": record(a, task, paths["v_half"], half, 0, "none", log),
