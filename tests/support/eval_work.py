@@ -20,7 +20,7 @@ COMMON = dict(chunk_size=CHUNK, n_action_steps=4, image_size=32, backbone_width=
               heads=2, ff_dim=64, dropout=0.0)
 TINY = {"act": {**COMMON, "n_encoder_layers": 1, "n_vae_encoder_layers": 1, "latent_dim": 8, "use_vae": False},
         "flow": {**COMMON, "n_layers": 2, "num_steps": 5}}
-STEPS = {"act": 1000, "flow": 2000}   # 3 stages: 600 / 1500 replayed only 1 of the 2 demos (and 400 / 1000 at 4)
+STEPS = {"act": 1000, "flow": 2000}   # 3 stages on AVX2: 600 / 1500 replayed only 1 of the 2 demos (rtc for flow)
 
 
 def record_demos(d: Path) -> Path:
