@@ -12,7 +12,7 @@ In the metric synthetic twin (`twin demo`'s capture, with its splats) and the Fr
 - Without --headline, also the flow-matching policy, plain and restyled, on --flow-task; A and B of the headline
   task evaluated in a second capture (--other-scene, the bird scan); and the G1's one-arm reach policy (ACT on
   the head camera, the goal in observation.state), which `twin deploy` sends to the simulated humanoid.
-  `--only g1` or `--only other_scene` runs one of those two alone.
+  `--only g1`, `--only other_scene` or `--only flow` runs one of those alone (--flow-steps: the flow arms' steps).
 Both arms train with the same recipe (--augment shift by default: random shifts, no change of appearance; ACT's
 auxiliary object head, which learns from the privileged poses both datasets record), so the data is the only
 difference; B's restyled demos each vary --style-count families (default 3 of 8, chosen per episode). --parallel
@@ -153,13 +153,19 @@ def evaluate(a, task: str, run: Path, log: Path, scene: str | None = None, style
                 log=log)
 
 
+def run_dir(a, task: str, policy: str, name: str) -> Path:
+    """The run folder of one arm: runs of either action space, of B's two data designs and of its two train
+    splits are kept apart."""
+    space = "_delta" if a.action_space == "delta" else ""
+    data = "_superset" if name == "restyled" and a.b_data == "superset" else ""
+    data += wide_tag(a) if name == "restyled" else ""
+    return Path(a.work) / "runs" / f"{task}_{policy}{space}_{name}{data}"
+
+
 def arm(a, task: str, policy: str, name: str, datasets: list[Path], mix: str | None, log: Path) -> dict:
     """Train and evaluate one arm of the experiment; its figures."""
-    work = Path(a.work)
-    space = "_delta" if a.action_space == "delta" else ""   # runs of either action space are kept apart
-    data = "_superset" if name == "restyled" and a.b_data == "superset" else ""   # so are B's two data designs
-    data += wide_tag(a) if name == "restyled" else ""  # and its two train splits
-    tr = train(a, policy, datasets, work / "runs" / f"{task}_{policy}{space}_{name}{data}", log, mix,
+    steps = a.flow_steps if policy == "flow" and a.flow_steps else None
+    tr = train(a, policy, datasets, run_dir(a, task, policy, name), log, mix, steps=steps,
                aux=policy == "act" and task != "reach")   # reach demos record no task objects
     ev = evaluate(a, task, Path(tr["run"]), log)
     held = {k: v for k, v in ev["success"].items() if k != "vanilla"}
@@ -171,7 +177,7 @@ def arm(a, task: str, policy: str, name: str, datasets: list[Path], mix: str | N
     return {"vanilla_success": ev["success"]["vanilla"], "heldout_success": ev["held_out_success"], **seen,
             "per_style": ev["success"], "intervals": ev["intervals"],
             "train_seconds": tr.get("total_seconds", tr["seconds"]), "train_reused": bool(tr.get("reused")),
-            "eval_seconds": ev["seconds"], "parameters": tr["parameters"],
+            "eval_seconds": ev["seconds"], "parameters": tr["parameters"], "steps": tr["steps"],
             "train_loss": tr["train_loss"], "val_loss": tr["val_loss"], "heldout_families": sorted(held),
             "run": tr["run"]}
 
@@ -194,14 +200,13 @@ def task_datasets(a, task: str, log: Path) -> tuple[dict, dict]:
     return paths, recs
 
 
-def run_task(a, task: str, flow: bool) -> dict:
+def run_task(a, task: str, policies: tuple[str, ...] = ("act",)) -> dict:
     log = Path(a.work) / "logs" / f"{task}.log"
     t0 = time.perf_counter()
     paths, recs = task_datasets(a, task, log)
     record_s = time.perf_counter() - t0
     out = {"record_seconds": round(record_s, 1),
            "expert_success": {k: r.get("expert_success") for k, r in recs.items() if not r.get("reused")}}
-    policies = ["act"] + (["flow"] if flow else [])
     for policy in policies:
         b_data = [paths["v_full"], paths["r_full"]] if a.b_data == "superset" else [paths["v_half"], paths["r_half"]]
         arms = {"plain": ([paths["v_full"]], None), "restyled": (b_data, "1,1")}
@@ -247,7 +252,7 @@ def other_scene(a, task: str) -> dict:
     log = Path(a.work) / "logs" / f"{task}_other_scene.log"
     out = {"scene": a.other_scene, "scale": a.other_scale, "task": task}
     for name in ("plain", "restyled"):
-        run = Path(a.work) / "runs" / f"{task}_act_{name}"
+        run = run_dir(a, task, "act", name)
         if not (run / "bench_train.json").exists():
             raise SystemExit(f"{run}: not trained yet (run the {task} arms first)")
         ev = evaluate(a, task, run, log, scene=a.other_scene, styles="vanilla", tag="_other_scene",
@@ -296,6 +301,15 @@ def goals(res: dict) -> dict:
                       "train_minutes": slowest <= GOALS["train_minutes"]}}
 
 
+def settings(a) -> dict:
+    """The options a result was made with."""
+    return {k: getattr(a, k) for k in ("scene", "robot", "demos", "eval_episodes", "eval_seed", "cameras", "size",
+                                       "image_size", "steps", "flow_steps", "batch_size", "action_space", "augment",
+                                       "precision", "policy_config", "aux_weight", "lr", "style_count", "b_data",
+                                       "b_split", "train_split", "parallel", "worlds", "threads", "seed", "headline",
+                                       "g1_steps", "other_scene", "other_scale", "only")}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--scene", default="twins/demo")
@@ -304,6 +318,9 @@ def main() -> None:
     p.add_argument("--headline-task", default="pick_place")
     p.add_argument("--headline", action="store_true", help="only A and B of the headline task")
     p.add_argument("--flow-task", default="push")
+    p.add_argument("--flow-steps", type=int, default=None,
+                   help="training steps of the flow arms (default --steps; the flow policy trains ~70 samples/s "
+                        "against ACT's ~90 on one bf16 thread, so fewer steps keep it within 30 min)")
     p.add_argument("--demos", type=int, default=200)
     p.add_argument("--eval-episodes", type=int, default=50)
     p.add_argument("--eval-seed", type=int, default=100_000, help="first evaluation seed (training uses 0..demos-1)")
@@ -348,8 +365,9 @@ def main() -> None:
     p.add_argument("--g1-steps", type=int, default=3000, help="training steps of the G1 reach policy")
     p.add_argument("--other-scene", default="twins/bird", help="a second capture the headline arms are evaluated in")
     p.add_argument("--other-scale", type=float, default=None, help="metres per unit of --other-scene if arbitrary")
-    p.add_argument("--only", choices=("g1", "other_scene"), default=None,
-                   help="run one extra section alone (reusing the trained headline arms)")
+    p.add_argument("--only", choices=("g1", "other_scene", "flow"), default=None,
+                   help="run one section alone: the G1 reach, the headline arms in the other scene (reusing the "
+                        "trained arms), or the flow policy's A and B on --flow-task")
     p.add_argument("--docs", default=None, help="copy the restyled policy's first success and failure videos of the "
                                                   "headline task (and a PNG of each) into this folder")
     p.add_argument("--json", action="store_true")
@@ -363,12 +381,18 @@ def main() -> None:
         shutil.rmtree(a.work)
     t0 = time.perf_counter()
     if a.only:
-        res = {"g1_reach": g1_reach(a)} if a.only == "g1" else {"other_scene": other_scene(a, a.headline_task)}
+        if a.only == "flow":
+            res = {"flow_task": a.flow_task, a.flow_task: run_task(a, a.flow_task, ("flow",))}
+        else:
+            res = {"g1_reach": g1_reach(a)} if a.only == "g1" else {"other_scene": other_scene(a, a.headline_task)}
+        res["settings"] = settings(a)
         res["seconds"] = round(time.perf_counter() - t0, 1)
         name = f"sim2real_{a.only}.json"
+        res["host"] = machine()
     else:
         tasks = [a.headline_task] if a.headline else [t for t in a.tasks.split(",") if t]
-        per_task = {t: run_task(a, t, flow=not a.headline and t == a.flow_task) for t in tasks}
+        per_task = {t: run_task(a, t, ("act", "flow") if not a.headline and t == a.flow_task else ("act",))
+                    for t in tasks}
         head = per_task[a.headline_task]
         res = {"headline_task": a.headline_task,
                **{k: head[k] for k in ("restyled_vanilla_success", "restyled_heldout_success",
@@ -380,12 +404,7 @@ def main() -> None:
         if not a.headline:
             res["other_scene"] = other_scene(a, a.headline_task)
             res["g1_reach"] = g1_reach(a)
-        res["settings"] = {k: getattr(a, k) for k in ("scene", "robot", "demos", "eval_episodes", "eval_seed",
-                                                       "cameras", "size", "image_size", "steps", "batch_size",
-                                                       "action_space", "augment", "precision", "policy_config",
-                                                       "aux_weight", "lr",
-                                                       "style_count", "b_data", "b_split", "train_split",
-                                                       "parallel", "worlds", "threads", "seed", "headline", "g1_steps")}
+        res["settings"] = settings(a)
         res["host"] = machine()
         res["seconds"] = round(time.perf_counter() - t0, 1)
         name = "sim2real.json"
