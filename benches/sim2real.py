@@ -13,10 +13,10 @@ In the metric synthetic twin (`twin demo`'s capture, with its splats) and the Fr
   task evaluated in a second capture (--other-scene, the bird scan); and the G1's one-arm reach policy (ACT on
   the head camera, the goal in observation.state), which `twin deploy` sends to the simulated humanoid.
   `--only g1`, `--only other_scene` or `--only flow` runs one of those alone (--flow-steps: the flow arms' steps).
-Both arms train with the same recipe (--augment shift by default: random shifts, no change of appearance; ACT's
-auxiliary object head, which learns from the privileged poses both datasets record), so the data is the only
-difference; B's restyled demos each vary --style-count families (default 3 of 8, chosen per episode). --parallel
-trains and evaluates the arms side by side, one process each.
+Both arms train with the same recipe (--augment shift by default: random shifts, no change of appearance; the
+auxiliary object head of ACT and flow, which learns from the privileged poses both datasets record), so the data
+is the only difference; B's restyled demos each vary --style-count families (default 3 of 8, chosen per
+episode). --parallel trains and evaluates the arms side by side, one process each.
 Data: V100 = vanilla seeds 0..N/2-1; V = V100 appended with seeds N/2..N-1 (A's data); R = seeds N/2..N-1
 restyled (B trains on V100 + R). With --b-data superset, B trains on V + all N seeds restyled instead (1:1, the
 X-Mobility recipe): B then holds every frame A does, so B - A measures what adding restyled copies is worth.
@@ -98,8 +98,8 @@ def record(a, task: str, out: Path, episodes: int, seed: int, restyle: str, log:
 
 
 def policy_config(a, aux: bool) -> str | None:
-    """--policy-config, plus ACT's auxiliary object head (--aux-weight) when `aux` (an ACT arm of a task whose
-    datasets record task objects)."""
+    """--policy-config, plus the auxiliary object head (--aux-weight) when `aux` (an arm of a task whose datasets
+    record task objects)."""
     fields = json.loads(a.policy_config) if a.policy_config else {}
     if aux and a.aux_weight > 0:
         fields["aux_weight"] = a.aux_weight
@@ -109,7 +109,7 @@ def policy_config(a, aux: bool) -> str | None:
 def train(a, policy: str, datasets: list[Path], out: Path, log: Path, mix: str | None = None,
           steps: int | None = None, aux: bool = False) -> dict:
     """A policy trained on `datasets` into the run folder `out` (reused when its summary exists); `aux`: with
-    ACT's auxiliary object head."""
+    the policy's auxiliary object head."""
     done = out / "bench_train.json"
     if done.exists():
         return {**json.loads(done.read_text()), "reused": True}
@@ -166,7 +166,7 @@ def arm(a, task: str, policy: str, name: str, datasets: list[Path], mix: str | N
     """Train and evaluate one arm of the experiment; its figures."""
     steps = a.flow_steps if policy == "flow" and a.flow_steps else None
     tr = train(a, policy, datasets, run_dir(a, task, policy, name), log, mix, steps=steps,
-               aux=policy == "act" and task != "reach")   # reach demos record no task objects
+               aux=task != "reach")   # reach demos record no task objects
     ev = evaluate(a, task, Path(tr["run"]), log)
     held = {k: v for k, v in ev["success"].items() if k != "vanilla"}
     seen = {}
@@ -341,8 +341,9 @@ def main() -> None:
                         "ResNet-18 to stride 16 (6 x 6 tokens per camera), with --aux-weight trains 12,000 steps "
                         "in 28-30 min")
     p.add_argument("--aux-weight", type=float, default=1.0,
-                   help="the task arms' ACT learns to locate the task objects too (aux_weight; 0: off; not the flow "
-                        "policy, not the G1 reach policy, whose reach demos record no objects)")
+                   help="the task arms' policies (ACT and flow) learn to locate the task objects too (aux_weight; 0: "
+                        "off; not the G1 reach policy, whose reach demos record no objects): without it the flow "
+                        "policy drove from proprioception and ignored its cameras (0/50 on vanilla push)")
     p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (twin train --lr)")
     p.add_argument("--style-count", type=int, default=3,
                    help="restyled demos vary this many style families each, a random choice per episode (twin record "

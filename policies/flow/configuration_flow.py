@@ -26,3 +26,7 @@ class FlowConfig(PolicyConfig):
                               "model's Jacobian (a backward pass per step); off: inpainting alone, ONNX-exportable")
     rtc_max_guidance: float = opt(5.0, "ΠGDM guidance weight clip (the RTC paper's beta)", low=0.0, high=100.0)
     dropout: float = opt(0.0, "dropout in the transformer", low=0.0, high=0.9)
+    aux_weight: float = opt(0.0, "weight of an auxiliary training loss: one query per task object reads the prefix "
+                                 "and regresses the object's xy (the dataset's privileged.object_poses), so the image "
+                                 "tokens must locate the objects; without it a flow policy can learn its chunks from "
+                                 "proprioception alone (0: off; unused at run time)", low=0.0, high=1e3)

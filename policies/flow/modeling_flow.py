@@ -8,6 +8,10 @@ computed once per chunk). Training: x_tau = tau * a + (1 - tau) * noise with tau
 (favouring the noisy end) or uniformly; the model regresses the velocity a - noise (MSE, padding masked).
 Inference: `num_steps` Euler steps from noise (tau = 0) to actions (tau = 1); with `prefix_actions`, real-time
 chunking (policies.flow.rtc) splices the chunk onto the previous one.
+With `aux_weight` > 0, training adds ACT's auxiliary object loss: one learned query per task object attends to
+the final prefix and regresses the object's standardised xy (privileged poses, never an input). Without it,
+demos whose joint states already say where the arm is going let the policy ignore its cameras: it then fits the
+training chunks and fails in closed loop, where only the images say where the objects are.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from policies.blocks import MLP, Attention, EncoderLayer, time_embedding
-from policies.features import ACTION, ACTION_IS_PAD, IMAGES, STATE, PolicyFeatures
+from policies.features import ACTION, ACTION_IS_PAD, IMAGES, OBJECTS, STATE, PolicyFeatures
 from policies.flow.configuration_flow import FlowConfig
 from policies.flow.processor_flow import make_flow_processors
 from policies.flow.rtc import guided_velocity, prefix_target
@@ -67,7 +71,13 @@ class FlowPolicy(PretrainedPolicy):
         self.expert = nn.ModuleList(ExpertLayer(d, c.heads, c.ff_dim, c.dropout) for _ in range(c.n_layers))
         self.out_norm = nn.LayerNorm(d)
         self.action_out = nn.Linear(d, features.action_dim)
-        for p in (self.state_pos, self.action_pos):
+        if c.aux_weight > 0:
+            if not features.objects:
+                raise InputError(f"aux_weight {c.aux_weight} needs a dataset that records {OBJECTS}")
+            self.aux_query = nn.Parameter(torch.zeros(len(features.objects), d))
+            self.aux_layer = ExpertLayer(d, c.heads, c.ff_dim, c.dropout)
+            self.aux_head = nn.Linear(d, 2)
+        for p in (self.state_pos, self.action_pos, *([self.aux_query] if c.aux_weight > 0 else [])):
             nn.init.normal_(p, std=0.02)
 
     def encode_prefix(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
@@ -91,6 +101,18 @@ class FlowPolicy(PretrainedPolicy):
             h = layer(h, p)
         return self.action_out(self.out_norm(h))
 
+    def aux_loss(self, batch: dict[str, torch.Tensor], prefix: torch.Tensor) -> torch.Tensor:
+        """Mean squared error of the object queries' xy, read from the final prefix, against the batch's
+        standardised object positions."""
+        if OBJECTS not in batch:
+            raise InputError(f"aux_weight {self.config.aux_weight} needs {OBJECTS} in the training batch")
+        target = batch[OBJECTS]
+        if target.shape[1:] != (len(self.features.objects), 2):
+            raise InputError(f"object targets are {tuple(target.shape[1:])}, the auxiliary head predicts "
+                             f"{(len(self.features.objects), 2)}")
+        q = self.aux_query[None].expand(prefix.shape[0], -1, -1).to(prefix.dtype)
+        return F.mse_loss(self.aux_head(self.aux_layer(q, prefix)), target)
+
     def sample_time(self, n: int, device: torch.device) -> torch.Tensor:
         """(n,) training times tau in [0, 0.999] (0 = noise): π0 draws its noise level s ~ Beta(a, b) and uses
         0.999 s + 0.001; tau = 1 - that. Uniform: tau ~ U[0, 0.999)."""
@@ -113,14 +135,21 @@ class FlowPolicy(PretrainedPolicy):
         noise = torch.randn_like(actions) if noise is None else noise
         tau = self.sample_time(actions.shape[0], actions.device) if tau is None else tau
         tt = tau[:, None, None]
-        v = self.velocity(tt * actions + (1 - tt) * noise, tau, self.encode_prefix(batch))
+        prefix = self.encode_prefix(batch)
+        v = self.velocity(tt * actions + (1 - tt) * noise, tau, prefix)
         err = F.mse_loss(v, actions - noise, reduction="none")
         if ACTION_IS_PAD in batch:
             valid = (~batch[ACTION_IS_PAD]).unsqueeze(-1).to(err.dtype)
             loss = (err * valid).sum() / (valid.sum() * err.shape[-1]).clamp(min=1)
         else:
             loss = err.mean()
-        return loss, {"loss": float(loss.detach())}
+        logs = {}
+        if self.config.aux_weight > 0 and self.training:   # a training signal only: validation scores actions
+            aux = self.aux_loss(batch, prefix[-1])
+            logs = {"flow": float(loss.detach()), "aux": float(aux.detach())}
+            loss = loss + self.config.aux_weight * aux
+        logs["loss"] = float(loss.detach())
+        return loss, logs
 
     def sample(self, batch: dict[str, torch.Tensor], *, noise: torch.Tensor | None = None,
                generator: torch.Generator | None = None, prefix_actions: torch.Tensor | None = None,

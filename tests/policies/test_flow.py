@@ -137,3 +137,42 @@ def test_inference_traces_without_data_dependent_branches(trained):
     exported = torch.export.export(Infer(), args(slice(0, 2)), strict=False)
     other = args(slice(3, 5))
     assert torch.allclose(exported.module()(*other), Infer()(*other), atol=1e-4)
+
+
+def test_aux_object_head_makes_the_prefix_locate_the_objects(tmp_path):
+    """aux_weight: training adds the object queries' loss (read from the final prefix) on the standardised object
+    xy, the head learns to locate the square from the frames, and neither validation's loss nor sampling depends
+    on it; without recorded objects it is refused."""
+    import math
+
+    import numpy as np
+
+    from policies import TrainConfig
+    from policies.train.data import ChunkDataset, frame_table, open_sources
+    from policies.train.dist import Processes
+    from policies.train.frames import cache_frames
+
+    root = write_policy_dataset(tmp_path / "ds", objects=True)
+    sources, feats = open_sources(TrainConfig(dataset=[str(root)], out=str(tmp_path / "run"), val_episodes=0))
+    table = frame_table(sources, CHUNK, objects=True)
+    cache_frames(table, sources, feats.camera_keys, tmp_path / "cache", Processes())
+    raw = ChunkDataset(table, np.arange(len(table))).batch(np.arange(0, len(table), 2))
+    torch.manual_seed(0)
+    policy = make_policy("flow", {**TINY, "aux_weight": 2.0}, feats)
+    batch = policy.preprocessor(raw)
+    draw = {"noise": torch.randn_like(batch["action"]), "tau": policy.sample_time(len(batch["action"]), "cpu")}
+    _, logs = policy.train()(batch, **draw)
+    assert set(logs) == {"flow", "aux", "loss"}
+    assert math.isclose(logs["loss"], logs["flow"] + 2 * logs["aux"], rel_tol=1e-5)
+    before = logs["aux"]
+    overfit_batch(policy, batch, 200)   # leaves the policy in train mode
+    with torch.no_grad():
+        assert policy(batch, **draw)[1]["aux"] < before / 10, before
+        policy.eval()
+        loss, logs = policy(batch, **draw)
+        assert set(logs) == {"loss"}
+        chunk = policy.infer(raw, generator=torch.Generator().manual_seed(1))
+        policy.aux_head.weight.add_(1.0)
+        assert torch.equal(policy.infer(raw, generator=torch.Generator().manual_seed(1)), chunk)
+    with pytest.raises(InputError, match="needs a dataset that records privileged.object_poses"):
+        make_policy("flow", {**TINY, "aux_weight": 1.0}, read_dataset(write_policy_dataset(tmp_path / "plain")))
