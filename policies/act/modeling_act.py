@@ -6,6 +6,9 @@ encoder; the decoder's `chunk_size` learned queries cross-attend to them and reg
 on the (non-padded) actions + kl_weight * KL(latent || N(0, I)). Inference: the latent is zero (the prior's mean).
 Positions are added to queries and keys in every attention layer (DETR, as ACT): 2D sines for image tokens,
 learned embeddings for the latent and state tokens and for the decoder queries.
+With `state_dropout` > 0, training replaces the state token of that share of samples by a learned "unknown"
+token: demos whose joint paths alone predict the next actions otherwise let the policy copy them from the state
+and read its cameras less (a restyled policy more so), which closed loop punishes.
 With `aux_weight` > 0, training adds an auxiliary loss: a second decoder layer with one learned query per task
 object reads the same memory and regresses each object's standardised xy (privileged simulator poses, which the
 policy never sees as input), so the image tokens the actions are decoded from must say where the objects are.
@@ -55,6 +58,8 @@ class ACTPolicy(PretrainedPolicy):
         self.latent_in = nn.Linear(c.latent_dim, d)
         self.state_in = nn.Linear(s, d)
         self.token_pos = nn.Parameter(torch.zeros(2, d))  # latent, state
+        if c.state_dropout > 0:
+            self.state_unknown = nn.Parameter(torch.zeros(d))
         self.encoder = layers(c.n_encoder_layers, EncoderLayer)
         self.decoder = layers(c.n_decoder_layers, DecoderLayer)
         self.query_pos = nn.Parameter(torch.zeros(c.chunk_size, d))
@@ -101,7 +106,11 @@ class ACTPolicy(PretrainedPolicy):
         """(normalised action chunk, encoder memory, its positions)."""
         state = batch[STATE]
         b = state.shape[0]
-        tokens = torch.stack([self.latent_in(latent), self.state_in(state)], dim=1)
+        state_token = self.state_in(state)
+        if self.config.state_dropout > 0 and self.training:   # some samples must be decoded without the state
+            drop = torch.rand(b, 1, device=state.device) < self.config.state_dropout
+            state_token = torch.where(drop, self.state_unknown.to(state_token.dtype), state_token)
+        tokens = torch.stack([self.latent_in(latent), state_token], dim=1)
         pos = self.token_pos
         if self.images is not None:
             img_tokens, img_pos = self.images(batch[IMAGES])

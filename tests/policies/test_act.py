@@ -216,3 +216,21 @@ def test_aux_object_head_learns_where_the_objects_are(dataset, tmp_path):
     plain = TrainConfig(dataset=[str(dataset)], out=str(tmp_path / "run2"), val_episodes=0)
     with pytest.raises(InputError, match="has no privileged.object_poses"):
         frame_table(open_sources(plain)[0], CHUNK, objects=True)
+
+
+def test_state_dropout_hides_the_state_in_training_only(dataset):
+    """state_dropout: a dropped sample is decoded from the learned 'unknown' token, not its state (with every
+    sample dropped, the training loss ignores the state), and inference always reads the state."""
+    torch.manual_seed(0)
+    policy = make_policy("act", {**TINY, "state_dropout": 1.0, "use_vae": False, "dropout": 0.0},
+                         read_dataset(dataset))
+    raw = training_batch(dataset, CHUNK, SAMPLES)
+    moved = {**raw, "observation.state": raw["observation.state"] + 0.5}
+    policy.train()
+    loss = policy(policy.preprocessor(raw))[0]
+    assert torch.equal(policy(policy.preprocessor(moved))[0], loss)
+    loss.backward()
+    assert policy.state_unknown.grad.abs().sum() > 0 and not policy.state_in.weight.grad.any()
+    policy.eval()
+    with torch.no_grad():
+        assert not torch.allclose(policy.infer(moved), policy.infer(raw))
