@@ -76,6 +76,24 @@ class PolicyFeatures:
             raise InputError(f"policy features are malformed ({type(e).__name__}: {e})") from None
 
 
+def check_objects(features: PolicyFeatures, aux_weight: float) -> int:
+    """How many task objects an auxiliary object head predicts; refused when the dataset records none."""
+    if not features.objects:
+        raise InputError(f"aux_weight {aux_weight} needs a dataset that records {OBJECTS}")
+    return len(features.objects)
+
+
+def object_targets(batch: dict, features: PolicyFeatures, aux_weight: float):
+    """The batch's standardised object xy (B, objects, 2), the auxiliary head's targets, checked."""
+    if OBJECTS not in batch:
+        raise InputError(f"aux_weight {aux_weight} needs {OBJECTS} in the training batch")
+    target = batch[OBJECTS]
+    if tuple(target.shape[1:]) != (len(features.objects), 2):
+        raise InputError(f"object targets are {tuple(target.shape[1:])}, the auxiliary head predicts "
+                         f"{(len(features.objects), 2)}")
+    return target
+
+
 def _names(feature, default: str) -> list[str]:
     n = feature.shape[0]
     names = feature.names

@@ -22,7 +22,7 @@ from torch import nn
 from policies.act.configuration_act import ACTConfig
 from policies.act.processor_act import make_act_processors
 from policies.blocks import DecoderLayer, EncoderLayer, sinusoidal_1d
-from policies.features import ACTION, ACTION_IS_PAD, IMAGES, OBJECTS, STATE, PolicyFeatures
+from policies.features import ACTION, ACTION_IS_PAD, IMAGES, STATE, PolicyFeatures, check_objects, object_targets
 from policies.pretrained import PretrainedPolicy
 from policies.vision.encoder import ImageEncoder
 from twin_kit import InputError
@@ -65,9 +65,7 @@ class ACTPolicy(PretrainedPolicy):
         self.query_pos = nn.Parameter(torch.zeros(c.chunk_size, d))
         self.action_head = nn.Linear(d, a)
         if c.aux_weight > 0:
-            if not features.objects:
-                raise InputError(f"aux_weight {c.aux_weight} needs a dataset that records {OBJECTS}")
-            self.aux_query = nn.Parameter(torch.zeros(len(features.objects), d))
+            self.aux_query = nn.Parameter(torch.zeros(check_objects(features, c.aux_weight), d))
             self.aux_decoder = DecoderLayer(d, c.heads, c.ff_dim, c.dropout, c.pre_norm)
             self.aux_head = nn.Linear(d, 2)
         self._init_weights()
@@ -126,10 +124,7 @@ class ACTPolicy(PretrainedPolicy):
 
     def _aux_loss(self, batch: dict[str, torch.Tensor], memory: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """Mean squared error of the object queries' xy against the batch's standardised object positions."""
-        target = batch[OBJECTS]
-        if target.shape[1:] != (len(self.features.objects), 2):
-            raise InputError(f"object targets are {tuple(target.shape[1:])}, the auxiliary head predicts "
-                             f"{(len(self.features.objects), 2)}")
+        target = object_targets(batch, self.features, self.config.aux_weight)
         q = torch.zeros(memory.shape[0], *self.aux_query.shape, dtype=memory.dtype, device=memory.device)
         pred = self.aux_head(self.aux_decoder(q, memory, self.aux_query[None], pos[None]))
         return F.mse_loss(pred, target)
@@ -156,8 +151,6 @@ class ACTPolicy(PretrainedPolicy):
             loss = l1 + self.config.kl_weight * kld
             logs["kld"] = float(kld.detach())
         if self.config.aux_weight > 0 and self.training:   # a training signal only: validation scores actions
-            if OBJECTS not in batch:
-                raise InputError(f"aux_weight {self.config.aux_weight} needs {OBJECTS} in the training batch")
             aux = self._aux_loss(batch, memory, pos)
             loss = loss + self.config.aux_weight * aux
             logs["aux"] = float(aux.detach())

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from policies.blocks import MLP, Attention, EncoderLayer, time_embedding
-from policies.features import ACTION, ACTION_IS_PAD, IMAGES, OBJECTS, STATE, PolicyFeatures
+from policies.features import ACTION, ACTION_IS_PAD, IMAGES, STATE, PolicyFeatures, check_objects, object_targets
 from policies.flow.configuration_flow import FlowConfig
 from policies.flow.processor_flow import make_flow_processors
 from policies.flow.rtc import guided_velocity, prefix_target
@@ -72,9 +72,7 @@ class FlowPolicy(PretrainedPolicy):
         self.out_norm = nn.LayerNorm(d)
         self.action_out = nn.Linear(d, features.action_dim)
         if c.aux_weight > 0:
-            if not features.objects:
-                raise InputError(f"aux_weight {c.aux_weight} needs a dataset that records {OBJECTS}")
-            self.aux_query = nn.Parameter(torch.zeros(len(features.objects), d))
+            self.aux_query = nn.Parameter(torch.zeros(check_objects(features, c.aux_weight), d))
             self.aux_layer = ExpertLayer(d, c.heads, c.ff_dim, c.dropout)
             self.aux_head = nn.Linear(d, 2)
         for p in (self.state_pos, self.action_pos, *([self.aux_query] if c.aux_weight > 0 else [])):
@@ -104,12 +102,7 @@ class FlowPolicy(PretrainedPolicy):
     def aux_loss(self, batch: dict[str, torch.Tensor], prefix: torch.Tensor) -> torch.Tensor:
         """Mean squared error of the object queries' xy, read from the final prefix, against the batch's
         standardised object positions."""
-        if OBJECTS not in batch:
-            raise InputError(f"aux_weight {self.config.aux_weight} needs {OBJECTS} in the training batch")
-        target = batch[OBJECTS]
-        if target.shape[1:] != (len(self.features.objects), 2):
-            raise InputError(f"object targets are {tuple(target.shape[1:])}, the auxiliary head predicts "
-                             f"{(len(self.features.objects), 2)}")
+        target = object_targets(batch, self.features, self.config.aux_weight)
         q = self.aux_query[None].expand(prefix.shape[0], -1, -1).to(prefix.dtype)
         return F.mse_loss(self.aux_head(self.aux_layer(q, prefix)), target)
 
