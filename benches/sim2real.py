@@ -20,6 +20,7 @@ episode). --parallel trains and evaluates the arms side by side, one process eac
 Data: V100 = vanilla seeds 0..N/2-1; V = V100 appended with seeds N/2..N-1 (A's data); R = seeds N/2..N-1
 restyled (B trains on V100 + R). With --b-data superset, B trains on V + all N seeds restyled instead (1:1, the
 X-Mobility recipe): B then holds every frame A does, so B - A measures what adding restyled copies is worth.
+--b-copies N restyles each of those seeds N times, in N styles (the same trajectories; still 1:1 with V).
 Datasets and trained runs in --work are reused when complete, so an interrupted experiment continues where it
 stopped (--fresh starts over).
 --b-split train_wide draws B's restyled demos from the wide train split instead (held-out values between
@@ -79,8 +80,9 @@ def episodes_in(dataset: Path) -> int:
 
 
 def record(a, task: str, out: Path, episodes: int, seed: int, restyle: str, log: Path, append_to: Path | None = None,
-           robot: str | None = None, cameras: str | None = None) -> dict:
-    """One dataset of `episodes` expert demonstrations from `seed` on (reused when already complete)."""
+           robot: str | None = None, cameras: str | None = None, variant: int = 0) -> dict:
+    """One dataset of `episodes` expert demonstrations from `seed` on (reused when already complete); `variant`:
+    which of the episodes' styles a restyled one draws (twin record --style-variant)."""
     want = episodes + (episodes_in(append_to) if append_to else 0)
     if episodes_in(out) == want:
         return {"reused": True, "episodes": want}
@@ -90,6 +92,7 @@ def record(a, task: str, out: Path, episodes: int, seed: int, restyle: str, log:
               "--worlds", str(a.worlds), "--restyle", restyle]
     if restyle != "none":
         common += ["--style-split", a.b_split] + (["--style-count", str(a.style_count)] if a.style_count else [])
+        common += ["--style-variant", str(variant)] if variant else []
     if append_to is not None:
         shutil.copytree(append_to, out)
         return twin("record", a.scene, "--out", str(out), "--episodes", str(episodes), "--append", *common, log=log)
@@ -158,6 +161,7 @@ def run_dir(a, task: str, policy: str, name: str) -> Path:
     splits are kept apart."""
     space = "_delta" if a.action_space == "delta" else ""
     data = "_superset" if name == "restyled" and a.b_data == "superset" else ""
+    data += f"_x{a.b_copies}" if name == "restyled" and a.b_copies > 1 else ""
     data += wide_tag(a) if name == "restyled" else ""
     return Path(a.work) / "runs" / f"{task}_{policy}{space}_{name}{data}"
 
@@ -184,7 +188,8 @@ def arm(a, task: str, policy: str, name: str, datasets: list[Path], mix: str | N
 
 def task_datasets(a, task: str, log: Path) -> tuple[dict, dict]:
     """V100, V (= V100 + the second half) and R (the second half restyled; with --b-data superset, every seed
-    restyled); their recording summaries."""
+    restyled, and with --b-copies N also r_full_1 .. r_full_N-1: the same seeds in other styles); their recording
+    summaries."""
     half = a.demos // 2
     d = Path(a.work) / "datasets"
     k = (f"_k{a.style_count}" if a.style_count else "") + wide_tag(a)
@@ -195,6 +200,9 @@ def task_datasets(a, task: str, log: Path) -> tuple[dict, dict]:
     if a.b_data == "superset":
         paths["r_full"] = d / f"{task}_restyled_{a.demos}{k}"
         recs["r_full"] = record(a, task, paths["r_full"], a.demos, 0, "procedural", log)
+        for v in range(1, a.b_copies):
+            paths[f"r_full_{v}"] = d / f"{task}_restyled_{a.demos}{k}_v{v}"
+            recs[f"r_full_{v}"] = record(a, task, paths[f"r_full_{v}"], a.demos, 0, "procedural", log, variant=v)
     else:
         recs["r_half"] = record(a, task, paths["r_half"], a.demos - half, half, "procedural", log)
     return paths, recs
@@ -208,8 +216,12 @@ def run_task(a, task: str, policies: tuple[str, ...] = ("act",)) -> dict:
     out = {"record_seconds": round(record_s, 1),
            "expert_success": {k: r.get("expert_success") for k, r in recs.items() if not r.get("reused")}}
     for policy in policies:
-        b_data = [paths["v_full"], paths["r_full"]] if a.b_data == "superset" else [paths["v_half"], paths["r_half"]]
-        arms = {"plain": ([paths["v_full"]], None), "restyled": (b_data, "1,1")}
+        if a.b_data == "superset":  # half the samples vanilla, half restyled (spread over the copies)
+            b_data = [paths["v_full"], paths["r_full"]] + [paths[f"r_full_{v}"] for v in range(1, a.b_copies)]
+            b_mix = ",".join([str(a.b_copies)] + ["1"] * a.b_copies)
+        else:
+            b_data, b_mix = [paths["v_half"], paths["r_half"]], "1,1"
+        arms = {"plain": ([paths["v_full"]], None), "restyled": (b_data, b_mix)}
         if a.parallel:  # one process per arm, side by side (each with --threads), each arm logging apart
             from concurrent.futures import ThreadPoolExecutor
 
@@ -306,8 +318,8 @@ def settings(a) -> dict:
     return {k: getattr(a, k) for k in ("scene", "robot", "demos", "eval_episodes", "eval_seed", "cameras", "size",
                                        "image_size", "steps", "flow_steps", "batch_size", "action_space", "augment",
                                        "precision", "policy_config", "aux_weight", "lr", "style_count", "b_data",
-                                       "b_split", "train_split", "parallel", "worlds", "threads", "seed", "headline",
-                                       "g1_steps", "other_scene", "other_scale", "only")}
+                                       "b_copies", "b_split", "train_split", "parallel", "worlds", "threads", "seed",
+                                       "headline", "g1_steps", "other_scene", "other_scale", "only")}
 
 
 def main() -> None:
@@ -351,6 +363,10 @@ def main() -> None:
     p.add_argument("--b-data", choices=("split", "superset"), default="split",
                    help="B's data: split = the first half vanilla, the second half restyled (as many demos as A); "
                         "superset = all of A's demos plus every one restyled, mixed 1:1")
+    p.add_argument("--b-copies", type=int, default=1,
+                   help="with --b-data superset: B's restyled data holds each of A's demos in this many styles (the "
+                        "same seeds and expert trajectories, twin record --style-variant 0 .. N-1), still sampled "
+                        "1:1 with the vanilla demos; more looks, no more trajectories")
     p.add_argument("--b-split", choices=("train", "train_wide"), default="train",
                    help="the style split B's restyled demos are drawn from: train, or train_wide (train plus values "
                    "past the held-out bands, so held-out values are interpolations); held-out evaluation is the same")
@@ -373,6 +389,8 @@ def main() -> None:
                                                   "headline task (and a PNG of each) into this folder")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
+    if a.b_copies < 1 or (a.b_copies > 1 and a.b_data != "superset"):
+        p.error("--b-copies must be at least 1, and above 1 only with --b-data superset")
     os.chdir(REPO)
     from spatial import BundlePaths
 

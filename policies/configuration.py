@@ -37,6 +37,10 @@ class PolicyConfig:
     heads: int = opt(4, "attention heads", low=1, high=64)
     ff_dim: int = opt(512, "transformer feed-forward width", low=8, high=16384)
     dropout: float = opt(0.1, "dropout in the transformer", low=0.0, high=0.9)
+    state_dropout: float = opt(0.0, "probability, per training sample, that the proprioception token is replaced by "
+                                    "a learned 'state unknown' token, so the chunk must come from the images too "
+                                    "(against copycat policies that replay the demos' joint paths; unused at run "
+                                    "time)", low=0.0, high=1.0)
     state_norm: str = opt("mean_std", "normalisation of observation.state", choices=NORM_MODES)
     action_norm: str = opt("mean_std", "normalisation of action", choices=NORM_MODES)
     action_space: str = opt("absolute", "what the model predicts: absolute joint targets, or delta: each chunk's "

@@ -24,10 +24,6 @@ class ACTConfig(PolicyConfig):
                                  "its xy (the dataset's privileged.object_poses) from the encoder's tokens, so the "
                                  "image features must locate the objects (0: off; unused at run time)",
                             low=0.0, high=1e3)
-    state_dropout: float = opt(0.0, "probability, per training sample, that the proprioception token is replaced by "
-                                    "a learned 'state unknown' token, so the chunk must come from the images too "
-                                    "(against copycat policies that replay the demos' joint paths; unused at run "
-                                    "time)", low=0.0, high=1.0)
     temporal_ensemble_coeff: float | None = opt(0.01, "runtime temporal ensembling: weight exp(-coeff * i) for "
                                                       "the i-th oldest chunk (none: execute n_action_steps per "
                                                       "chunk)", low=0.0, high=10.0)

@@ -11,7 +11,8 @@ chunking (policies.flow.rtc) splices the chunk onto the previous one.
 With `aux_weight` > 0, training adds ACT's auxiliary object loss: one learned query per task object attends to
 the final prefix and regresses the object's standardised xy (privileged poses, never an input). Without it,
 demos whose joint states already say where the arm is going let the policy ignore its cameras: it then fits the
-training chunks and fails in closed loop, where only the images say where the objects are.
+training chunks and fails in closed loop, where only the images say where the objects are. `state_dropout` (as
+ACT's) replaces the state token of a share of training samples with a learned "unknown" token, to the same end.
 """
 from __future__ import annotations
 
@@ -63,6 +64,8 @@ class FlowPolicy(PretrainedPolicy):
                                        c.backbone_norm)
         self.state_in = nn.Linear(features.state_dim, d)
         self.state_pos = nn.Parameter(torch.zeros(1, d))
+        if c.state_dropout > 0:
+            self.state_unknown = nn.Parameter(torch.zeros(d))
         self.prefix_layers = nn.ModuleList(EncoderLayer(d, c.heads, c.ff_dim, c.dropout, pre_norm=True,
                                                         activation="gelu") for _ in range(c.n_layers))
         self.action_in = nn.Linear(features.action_dim, d)
@@ -80,7 +83,11 @@ class FlowPolicy(PretrainedPolicy):
 
     def encode_prefix(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """The prefix after each encoder layer: n_layers tensors (B, 1 + image tokens, dim)."""
-        x = self.state_in(batch[STATE])[:, None] + self.state_pos
+        x = self.state_in(batch[STATE])
+        if self.config.state_dropout > 0 and self.training:   # some samples must be denoised without the state
+            drop = torch.rand(x.shape[0], 1, device=x.device) < self.config.state_dropout
+            x = torch.where(drop, self.state_unknown.to(x.dtype), x)
+        x = x[:, None] + self.state_pos
         if self.images is not None:
             tokens, pos = self.images(batch[IMAGES])
             x = torch.cat([x, tokens + pos], dim=1)

@@ -34,6 +34,9 @@ class RecordConfig:
     style_families: str | None = opt(None, "comma-separated style families to vary (default: all)")
     style_count: int | None = opt(None, "each restyled episode varies only this many of the families, chosen at "
                                         "random per episode (default: all of them at once)", low=1, high=64)
+    style_variant: int = opt(0, "which of each episode's styles to draw: another variant gives the same seeds (so "
+                                "the same expert trajectories) another appearance, to record a demo in several",
+                             low=0, high=2**31 - 1)
     cosmos_weights: str | None = opt(None, "with --restyle cosmos: local diffusers Cosmos-Transfer2.5 folder")
     cosmos_controlnet: str | None = opt(None, "with --restyle cosmos: local ControlNet folder (depth, seg, edge "
                                               "or blur; default: the pipeline's own)")

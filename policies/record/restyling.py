@@ -18,12 +18,15 @@ from policies.restyle import VANILLA, CosmosConfig, Style, restyle, restyle_cosm
 STYLE_STREAM = 0x57  # the style's random stream beside the episode's reset stream (same seed, other draws)
 
 
-def episode_style(seed: int, mode: str, split: str = "train", families=None, count: int | None = None) -> Style:
+def episode_style(seed: int, mode: str, split: str = "train", families=None, count: int | None = None,
+                  variant: int = 0) -> Style:
     """The style of the episode with reset seed `seed` (vanilla when not restyling); `count`: it varies only that
-    many of `families`, a random choice per episode."""
+    many of `families`, a random choice per episode; `variant` k > 0 draws from a stream of its own, so one
+    episode (the same reset, the same expert) can be recorded under several appearances."""
     if mode == "none":
         return VANILLA
-    return sample_style(np.random.default_rng([int(seed), STYLE_STREAM]), split, families, count)
+    stream = [int(seed), STYLE_STREAM] + ([int(variant)] if variant else [])
+    return sample_style(np.random.default_rng(stream), split, families, count)
 
 
 def style_number(style: Style) -> int:

@@ -227,7 +227,7 @@ class Recorder:
 
     def _finish(self, t: _Track, success: bool, steps: int) -> Episode:
         style = episode_style(t.seed, self.cfg.restyle, self.cfg.style_split, self.families,
-                              self.cfg.style_count)
+                              self.cfg.style_count, self.cfg.style_variant)
         frames = {k: np.stack(v) for k, v in t.rows.items()}
         frames["style_id"] = np.full(len(frames["action"]), style_number(style), dtype=np.int64)
         raw = [(cam.name, np.stack(t.rgb[cam.name]), self._maps(t, cam) if self.restyler.needs_maps else None)

@@ -176,3 +176,23 @@ def test_aux_object_head_makes_the_prefix_locate_the_objects(tmp_path):
         assert torch.equal(policy.infer(raw, generator=torch.Generator().manual_seed(1)), chunk)
     with pytest.raises(InputError, match="needs a dataset that records privileged.object_poses"):
         make_policy("flow", {**TINY, "aux_weight": 1.0}, read_dataset(write_policy_dataset(tmp_path / "plain")))
+
+
+def test_state_dropout_hides_the_state_in_training_only(dataset):
+    """state_dropout (shared with ACT): a dropped sample's prefix starts from the learned 'unknown' token, not its
+    state (with every sample dropped, the training loss ignores the state), and sampling always reads the state."""
+    torch.manual_seed(0)
+    policy = make_policy("flow", {**TINY, "state_dropout": 1.0}, read_dataset(dataset))
+    raw = training_batch(dataset, CHUNK, SAMPLES)
+    moved = {**raw, "observation.state": raw["observation.state"] + 0.5}
+    batch = policy.preprocessor(raw)
+    draw = {"noise": torch.randn_like(batch["action"]), "tau": policy.sample_time(len(SAMPLES), "cpu")}
+    policy.train()
+    loss = policy(batch, **draw)[0]
+    assert torch.equal(policy(policy.preprocessor(moved), **draw)[0], loss)
+    loss.backward()
+    assert policy.state_unknown.grad.abs().sum() > 0 and not policy.state_in.weight.grad.any()
+    policy.eval()
+    with torch.no_grad():
+        g = [torch.Generator().manual_seed(2) for _ in range(2)]
+        assert not torch.allclose(policy.infer(moved, generator=g[0]), policy.infer(raw, generator=g[1]))

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +158,10 @@ def test_procedural_restyle_changes_appearance_only(base, work):
             assert video_error(ep.videos[cam], view.episode_video(k, cam)) > 10 / 255
     again = next(iter(rec.run([1])))                 # the same world, after another episode: the same frames
     assert all(np.array_equal(again.videos[c], styled[1].videos[c]) for c in CAMS)
+    other = next(iter(Recorder(replace(cfg, style_variant=1), 1).run([1])))  # another look at the same episode
+    assert other.style_id == episode_style(1, "procedural", variant=1).style_id != styled[1].style_id
+    assert not same_frames(styled[1].frames, other.frames, skip=("style_id",))
+    assert all(video_error(other.videos[c], styled[1].videos[c]) > 5 / 255 for c in CAMS)
 
 
 def test_every_held_out_family_changes_what_the_cameras_see(work):
@@ -164,8 +169,6 @@ def test_every_held_out_family_changes_what_the_cameras_see(work):
     bundle, where the objects stand on the collision plane with no table in view. A family that changed nothing
     would make its evaluation row a second vanilla row: held-out distractors did in the demo twin until they
     could stand beside the objects."""
-    from dataclasses import replace
-
     from policies.restyle import STYLE_FAMILIES
 
     cfg = RecordConfig(bundle=str(work / "scene"), out="unused", task="push", size=48, episode_s=1.0, worlds=1)
