@@ -203,6 +203,7 @@ def train_policy(cfg: TrainConfig, bar: bool = True) -> dict:
                 save_policy(policy, paths.policy)
                 write_run(paths, {**run_info, "status": "done", "step": cfg.steps, "total_seconds": total})
                 remove_tree(paths.cache)
+            procs.barrier()   # the ranks leave together: one tearing down gloo while rank 0 still saves aborted
             last_train = loop.curves.train[-1] if loop.curves.train else {}
             val_loss = loop.curves.val[-1]["loss"] if loop.curves.val else None
             seconds = time.perf_counter() - t0
