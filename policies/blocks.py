@@ -110,3 +110,10 @@ def time_embedding(t: torch.Tensor, dim: int, min_period: float = 4e-3, max_peri
     period = min_period * (max_period / min_period) ** frac
     angle = t.float()[:, None] * (2 * math.pi / period)[None]
     return torch.cat([angle.sin(), angle.cos()], dim=-1)
+
+
+def drop_state(token: torch.Tensor, unknown: torch.Tensor, p: float) -> torch.Tensor:
+    """State dropout: each row of the (B, dim) state token becomes the learned `unknown` token with probability
+    p, so those samples must be predicted from the images (training only; the caller checks)."""
+    drop = torch.rand(token.shape[0], 1, device=token.device) < p
+    return torch.where(drop, unknown.to(token.dtype), token)

@@ -21,7 +21,7 @@ from torch import nn
 
 from policies.act.configuration_act import ACTConfig
 from policies.act.processor_act import make_act_processors
-from policies.blocks import DecoderLayer, EncoderLayer, sinusoidal_1d
+from policies.blocks import DecoderLayer, EncoderLayer, drop_state, sinusoidal_1d
 from policies.features import ACTION, ACTION_IS_PAD, IMAGES, STATE, PolicyFeatures, check_objects, object_targets
 from policies.pretrained import PretrainedPolicy
 from policies.vision.encoder import ImageEncoder
@@ -106,8 +106,7 @@ class ACTPolicy(PretrainedPolicy):
         b = state.shape[0]
         state_token = self.state_in(state)
         if self.config.state_dropout > 0 and self.training:   # some samples must be decoded without the state
-            drop = torch.rand(b, 1, device=state.device) < self.config.state_dropout
-            state_token = torch.where(drop, self.state_unknown.to(state_token.dtype), state_token)
+            state_token = drop_state(state_token, self.state_unknown, self.config.state_dropout)
         tokens = torch.stack([self.latent_in(latent), state_token], dim=1)
         pos = self.token_pos
         if self.images is not None:

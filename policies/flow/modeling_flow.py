@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from policies.blocks import MLP, Attention, EncoderLayer, time_embedding
+from policies.blocks import MLP, Attention, EncoderLayer, drop_state, time_embedding
 from policies.features import ACTION, ACTION_IS_PAD, IMAGES, STATE, PolicyFeatures, check_objects, object_targets
 from policies.flow.configuration_flow import FlowConfig
 from policies.flow.processor_flow import make_flow_processors
@@ -85,8 +85,7 @@ class FlowPolicy(PretrainedPolicy):
         """The prefix after each encoder layer: n_layers tensors (B, 1 + image tokens, dim)."""
         x = self.state_in(batch[STATE])
         if self.config.state_dropout > 0 and self.training:   # some samples must be denoised without the state
-            drop = torch.rand(x.shape[0], 1, device=x.device) < self.config.state_dropout
-            x = torch.where(drop, self.state_unknown.to(x.dtype), x)
+            x = drop_state(x, self.state_unknown, self.config.state_dropout)
         x = x[:, None] + self.state_pos
         if self.images is not None:
             tokens, pos = self.images(batch[IMAGES])
