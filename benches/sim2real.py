@@ -13,7 +13,8 @@ In the metric synthetic twin (`twin demo`'s capture, with its splats) and the Fr
 - Without --headline, also the flow-matching policy, plain and restyled, on --flow-task; A and B of the headline
   task evaluated in a second capture (--other-scene, the bird scan); and the G1's one-arm reach policy (ACT on
   the head camera, the goal in observation.state), which `twin deploy` sends to the simulated humanoid.
-  `--only g1`, `--only other_scene` or `--only flow` runs one of those alone (--flow-steps: the flow arms' steps).
+  `--only g1`, `--only other_scene` or `--only flow` runs one of those alone (--flow-steps: the flow arms' steps);
+  `--ab-only` runs A and B of every --tasks task and nothing else.
 Both arms train with the same recipe (--augment shift by default: random shifts, no change of appearance; the
 auxiliary object head of ACT and flow, which learns from the privileged poses both datasets record), so the data
 is the only difference; B's restyled demos each vary --style-count families (default 3 of 8, chosen per
@@ -323,7 +324,7 @@ def settings(a) -> dict:
                                        "image_size", "steps", "flow_steps", "batch_size", "action_space", "augment",
                                        "precision", "policy_config", "aux_weight", "lr", "style_count", "b_data",
                                        "b_copies", "b_split", "train_split", "parallel", "worlds", "threads", "seed",
-                                       "headline", "g1_steps", "other_scene", "other_scale", "only")}
+                                       "headline", "ab_only", "g1_steps", "other_scene", "other_scale", "only")}
 
 
 def main() -> None:
@@ -333,6 +334,8 @@ def main() -> None:
     p.add_argument("--tasks", default="push,pick_place")
     p.add_argument("--headline-task", default="pick_place")
     p.add_argument("--headline", action="store_true", help="only A and B of the headline task")
+    p.add_argument("--ab-only", action="store_true", help="A and B of every --tasks task, without the flow arms, the "
+                                                          "other scene and the G1 (--headline: of the headline task)")
     p.add_argument("--flow-task", default="push")
     p.add_argument("--flow-steps", type=int, default=12_000,
                    help="training steps of the flow arms (0: --steps; the flow policy trains ~70 samples/s against "
@@ -417,8 +420,8 @@ def main() -> None:
         res["host"] = machine()
     else:
         tasks = [a.headline_task] if a.headline else [t for t in a.tasks.split(",") if t]
-        per_task = {t: run_task(a, t, ("act", "flow") if not a.headline and t == a.flow_task else ("act",))
-                    for t in tasks}
+        extras = not (a.headline or a.ab_only)
+        per_task = {t: run_task(a, t, ("act", "flow") if extras and t == a.flow_task else ("act",)) for t in tasks}
         head = per_task[a.headline_task]
         res = {"headline_task": a.headline_task,
                **{k: head[k] for k in ("restyled_vanilla_success", "restyled_heldout_success",
@@ -427,7 +430,7 @@ def main() -> None:
                **goals(head), "goals": GOALS, "tasks": per_task}
         if a.docs:
             res["docs_media"] = docs_media(head, a.headline_task, Path(a.docs))
-        if not a.headline:
+        if extras:
             res["other_scene"] = other_scene(a, a.headline_task)
             res["g1_reach"] = g1_reach(a)
         res["settings"] = settings(a)

@@ -2,7 +2,9 @@
 
 Placement uses the first frame: a distractor stands where its whole footprint (as a square window in the image)
 is visible table or, beside the task objects, the support plane seen in front of the scene (`standing_spots`),
-apart from the others, so it never starts inside the robot or a task object. Each pixel's
+apart from the others, so it never starts inside the robot or a task object, and where it hides none of the
+task objects' region in that frame (`task_region`): a distractor changes what the camera sees around the task,
+it does not take the task out of view (a policy cannot act on a target no pixel shows). Each pixel's
 camera ray is intersected with every primitive (slab test for boxes, quadratic for cylinders); a hit nearer than
 the pixel's depth replaces the pixel, so distractors occlude and are occluded by the scene correctly. Shadows
 on the scene come from casting the same primitives along the key light from each scene point.
@@ -66,9 +68,38 @@ def standing_spots(P0: torch.Tensor, table0: torch.Tensor, depth0: torch.Tensor,
     return stand, Q, torch.where(table0, depth0, t)
 
 
+def task_region(objects: torch.Tensor, centre: torch.Tensor, dirs: torch.Tensor, depth: torch.Tensor,
+                pad: float = 0.15):
+    """Rays that must stay in view: (centre (3,), directions (M, 3), depths (M,)) of every pixel in the task
+    objects' bounding rectangle in the image (objects (H, W) bool), grown by `pad` of its size and 2 pixels, so
+    the ground between the objects (where a pushed or carried object travels) stays visible too; None when no
+    object is in view."""
+    ys, xs = torch.nonzero(objects, as_tuple=True)
+    if len(ys) == 0:
+        return None
+    H, W = objects.shape
+    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    g = int(round(pad * max(y1 - y0, x1 - x0))) + 2
+    y0, y1, x0, x1 = max(y0 - g, 0), min(y1 + g, H), max(x0 - g, 0), min(x1 + g, W)
+    z = torch.nan_to_num(depth[y0:y1, x0:x1], nan=float("inf")).reshape(-1)
+    return centre, dirs[y0:y1, x0:x1].reshape(-1, 3), z
+
+
+_TRIES = 32  # candidate spots a distractor tries before it is left out for hiding the task region
+
+
+def _hides(base: torch.Tensor, half: torch.Tensor, yaw: float, cylinder: bool, region) -> bool:
+    """Whether one primitive would cover any ray of `region` (centre, directions, depths) in front of its depth."""
+    centre, dirs, z = region
+    one = Placed(base[None], half[None], torch.tensor([yaw]), torch.tensor([cylinder]), torch.zeros(1, 3))
+    t, _, _ = intersect(centre.expand_as(dirs), dirs, one)
+    return bool((t < z).any())
+
+
 def place(spec: Distractors, P0: torch.Tensor, table0: torch.Tensor, depth0: torch.Tensor, fx: float,
-          support_height: float, seed: int, candidates: int = 1024) -> Placed:
-    """Positions for the distractors from frame 0's world points P0 (H, W, 3), table mask and depth (H, W)."""
+          support_height: float, seed: int, candidates: int = 1024, keep_visible=None) -> Placed:
+    """Positions for the distractors from frame 0's world points P0 (H, W, 3), table mask and depth (H, W);
+    `keep_visible`: `task_region`'s rays, which no distractor may hide."""
     H, W = table0.shape
     g = torch.Generator().manual_seed(seed)
     integ = torch.zeros(H + 1, W + 1, dtype=torch.int64)
@@ -92,15 +123,20 @@ def place(spec: Distractors, P0: torch.Tensor, table0: torch.Tensor, depth0: tor
         ok = inside & (count == (2 * r + 1) ** 2)
         for b, rb in zip(bases, halves):
             ok &= (pts[:, :2] - b[:2]).norm(dim=-1) > reach + rb[3]
-        hit = torch.nonzero(ok)[:, 0]
-        if len(hit) == 0:
+        half = torch.tensor([size / 2, size / 2, size * spec.height_ratios[i] / 2])
+        yaw, cylinder = math.radians(spec.yaws_deg[i]), spec.shapes[i] == "cylinder"
+        base = None
+        for j in torch.nonzero(ok)[:_TRIES, 0]:
+            b = torch.tensor([float(pts[j, 0]), float(pts[j, 1]), support_height])
+            if keep_visible is None or not _hides(b, half, yaw, cylinder, keep_visible):
+                base = b
+                break
+        if base is None:
             continue
-        p = pts[hit[0]]
-        h = size * spec.height_ratios[i]
-        bases.append(torch.tensor([float(p[0]), float(p[1]), support_height]))
-        halves.append(torch.tensor([size / 2, size / 2, h / 2, reach]))
-        yaws.append(math.radians(spec.yaws_deg[i]))
-        cyl.append(spec.shapes[i] == "cylinder")
+        bases.append(base)
+        halves.append(torch.cat([half, torch.tensor([reach])]))
+        yaws.append(yaw)
+        cyl.append(cylinder)
         cols.append(_colour(spec.palettes[i]))
     return _placed(bases, [hv[:3] for hv in halves], yaws, cyl, cols)
 

@@ -19,7 +19,15 @@ from dataclasses import dataclass
 
 import torch
 
-from policies.restyle.distractors import Placed, intersect, place, screen_box, shadow_candidates, standing_spots
+from policies.restyle.distractors import (
+    Placed,
+    intersect,
+    place,
+    screen_box,
+    shadow_candidates,
+    standing_spots,
+    task_region,
+)
 from policies.restyle.families import OBJECT_PALETTES, SURFACE_PALETTES, TABLE_PALETTES, Style, SurfaceTexture
 from policies.restyle.geometry import (
     TABLE_MIN_UP,
@@ -166,7 +174,8 @@ def prepare_call(rgb, depth, seg, normal, K, w2c, sh, style: Style) -> CallState
     if style.distractors is not None and sh is not None:
         stand, Q, zq = standing_spots(P[0], table[0], depth[0, ..., 0], centres[0], dirs[0], s[0] <= SEG_SCENE,
                                       s[0] == SEG_OBJECT, sh)
-        call.placed = place(style.distractors, Q, stand, zq, fx, sh, style.seed)
+        region = task_region(s[0] == SEG_OBJECT, centres[0], dirs[0], depth[0, ..., 0])
+        call.placed = place(style.distractors, Q, stand, zq, fx, sh, style.seed, keep_visible=region)
         if len(call.placed) == 0:
             call.placed = None
     light = style.light_intensity or REFERENCE_LIGHT

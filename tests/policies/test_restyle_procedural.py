@@ -213,6 +213,25 @@ def test_distractors_stand_beside_the_objects_where_no_table_shows():
     assert restyle_labelled(rgb, maps, style).placed == 0
 
 
+def test_distractors_never_hide_the_task():
+    """Tall held-out-sized distractors crowd the table, yet none covers the cube or the ground around it in the
+    first frame: the family changes what is seen around the task, it does not take the target out of view."""
+    rgb, maps = episode([side_view()], K, W, H)
+    cube = maps["seg"][0] == 3
+    ys, xs = torch.nonzero(cube, as_tuple=True)
+    ring = torch.zeros_like(cube)
+    ring[ys.min() - 2: ys.max() + 3, xs.min() - 2: xs.max() + 3] = True   # the cube's box and two pixels round it
+    spec = Distractors(6, ("cylinder", "box") * 3, ("lime", "magenta", "crimson") * 2, (12.0, 11.0, 10.0) * 2,
+                       (2.0,) * 6, (0.0, 30.0) * 3)
+    placed = 0
+    for seed in range(8):
+        out = restyle_labelled(rgb, maps, Style(split="held_out", seed=seed, distractors=spec))
+        placed += out.placed
+        assert not (out.seg[0][ring] == SEG_DISTRACTOR).any(), seed
+        assert torch.equal(out.rgb[0][cube], rgb[0][cube])
+    assert placed >= 8            # they are still there, beside the task
+
+
 def _world(depth: torch.Tensor, w2c: np.ndarray) -> torch.Tensor:
     v, u = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
     ray = torch.stack([u, v, torch.ones_like(u)], -1).double() @ torch.tensor(np.linalg.inv(K)).T
