@@ -124,7 +124,8 @@ def run_eval(cfg: PolicyEvalConfig, json_out: bool = False) -> int:
     policy = spec["policy"]
     where = f"{cfg.ray} (Ray)" if cfg.ray else f"{cfg.workers} local workers" if sharded else "1 process"
     info(f"evaluating the {policy.name} policy of {spec['policy_path']} ({cfg.runtime}) on {cfg.task} with "
-         f"{spec['robot']} in {cfg.bundle}: {cfg.episodes} episodes x {len(styles)} styles "
+         f"{spec['robot']} in {cfg.bundle}: {cfg.episodes} episodes x {len(styles)} "
+         f"style{'s' if len(styles) > 1 else ''} "
          f"({', '.join(s.name for s in styles)}), seeds {cfg.seed}-{cfg.seed + cfg.episodes - 1}, on {where}")
     results: list[EpisodeResult] = []
     build_s = 0.0
