@@ -111,7 +111,7 @@ def place(spec: Distractors, P0: torch.Tensor, table0: torch.Tensor, depth0: tor
     v, u = idx // W, idx % W
     pts = P0.reshape(-1, 3)[idx]
     z = depth0.reshape(-1)[idx]
-    bases, halves, yaws, cyl, cols = [], [], [], [], []
+    bases, halves, reaches, yaws, cyl, cols = [], [], [], [], [], []
     for i in range(spec.count):
         size = spec.sizes_cm[i] / 100.0
         reach = size / 2 * math.sqrt(2) + _MARGIN_M                     # footprint's corner plus clearance
@@ -121,8 +121,8 @@ def place(spec: Distractors, P0: torch.Tensor, table0: torch.Tensor, depth0: tor
         y0c, y1c, x0c, x1c = y0.clamp(0, H), y1.clamp(0, H), x0.clamp(0, W), x1.clamp(0, W)
         count = integ[y1c, x1c] - integ[y0c, x1c] - integ[y1c, x0c] + integ[y0c, x0c]
         ok = inside & (count == (2 * r + 1) ** 2)
-        for b, rb in zip(bases, halves):
-            ok &= (pts[:, :2] - b[:2]).norm(dim=-1) > reach + rb[3]
+        for b, rb in zip(bases, reaches):
+            ok &= (pts[:, :2] - b[:2]).norm(dim=-1) > reach + rb
         half = torch.tensor([size / 2, size / 2, size * spec.height_ratios[i] / 2])
         yaw, cylinder = math.radians(spec.yaws_deg[i]), spec.shapes[i] == "cylinder"
         base = None
@@ -134,11 +134,12 @@ def place(spec: Distractors, P0: torch.Tensor, table0: torch.Tensor, depth0: tor
         if base is None:
             continue
         bases.append(base)
-        halves.append(torch.cat([half, torch.tensor([reach])]))
+        halves.append(half)
+        reaches.append(reach)
         yaws.append(yaw)
         cyl.append(cylinder)
         cols.append(_colour(spec.palettes[i]))
-    return _placed(bases, [hv[:3] for hv in halves], yaws, cyl, cols)
+    return _placed(bases, halves, yaws, cyl, cols)
 
 
 def _placed(bases, halves, yaws, cyl, cols) -> Placed:
