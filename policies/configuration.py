@@ -41,6 +41,11 @@ class PolicyConfig:
                                     "a learned 'state unknown' token, so the chunk must come from the images too "
                                     "(against copycat policies that replay the demos' joint paths; unused at run "
                                     "time)", low=0.0, high=1.0)
+    consistency_weight: float = opt(0.0, "weight of a training loss that pulls each restyled frame's image tokens "
+                                         "towards those of the same frame in its original appearance (the first "
+                                         "dataset's episode of the same seed), so the encoder learns to see past "
+                                         "appearance (0: off; needs paired datasets, unused at run time)",
+                                    low=0.0, high=1e3)
     state_norm: str = opt("mean_std", "normalisation of observation.state", choices=NORM_MODES)
     action_norm: str = opt("mean_std", "normalisation of action", choices=NORM_MODES)
     action_space: str = opt("absolute", "what the model predicts: absolute joint targets, or delta: each chunk's "

@@ -20,6 +20,7 @@ ACTION_IS_PAD = "action_is_pad"
 STAT_NAMES = ("mean", "std", "min", "max", "q01", "q99")
 ACTION_DELTA = "action.delta"   # stats key: a delta-action policy's chunk offsets from the observed joints
 OBJECTS = "privileged.object_poses"   # (objects, 7) simulator poses: targets of the auxiliary object head
+TWIN = "train.twin"   # (B,) position in the batch of a restyled sample's original-appearance twin, -1 for none
 
 
 @dataclass

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from policies.configuration import NORM_MODES
-from policies.features import ACTION, ACTION_DELTA, ACTION_IS_PAD, IMAGES, OBJECTS, STATE, PolicyFeatures
+from policies.features import ACTION, ACTION_DELTA, ACTION_IS_PAD, IMAGES, OBJECTS, STATE, TWIN, PolicyFeatures
 from policies.vision.preprocess import ImagePreprocess
 from twin_kit import InputError
 
@@ -139,6 +139,8 @@ class Preprocessor(nn.Module):
             out[ACTION_IS_PAD] = batch[ACTION_IS_PAD].bool()
         if OBJECTS in batch:   # auxiliary training targets, already standardised by the training data
             out[OBJECTS] = batch[OBJECTS].float()
+        if TWIN in batch:   # which samples are restyled copies of which (the consistency loss's pairs)
+            out[TWIN] = batch[TWIN].long()
         return out
 
 

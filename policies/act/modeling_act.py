@@ -12,6 +12,8 @@ and read its cameras less (a restyled policy more so), which closed loop punishe
 With `aux_weight` > 0, training adds an auxiliary loss: a second decoder layer with one learned query per task
 object reads the same memory and regresses each object's standardised xy (privileged simulator poses, which the
 policy never sees as input), so the image tokens the actions are decoded from must say where the objects are.
+With `consistency_weight` > 0 and paired batches (policies.train.pairs), the image tokens of each restyled frame
+are pulled towards those of its original (policies.vision.encoder.consistency_loss).
 """
 from __future__ import annotations
 
@@ -22,9 +24,9 @@ from torch import nn
 from policies.act.configuration_act import ACTConfig
 from policies.act.processor_act import make_act_processors
 from policies.blocks import DecoderLayer, EncoderLayer, drop_state, sinusoidal_1d
-from policies.features import ACTION, ACTION_IS_PAD, IMAGES, STATE, PolicyFeatures, check_objects, object_targets
+from policies.features import ACTION, ACTION_IS_PAD, IMAGES, STATE, TWIN, PolicyFeatures, check_objects, object_targets
 from policies.pretrained import PretrainedPolicy
-from policies.vision.encoder import ImageEncoder
+from policies.vision.encoder import ImageEncoder, consistency_loss
 from twin_kit import InputError
 
 
@@ -99,16 +101,16 @@ class ACTPolicy(PretrainedPolicy):
         mu, logvar = self.vae_out(x[:, 0]).chunk(2, dim=-1)
         return mu + torch.randn_like(mu) * (0.5 * logvar).exp(), mu, logvar
 
-    def _decode(self, batch: dict[str, torch.Tensor], latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
-                                                                                       torch.Tensor]:
-        """(normalised action chunk, encoder memory, its positions)."""
+    def _decode(self, batch: dict[str, torch.Tensor],
+                latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(normalised action chunk, encoder memory, its positions, the image tokens before the encoder)."""
         state = batch[STATE]
         b = state.shape[0]
         state_token = self.state_in(state)
         if self.config.state_dropout > 0 and self.training:   # some samples must be decoded without the state
             state_token = drop_state(state_token, self.state_unknown, self.config.state_dropout)
         tokens = torch.stack([self.latent_in(latent), state_token], dim=1)
-        pos = self.token_pos
+        pos, img_tokens = self.token_pos, None
         if self.images is not None:
             img_tokens, img_pos = self.images(batch[IMAGES])
             tokens = torch.cat([tokens, img_tokens], dim=1)
@@ -119,7 +121,7 @@ class ACTPolicy(PretrainedPolicy):
         x = torch.zeros(b, self.config.chunk_size, self.config.dim, dtype=memory.dtype, device=memory.device)
         for layer in self.decoder:
             x = layer(x, memory, self.query_pos[None], pos[None])
-        return self.action_head(x), memory, pos
+        return self.action_head(x), memory, pos, img_tokens
 
     def _aux_loss(self, batch: dict[str, torch.Tensor], memory: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """Mean squared error of the object queries' xy against the batch's standardised object positions."""
@@ -136,7 +138,7 @@ class ACTPolicy(PretrainedPolicy):
             raise InputError(f"action chunk is {tuple(target.shape[1:])}, ACT predicts "
                              f"{(self.config.chunk_size, self.features.action_dim)}")
         latent, mu, logvar = self._latent(batch)
-        pred, memory, pos = self._decode(batch, latent)
+        pred, memory, pos, img_tokens = self._decode(batch, latent)
         err = F.l1_loss(pred, target, reduction="none")
         if ACTION_IS_PAD in batch:
             valid = (~batch[ACTION_IS_PAD]).unsqueeze(-1).to(err.dtype)
@@ -153,6 +155,10 @@ class ACTPolicy(PretrainedPolicy):
             aux = self._aux_loss(batch, memory, pos)
             loss = loss + self.config.aux_weight * aux
             logs["aux"] = float(aux.detach())
+        if self.config.consistency_weight > 0 and self.training and TWIN in batch and img_tokens is not None:
+            cons = consistency_loss(img_tokens, batch[TWIN])
+            loss = loss + self.config.consistency_weight * cons
+            logs["consistency"] = float(cons.detach())
         logs["loss"] = float(loss.detach())
         return loss, logs
 

@@ -21,12 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from policies.blocks import MLP, Attention, EncoderLayer, drop_state, time_embedding
-from policies.features import ACTION, ACTION_IS_PAD, IMAGES, STATE, PolicyFeatures, check_objects, object_targets
+from policies.features import ACTION, ACTION_IS_PAD, IMAGES, STATE, TWIN, PolicyFeatures, check_objects, object_targets
 from policies.flow.configuration_flow import FlowConfig
 from policies.flow.processor_flow import make_flow_processors
 from policies.flow.rtc import guided_velocity, prefix_target
 from policies.pretrained import PretrainedPolicy
-from policies.vision.encoder import ImageEncoder
+from policies.vision.encoder import ImageEncoder, consistency_loss
 from twin_kit import InputError
 
 
@@ -83,6 +83,11 @@ class FlowPolicy(PretrainedPolicy):
 
     def encode_prefix(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """The prefix after each encoder layer: n_layers tensors (B, 1 + image tokens, dim)."""
+        return self._prefix(batch)[0]
+
+    def _prefix(self, batch: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """(the prefix after each encoder layer, the image tokens before the first)."""
+        tokens = None
         x = self.state_in(batch[STATE])
         if self.config.state_dropout > 0 and self.training:   # some samples must be denoised without the state
             x = drop_state(x, self.state_unknown, self.config.state_dropout)
@@ -94,7 +99,7 @@ class FlowPolicy(PretrainedPolicy):
         for layer in self.prefix_layers:
             x = layer(x)
             out.append(x)
-        return out
+        return out, tokens
 
     def velocity(self, x: torch.Tensor, tau: torch.Tensor, prefix: list[torch.Tensor]) -> torch.Tensor:
         """The expert's velocity for noisy chunks x (B, T, A) at times tau (B,)."""
@@ -134,7 +139,7 @@ class FlowPolicy(PretrainedPolicy):
         noise = torch.randn_like(actions) if noise is None else noise
         tau = self.sample_time(actions.shape[0], actions.device) if tau is None else tau
         tt = tau[:, None, None]
-        prefix = self.encode_prefix(batch)
+        prefix, img_tokens = self._prefix(batch)
         v = self.velocity(tt * actions + (1 - tt) * noise, tau, prefix)
         err = F.mse_loss(v, actions - noise, reduction="none")
         if ACTION_IS_PAD in batch:
@@ -143,10 +148,18 @@ class FlowPolicy(PretrainedPolicy):
         else:
             loss = err.mean()
         logs = {}
+        terms = []
         if self.config.aux_weight > 0 and self.training:   # a training signal only: validation scores actions
             aux = self.aux_loss(batch, prefix[-1])
-            logs = {"flow": float(loss.detach()), "aux": float(aux.detach())}
-            loss = loss + self.config.aux_weight * aux
+            logs["aux"] = float(aux.detach())
+            terms.append(self.config.aux_weight * aux)
+        if self.config.consistency_weight > 0 and self.training and TWIN in batch and img_tokens is not None:
+            cons = consistency_loss(img_tokens, batch[TWIN])
+            logs["consistency"] = float(cons.detach())
+            terms.append(self.config.consistency_weight * cons)
+        if terms:
+            logs = {"flow": float(loss.detach()), **logs}
+            loss = loss + sum(terms)
         logs["loss"] = float(loss.detach())
         return loss, logs
 

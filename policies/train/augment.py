@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from policies.features import IMAGE_PREFIX
+from policies.features import IMAGE_PREFIX, TWIN
 from policies.train.config import TrainConfig
 
 
@@ -38,14 +38,20 @@ def augment_of(cfg: TrainConfig) -> Augment:
     return Augment(kinds=cfg.augmentation(), shift=cfg.shift)
 
 
-def random_shift(frames: torch.Tensor, fraction: float) -> torch.Tensor:
+def random_shift(frames: torch.Tensor, fraction: float, twin: torch.Tensor | None = None) -> torch.Tensor:
     """(B, H, W, C) frames each moved by a uniform random offset in [-p, p] pixels per axis (p = fraction of the
-    side, at least 1), edges repeated: one gather, uint8 in and out."""
+    side, at least 1), edges repeated: one gather, uint8 in and out. A sample with a `twin` (>= 0) moves by its
+    twin's offset, so a restyled frame and its original stay aligned for the consistency loss."""
     b, h, w = frames.shape[:3]
     pad_h, pad_w = max(1, round(fraction * h)), max(1, round(fraction * w))
     dev = frames.device
-    dy = torch.randint(-pad_h, pad_h + 1, (b, 1), device="cpu").to(dev)
-    dx = torch.randint(-pad_w, pad_w + 1, (b, 1), device="cpu").to(dev)
+    dy = torch.randint(-pad_h, pad_h + 1, (b, 1), device="cpu")
+    dx = torch.randint(-pad_w, pad_w + 1, (b, 1), device="cpu")
+    if twin is not None:
+        src = twin.to("cpu")
+        src = torch.where(src >= 0, src, torch.arange(b))
+        dy, dx = dy[src], dx[src]
+    dy, dx = dy.to(dev), dx.to(dev)
     rows = (torch.arange(h, device=dev)[None] + dy).clamp_(0, h - 1)  # (B, H)
     cols = (torch.arange(w, device=dev)[None] + dx).clamp_(0, w - 1)  # (B, W)
     batch = torch.arange(b, device=dev)[:, None, None]
@@ -87,7 +93,7 @@ def augment_batch(batch: dict[str, torch.Tensor], aug: Augment) -> dict[str, tor
         if not key.startswith(IMAGE_PREFIX):
             continue
         if "shift" in aug.kinds:
-            frames = random_shift(frames, aug.shift)
+            frames = random_shift(frames, aug.shift, batch.get(TWIN))
         if "color" in aug.kinds:
             frames = color_jitter(frames, aug)
         out[key] = frames

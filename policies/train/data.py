@@ -224,6 +224,10 @@ class StepSampler:
         """This process's share of step `step`'s batch."""
         return self.global_indices(step)[self.rank::self.world]
 
+    def batch(self, data: ChunkDataset, step: int) -> dict[str, torch.Tensor]:
+        """This process's samples of step `step`."""
+        return data.batch(self.indices(step))
+
 
 def sample_weights(table: FrameTable, rows: np.ndarray, sources: list[Source]) -> np.ndarray:
     """Per-row sampling weights of the training rows: --mix weight of the row's dataset / its row count (so each

@@ -26,6 +26,7 @@ from policies.train.config import TrainConfig
 from policies.train.curves import Curves
 from policies.train.data import ChunkDataset, StepSampler
 from policies.train.dist import Processes
+from policies.train.pairs import PairSampler
 from twin_kit import info, native_bf16, progress, warn
 
 
@@ -161,7 +162,7 @@ class Loop:
     train: ChunkDataset
     val: ChunkDataset
     val_rows: np.ndarray  # positions in `val` scored by each validation
-    sampler: StepSampler
+    sampler: StepSampler | PairSampler
     procs: Processes
     paths: RunPaths
     run_info: dict
@@ -183,7 +184,7 @@ class Loop:
         return self.elapsed_before + time.perf_counter() - self.started
 
     def _step(self, step: int) -> dict[str, float]:
-        raw = augment_batch(_to(self.train.batch(self.sampler.indices(step)), self.procs.device), self.augment)
+        raw = augment_batch(_to(self.sampler.batch(self.train, step), self.procs.device), self.augment)
         with self.autocast():
             loss, logs = self.model(self.layout(self.policy.preprocessor(raw)))
         self.optimizer.zero_grad(set_to_none=True)

@@ -135,12 +135,32 @@ def _elapsed_before(state: dict | None, paths: RunPaths, finished: bool) -> floa
     return float(state.get("elapsed_seconds", 0.0))
 
 
+def _sampler(cfg: TrainConfig, policy, table, sources, rows: np.ndarray, procs):
+    """The batches' sampler: pairs of restyled frames and their originals when the policy has a consistency
+    loss and the datasets hold such pairs (a lone dataset has none: it trains without the loss, with a warning),
+    else plain --mix draws."""
+    from policies.train.data import StepSampler, sample_weights
+    from policies.train.pairs import PairSampler, twin_positions
+
+    weights = sample_weights(table, rows, sources)
+    if getattr(policy.config, "consistency_weight", 0.0) > 0:
+        twins = twin_positions(table, sources, rows)
+        if (twins >= 0).any():
+            if procs.main:
+                info(f"consistency loss on {int((twins >= 0).sum())} restyled frames paired with their originals")
+            return PairSampler(weights, twins, cfg.batch_size, cfg.seed, procs.rank, procs.world)
+        if procs.main:
+            warn("consistency_weight: no frame of a later dataset has a twin in the first (the same seed's "
+                 "episode, frame for frame), so this run trains without the consistency loss")
+    return StepSampler(weights, cfg.batch_size, cfg.seed, procs.rank, procs.world)
+
+
 def train_policy(cfg: TrainConfig, bar: bool = True) -> dict:
     """Train per `cfg` (see the module doc) and return the summary; every process of a torchrun job calls it.
     `bar`: show progress bars (rank 0, on a terminal)."""
     from torch.nn.parallel import DistributedDataParallel
 
-    from policies.train.data import ChunkDataset, StepSampler, frame_table, open_sources, sample_weights
+    from policies.train.data import ChunkDataset, frame_table, open_sources
     from policies.train.dist import start_processes, stop_processes
     from policies.train.frames import cache_frames
     from policies.train.loop import Loop, channels_last, make_optimizer, resolve_precision, weights_digest
@@ -175,8 +195,7 @@ def train_policy(cfg: TrainConfig, bar: bool = True) -> dict:
             if len(val_pick) > cfg.val_samples:
                 val_pick = np.sort(np.random.default_rng(cfg.seed).choice(len(val_pick), cfg.val_samples,
                                                                           replace=False))
-            sampler = StepSampler(sample_weights(table, train_rows, sources), cfg.batch_size, cfg.seed,
-                                  procs.rank, procs.world)
+            sampler = _sampler(cfg, policy, table, sources, train_rows, procs)
             channels_last(policy, cfg)
             optimizer, scheduler = make_optimizer(policy, cfg)
             curves = _restore(state, optimizer, scheduler, paths, cfg, procs)

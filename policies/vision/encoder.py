@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from policies.vision.resnet import ResNet, feature_size, load_resnet_weights
@@ -64,3 +65,14 @@ class ImageEncoder(nn.Module):
         tokens = f.flatten(2).transpose(1, 2).reshape(b, n * self.tokens_per_camera, self.dim)
         pos = (self.grid_pos[None] + self.camera_embed[:, None]).reshape(n * self.tokens_per_camera, self.dim)
         return tokens, pos
+
+
+def consistency_loss(tokens: torch.Tensor, twin: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance between the image tokens (B, L, dim) of each sample with a twin (`twin` >= 0, its
+    position in the batch) and its twin's, each token layer-normed (so the loss cannot shrink by scaling features
+    down); the twin's side is held fixed: the original appearance is the target, restyled views move to it."""
+    rows = torch.nonzero(twin >= 0).squeeze(1)
+    shape = tokens.shape[-1:]
+    moved = F.layer_norm(tokens[rows].float(), shape)
+    target = F.layer_norm(tokens[twin[rows]].float(), shape).detach()
+    return F.mse_loss(moved, target)
