@@ -13,7 +13,7 @@ With `aux_weight` > 0, training adds an auxiliary loss: a second decoder layer w
 object reads the same memory and regresses each object's standardised xy (privileged simulator poses, which the
 policy never sees as input), so the image tokens the actions are decoded from must say where the objects are.
 With `consistency_weight` > 0 and paired batches (policies.train.pairs), the image tokens of each restyled frame
-are pulled towards those of its original (policies.vision.encoder.consistency_loss).
+are pulled towards those of its original (policies.vision.encoder.paired_consistency).
 """
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ from torch import nn
 from policies.act.configuration_act import ACTConfig
 from policies.act.processor_act import make_act_processors
 from policies.blocks import DecoderLayer, EncoderLayer, drop_state, sinusoidal_1d
-from policies.features import ACTION, ACTION_IS_PAD, IMAGES, STATE, TWIN, PolicyFeatures, check_objects, object_targets
+from policies.features import ACTION, ACTION_IS_PAD, IMAGES, STATE, PolicyFeatures, check_objects, object_targets
 from policies.pretrained import PretrainedPolicy
-from policies.vision.encoder import ImageEncoder, consistency_loss
+from policies.vision.encoder import ImageEncoder, paired_consistency
 from twin_kit import InputError
 
 
@@ -155,8 +155,8 @@ class ACTPolicy(PretrainedPolicy):
             aux = self._aux_loss(batch, memory, pos)
             loss = loss + self.config.aux_weight * aux
             logs["aux"] = float(aux.detach())
-        if self.config.consistency_weight > 0 and self.training and TWIN in batch and img_tokens is not None:
-            cons = consistency_loss(img_tokens, batch[TWIN])
+        cons = paired_consistency(img_tokens, batch, self.config.consistency_weight, self.training)
+        if cons is not None:
             loss = loss + self.config.consistency_weight * cons
             logs["consistency"] = float(cons.detach())
         logs["loss"] = float(loss.detach())

@@ -21,12 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from policies.blocks import MLP, Attention, EncoderLayer, drop_state, time_embedding
-from policies.features import ACTION, ACTION_IS_PAD, IMAGES, STATE, TWIN, PolicyFeatures, check_objects, object_targets
+from policies.features import ACTION, ACTION_IS_PAD, IMAGES, STATE, PolicyFeatures, check_objects, object_targets
 from policies.flow.configuration_flow import FlowConfig
 from policies.flow.processor_flow import make_flow_processors
 from policies.flow.rtc import guided_velocity, prefix_target
 from policies.pretrained import PretrainedPolicy
-from policies.vision.encoder import ImageEncoder, consistency_loss
+from policies.vision.encoder import ImageEncoder, paired_consistency
 from twin_kit import InputError
 
 
@@ -153,8 +153,8 @@ class FlowPolicy(PretrainedPolicy):
             aux = self.aux_loss(batch, prefix[-1])
             logs["aux"] = float(aux.detach())
             terms.append(self.config.aux_weight * aux)
-        if self.config.consistency_weight > 0 and self.training and TWIN in batch and img_tokens is not None:
-            cons = consistency_loss(img_tokens, batch[TWIN])
+        cons = paired_consistency(img_tokens, batch, self.config.consistency_weight, self.training)
+        if cons is not None:
             logs["consistency"] = float(cons.detach())
             terms.append(self.config.consistency_weight * cons)
         if terms:

@@ -143,7 +143,7 @@ def _sampler(cfg: TrainConfig, policy, table, sources, rows: np.ndarray, procs):
     from policies.train.pairs import PairSampler, twin_positions
 
     weights = sample_weights(table, rows, sources)
-    if getattr(policy.config, "consistency_weight", 0.0) > 0:
+    if policy.config.consistency_weight > 0:
         twins = twin_positions(table, sources, rows)
         if (twins >= 0).any():
             if procs.main:

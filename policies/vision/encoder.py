@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from policies.features import TWIN
 from policies.vision.resnet import ResNet, feature_size, load_resnet_weights
 from twin_kit import InputError
 
@@ -76,3 +77,12 @@ def consistency_loss(tokens: torch.Tensor, twin: torch.Tensor) -> torch.Tensor:
     moved = F.layer_norm(tokens[rows].float(), shape)
     target = F.layer_norm(tokens[twin[rows]].float(), shape).detach()
     return F.mse_loss(moved, target)
+
+
+def paired_consistency(tokens: torch.Tensor | None, batch: dict[str, torch.Tensor], weight: float,
+                       training: bool) -> torch.Tensor | None:
+    """The consistency loss of a training batch that carries pairs (`train.twin`) when the policy asks for it
+    (weight > 0), else None: the one condition both policies apply."""
+    if weight <= 0 or not training or tokens is None or TWIN not in batch:
+        return None
+    return consistency_loss(tokens, batch[TWIN])
