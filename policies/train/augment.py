@@ -4,6 +4,10 @@
   repeated into the uncovered edge (DrQ's pad-and-crop; Diffusion Policy's random crop plays the same role). A
   policy learning from a few hundred demos otherwise memorises pixel positions.
 - `color`: random brightness, contrast, saturation and hue per frame (torchvision's ColorJitter ranges).
+- `randconv`: half the frames pass through a freshly drawn random convolution (a 3 -> 3 channel kernel of side 1, 3
+  or 5, Xavier-normal weights), rescaled to the frame's own mean and spread and blended with it by a random weight
+  (RandConv, Xu et al. 2021; network randomisation, Lee et al. 2020): colours and local texture change, shapes
+  stay, a cue a texture-biased encoder would otherwise miss.
 
 Offsets and factors come from the training RNG (torch's), which checkpoints save, so a resumed run draws the very
 augmentations an uninterrupted one would. Evaluation and deployment never augment.
@@ -28,6 +32,8 @@ class Augment:
     contrast: float = 0.3
     saturation: float = 0.3
     hue: float = 0.05
+    randconv_probability: float = 0.5
+    randconv_kernels: tuple[int, ...] = (1, 3, 5)
 
     def __bool__(self) -> bool:
         return bool(self.kinds)
@@ -84,6 +90,27 @@ def color_jitter(frames: torch.Tensor, aug: Augment) -> torch.Tensor:
     return (x.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
 
 
+def random_conv(frames: torch.Tensor, aug: Augment) -> torch.Tensor:
+    """(B, H, W, 3) uint8 frames, each chosen one (probability `randconv_probability`) filtered by its own random
+    kernel (one side per batch), matched to its original's per-frame mean and standard deviation, then blended with
+    the original by a uniform weight. One grouped convolution for the whole batch."""
+    b, h, w, c = frames.shape
+    dev = frames.device
+    side = aug.randconv_kernels[int(torch.randint(len(aug.randconv_kernels), (1,)))]
+    weight = torch.randn(b * c, c, side, side, device="cpu") * (2.0 / (2 * c * side * side)) ** 0.5
+    chosen = torch.rand(b, device="cpu") < aug.randconv_probability
+    keep = torch.rand(b, device="cpu")  # the original's share of the blend
+    x = frames.permute(0, 3, 1, 2).float() / 255.0  # (B, C, H, W)
+    padded = torch.nn.functional.pad(x.reshape(1, b * c, h, w), [side // 2] * 4, mode="reflect") if side > 1 else \
+        x.reshape(1, b * c, h, w)
+    y = torch.nn.functional.conv2d(padded, weight.to(dev), groups=b).reshape(b, c, h, w)
+    mean, std = x.mean(dim=(1, 2, 3), keepdim=True), x.std(dim=(1, 2, 3), keepdim=True)
+    y = (y - y.mean(dim=(1, 2, 3), keepdim=True)) / (y.std(dim=(1, 2, 3), keepdim=True) + 1e-6) * std + mean
+    k = keep.to(dev)[:, None, None, None]
+    out = torch.where(chosen.to(dev)[:, None, None, None], k * x + (1 - k) * y, x)
+    return (out.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
 def augment_batch(batch: dict[str, torch.Tensor], aug: Augment) -> dict[str, torch.Tensor]:
     """The batch with every camera's (B, H, W, 3) uint8 frames augmented (each camera drawn independently)."""
     if not aug:
@@ -94,6 +121,8 @@ def augment_batch(batch: dict[str, torch.Tensor], aug: Augment) -> dict[str, tor
             continue
         if "shift" in aug.kinds:
             frames = random_shift(frames, aug.shift, batch.get(TWIN))
+        if "randconv" in aug.kinds:
+            frames = random_conv(frames, aug)
         if "color" in aug.kinds:
             frames = color_jitter(frames, aug)
         out[key] = frames

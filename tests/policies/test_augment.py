@@ -1,12 +1,12 @@
 """Training-time frame augmentation (policies.train.augment): shifts move the picture by whole pixels within the
-bound and repeat the border, colour jitter keeps the picture's layout and changes its colours, the same seed
-draws the same augmentation, and --augment refuses unknown kinds in one line."""
+bound and repeat the border, colour jitter and random convolutions keep the picture's layout and change its
+colours, the same seed draws the same augmentation, and --augment refuses unknown kinds in one line."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from policies.train.augment import Augment, augment_batch, color_jitter, random_shift
+from policies.train.augment import Augment, augment_batch, color_jitter, random_conv, random_shift
 from policies.train.config import TrainConfig
 from twin_kit import InputError
 
@@ -49,9 +49,25 @@ def test_color_jitter_keeps_the_layout_and_changes_the_colours():
     assert torch.equal(same, frames)  # zero ranges: the identity
 
 
+def test_random_conv_recolours_half_the_frames_and_keeps_their_shapes():
+    torch.manual_seed(0)
+    frames = torch.full((64, 32, 32, 3), 40, dtype=torch.uint8)
+    frames[:, 8:24, 8:24] = torch.tensor([200, 30, 30], dtype=torch.uint8)  # a red square on dark grey
+    out = random_conv(frames, Augment(kinds=("randconv",)))
+    assert out.shape == frames.shape and out.dtype == torch.uint8
+    changed = (out.float() - frames.float()).abs().amax(dim=(1, 2, 3)) > 2
+    assert 16 < int(changed.sum()) < 48  # about half the frames, the rest untouched
+    assert torch.equal(out[~changed], frames[~changed])
+    for f in out[changed]:
+        inside, outside = f[12:20, 12:20].float().mean((0, 1)), f[:4, :4].float().mean((0, 1))
+        assert (inside - outside).abs().max() > 5  # the square still stands out from the background
+        assert torch.equal(f[0, 0], f[3, 3]) and torch.equal(f[14, 14], f[16, 16])  # flat regions stay flat
+    assert torch.equal(random_conv(frames, Augment(kinds=("randconv",), randconv_probability=0.0)), frames)
+
+
 def test_same_seed_same_augmentation_and_state_untouched():
     batch = {"observation.images.front": marker_frames(4), "observation.state": torch.zeros(4, 3)}
-    aug = Augment(kinds=("shift", "color"))
+    aug = Augment(kinds=("shift", "color", "randconv"))
     torch.manual_seed(5)
     a = augment_batch(batch, aug)
     torch.manual_seed(5)
@@ -66,3 +82,4 @@ def test_unknown_augmentation_is_refused(bad):
     with pytest.raises(InputError, match="--augment"):
         TrainConfig(dataset=["d"], out="o", augment=bad)
     assert TrainConfig(dataset=["d"], out="o", augment="Shift, color").augmentation() == ("shift", "color")
+    assert TrainConfig(dataset=["d"], out="o", augment="randconv").augmentation() == ("randconv",)
