@@ -7,7 +7,8 @@
 - `randconv`: half the frames pass through a freshly drawn random convolution (a 3 -> 3 channel kernel of side 1, 3
   or 5, Xavier-normal weights), rescaled to the frame's own mean and spread and blended with it by a random weight
   (RandConv, Xu et al. 2021; network randomisation, Lee et al. 2020): colours and local texture change, shapes
-  stay, a cue a texture-biased encoder would otherwise miss.
+  stay, so the encoder is pushed towards shape. On push it cost the restyled policy more vanilla success than it
+  gave back held-out (sim2real_augment.json); kept as an option, off by default.
 
 Offsets and factors come from the training RNG (torch's), which checkpoints save, so a resumed run draws the very
 augmentations an uninterrupted one would. Evaluation and deployment never augment.
@@ -101,9 +102,10 @@ def random_conv(frames: torch.Tensor, aug: Augment) -> torch.Tensor:
     chosen = torch.rand(b, device="cpu") < aug.randconv_probability
     keep = torch.rand(b, device="cpu")  # the original's share of the blend
     x = frames.permute(0, 3, 1, 2).float() / 255.0  # (B, C, H, W)
-    padded = torch.nn.functional.pad(x.reshape(1, b * c, h, w), [side // 2] * 4, mode="reflect") if side > 1 else \
-        x.reshape(1, b * c, h, w)
-    y = torch.nn.functional.conv2d(padded, weight.to(dev), groups=b).reshape(b, c, h, w)
+    stacked = x.reshape(1, b * c, h, w)  # one image of B x C channels: frame i's kernel sees only frame i
+    if side > 1:
+        stacked = torch.nn.functional.pad(stacked, [side // 2] * 4, mode="reflect")
+    y = torch.nn.functional.conv2d(stacked, weight.to(dev), groups=b).reshape(b, c, h, w)
     mean, std = x.mean(dim=(1, 2, 3), keepdim=True), x.std(dim=(1, 2, 3), keepdim=True)
     y = (y - y.mean(dim=(1, 2, 3), keepdim=True)) / (y.std(dim=(1, 2, 3), keepdim=True) + 1e-6) * std + mean
     k = keep.to(dev)[:, None, None, None]
