@@ -5,7 +5,7 @@
   policy learning from a few hundred demos otherwise memorises pixel positions.
 - `color`: random brightness, contrast, saturation and hue per frame (torchvision's ColorJitter ranges).
 - `randconv`: half the frames pass through a freshly drawn random convolution (a 3 -> 3 channel kernel of side 1, 3
-  or 5, Xavier-normal weights), rescaled to the frame's own mean and spread and blended with it by a random weight
+  or 5, Gaussian weights), rescaled to the frame's own mean and spread and blended with it by a random weight
   (RandConv, Xu et al. 2021; network randomisation, Lee et al. 2020): colours and local texture change, shapes
   stay, so the encoder is pushed towards shape. On push it cost the restyled policy more vanilla success than it
   gave back held-out (sim2real_augment.json); kept as an option, off by default.
@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from policies.features import IMAGE_PREFIX, TWIN
 from policies.train.config import TrainConfig
@@ -69,48 +70,68 @@ def _uniform(n: int, spread: float, device) -> torch.Tensor:
     return (1.0 + (torch.rand(n, device="cpu") * 2 - 1) * spread).to(device)
 
 
-def color_jitter(frames: torch.Tensor, aug: Augment) -> torch.Tensor:
-    """(B, H, W, 3) uint8 frames with a random brightness, contrast and saturation factor and hue rotation each."""
-    b = frames.shape[0]
-    dev = frames.device
-    x = frames.float() / 255.0
+def _to_unit(frames: torch.Tensor) -> torch.Tensor:
+    return frames.float() / 255.0
+
+
+def _to_uint8(x: torch.Tensor) -> torch.Tensor:
+    return (x.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+
+
+_GREY = (0.299, 0.587, 0.114)
+
+
+def _jitter(x: torch.Tensor, aug: Augment) -> torch.Tensor:
+    """Colour jitter of (B, H, W, 3) frames in [0, 1], left unclamped for the next step."""
+    b = x.shape[0]
+    dev = x.device
+    grey_weights = torch.tensor(_GREY, device=dev)
     x = x * _uniform(b, aug.brightness, dev)[:, None, None, None]
-    grey = (x * torch.tensor([0.299, 0.587, 0.114], device=dev)).sum(-1, keepdim=True)
-    mean = grey.mean(dim=(1, 2, 3), keepdim=True)
+    mean = (x * grey_weights).sum(-1, keepdim=True).mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * _uniform(b, aug.contrast, dev)[:, None, None, None] + mean
-    grey = (x * torch.tensor([0.299, 0.587, 0.114], device=dev)).sum(-1, keepdim=True)
+    grey = (x * grey_weights).sum(-1, keepdim=True)
     x = (x - grey) * _uniform(b, aug.saturation, dev)[:, None, None, None] + grey
     if aug.hue > 0:  # rotate chroma about the grey axis (YIQ): hue in turns
         angle = ((torch.rand(b, device="cpu") * 2 - 1) * aug.hue * 2 * torch.pi).to(dev)
-        to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], device=dev)
+        to_yiq = torch.tensor([_GREY, [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], device=dev)
         yiq = x @ to_yiq.T
         c, s = angle.cos()[:, None, None], angle.sin()[:, None, None]
         i, q = yiq[..., 1], yiq[..., 2]
         yiq = torch.stack([yiq[..., 0], c * i - s * q, s * i + c * q], dim=-1)
         x = yiq @ torch.linalg.inv(to_yiq).T
-    return (x.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+    return x
 
 
-def random_conv(frames: torch.Tensor, aug: Augment) -> torch.Tensor:
-    """(B, H, W, 3) uint8 frames, each chosen one (probability `randconv_probability`) filtered by its own random
-    kernel (one side per batch), matched to its original's per-frame mean and standard deviation, then blended with
-    the original by a uniform weight. One grouped convolution for the whole batch."""
+def _randconv(frames: torch.Tensor, aug: Augment) -> torch.Tensor:
+    """Random convolution of (B, H, W, 3) frames in [0, 1] (see random_conv)."""
     b, h, w, c = frames.shape
     dev = frames.device
     side = aug.randconv_kernels[int(torch.randint(len(aug.randconv_kernels), (1,)))]
-    weight = torch.randn(b * c, c, side, side, device="cpu") * (2.0 / (2 * c * side * side)) ** 0.5
+    weight = torch.randn(b * c, c, side, side, device="cpu")  # any scale: the output is standardised below
     chosen = torch.rand(b, device="cpu") < aug.randconv_probability
     keep = torch.rand(b, device="cpu")  # the original's share of the blend
-    x = frames.permute(0, 3, 1, 2).float() / 255.0  # (B, C, H, W)
+    x = frames.permute(0, 3, 1, 2)  # (B, C, H, W)
     stacked = x.reshape(1, b * c, h, w)  # one image of B x C channels: frame i's kernel sees only frame i
     if side > 1:
-        stacked = torch.nn.functional.pad(stacked, [side // 2] * 4, mode="reflect")
-    y = torch.nn.functional.conv2d(stacked, weight.to(dev), groups=b).reshape(b, c, h, w)
+        stacked = F.pad(stacked, [side // 2] * 4, mode="reflect")
+    y = F.conv2d(stacked, weight.to(dev), groups=b).reshape(b, c, h, w)
     mean, std = x.mean(dim=(1, 2, 3), keepdim=True), x.std(dim=(1, 2, 3), keepdim=True)
     y = (y - y.mean(dim=(1, 2, 3), keepdim=True)) / (y.std(dim=(1, 2, 3), keepdim=True) + 1e-6) * std + mean
     k = keep.to(dev)[:, None, None, None]
     out = torch.where(chosen.to(dev)[:, None, None, None], k * x + (1 - k) * y, x)
-    return (out.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    return out.permute(0, 2, 3, 1)
+
+
+def color_jitter(frames: torch.Tensor, aug: Augment) -> torch.Tensor:
+    """(B, H, W, 3) uint8 frames with a random brightness, contrast and saturation factor and hue rotation each."""
+    return _to_uint8(_jitter(_to_unit(frames), aug))
+
+
+def random_conv(frames: torch.Tensor, aug: Augment) -> torch.Tensor:
+    """(B, H, W, 3) uint8 frames, each chosen one (probability `randconv_probability`) filtered by its own random
+    Gaussian kernel (one side per batch), matched to its original's per-frame mean and standard deviation, then
+    blended with the original by a uniform weight. One grouped convolution for the whole batch."""
+    return _to_uint8(_randconv(_to_unit(frames), aug))
 
 
 def augment_batch(batch: dict[str, torch.Tensor], aug: Augment) -> dict[str, torch.Tensor]:
@@ -123,9 +144,11 @@ def augment_batch(batch: dict[str, torch.Tensor], aug: Augment) -> dict[str, tor
             continue
         if "shift" in aug.kinds:
             frames = random_shift(frames, aug.shift, batch.get(TWIN))
-        if "randconv" in aug.kinds:
-            frames = random_conv(frames, aug)
-        if "color" in aug.kinds:
-            frames = color_jitter(frames, aug)
+        steps = [step for kind, step in (("randconv", _randconv), ("color", _jitter)) if kind in aug.kinds]
+        if steps:  # appearance in floats, quantised once
+            x = _to_unit(frames)
+            for step in steps:
+                x = step(x, aug)
+            frames = _to_uint8(x)
         out[key] = frames
     return out
