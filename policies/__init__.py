@@ -4,8 +4,8 @@
 privileged scripted experts that solve them; `datasets/` writes and reads LeRobotDatasets (v3.0; v2.1 read
 too); `record/` records expert episodes into them (`twin record`); `replay/` shows a recorded episode in the
 viewer (`twin view --dataset`); `export/` writes a whole task as one USD stage (`twin export --task`); `act/` and
-`flow/` are the policy models (ACT and a π0-style flow-matching expert) over `vision/` (a ResNet-18 image
-encoder), with `processor.py` (normalisation), `registry.py` (policies by name) and `pretrained.py` (saved policy
+`flow/` are the policy models (ACT and a π0-style flow-matching expert) over `vision/` (a ResNet-18 or MobileNetV2
+image encoder), with `processor.py` (normalisation), `registry.py` (policies by name) and `pretrained.py` (saved policy
 folders). Public API below (loaded on first use): other packages, benches and examples import only these names.
 """
 from twin_kit import lazy_exports
@@ -38,6 +38,7 @@ _API = {
     **dict.fromkeys(["PretrainedPolicy", "save_policy", "load_policy"], "pretrained"),
     **dict.fromkeys(["policy_names", "config_class", "policy_class", "make_config", "make_policy"], "registry"),
     **dict.fromkeys(["ResNet", "load_resnet_weights", "feature_size"], "vision.resnet"),
+    **dict.fromkeys(["MobileNetV2", "load_mobilenet_weights", "packaged_mobilenet_weights"], "vision.mobilenet"),
     **dict.fromkeys(["ImageEncoder", "sinusoidal_2d"], "vision.encoder"),
     "ImagePreprocess": "vision.preprocess",
     "ACTConfig": "act.configuration_act",

@@ -13,6 +13,8 @@ from twin_kit import InputError, opt, validate_config
 C = TypeVar("C", bound="PolicyConfig")
 NORM_MODES = ("mean_std", "min_max", "quantile", "identity")  # policies.processor implements them
 BACKBONE_NORMS = ("batch", "group")  # policies.vision.resnet implements them
+BACKBONES = ("resnet18", "mobilenet_v2")  # policies.vision.resnet and policies.vision.mobilenet
+PACKAGED_WEIGHTS = "imagenet"  # backbone_weights value: the ImageNet weights Twin installs (mobilenet_v2's)
 
 
 @dataclass
@@ -23,13 +25,20 @@ class PolicyConfig:
     n_action_steps: int = opt(10, "actions a runtime executes from each chunk before asking again (without "
                                   "temporal ensembling)", low=1, high=1000)
     image_size: int = opt(96, "side in pixels that camera frames are resized to", low=32, high=512)
-    backbone_width: float = opt(0.5, "ResNet-18 channel multiplier (1.0 is torchvision's resnet18)", low=0.0,
+    backbone: str = opt("resnet18", "image backbone: resnet18 (ResNet-18), or mobilenet_v2 (MobileNetV2, whose "
+                                    "ImageNet weights Twin installs: backbone_weights imagenet)", choices=BACKBONES)
+    backbone_width: float = opt(0.5, "backbone channel multiplier (1.0 is the published network's)", low=0.0,
                                 high=4.0, low_open=True)
-    backbone_layers: int = opt(4, "ResNet stages used: 4 (stride 32) or 3 (stride 16, more image tokens)",
+    backbone_layers: int = opt(4, "backbone depth: 4 (stride 32) or 3 (stride 16, more image tokens)",
                                choices=(3, 4))
-    backbone_weights: str | None = opt(None, "local torchvision-named resnet18 weights to start from "
-                                             "(e.g. resnet18-f37072fd.pth; needs --backbone-width 1)")
+    backbone_weights: str | None = opt(None, "weights to start the backbone from: a local torchvision-named file "
+                                             "(e.g. resnet18-f37072fd.pth), or imagenet for the ImageNet weights "
+                                             "Twin installs (mobilenet_v2 only); needs --backbone-width 1")
     frozen_bn: bool = opt(False, "keep the backbone's batch norms fixed (advised with pretrained weights)")
+    frozen_blocks: int = opt(0, "leading backbone blocks kept fixed, no gradients and batch norms in inference mode "
+                                "(0: none; -1: all, a fixed pretrained feature extractor whose backward pass training "
+                                "skips); blocks are the stem then MobileNetV2's inverted residuals or ResNet's stages",
+                             low=-1, high=100)
     backbone_norm: str = opt("batch", "the backbone's normalisation: batch (ResNet's), or group: each image "
                                       "normalised on its own, no batch statistics (Diffusion Policy's choice when "
                                       "training from scratch)", choices=BACKBONE_NORMS)
@@ -66,8 +75,11 @@ class PolicyConfig:
             raise InputError(f"backbone_norm {self.backbone_norm}: backbone_weights and frozen_bn need batch norm "
                              f"(torchvision's resnet18 has batch norms)")
         if self.backbone_weights and self.backbone_width != 1.0:
-            raise InputError(f"backbone_weights need backbone_width 1.0 (torchvision's resnet18), not "
+            raise InputError(f"backbone_weights need backbone_width 1.0 (the published {self.backbone}), not "
                              f"{self.backbone_width}")
+        if self.backbone_weights == PACKAGED_WEIGHTS and self.backbone != "mobilenet_v2":
+            raise InputError(f"backbone_weights {PACKAGED_WEIGHTS}: Twin installs ImageNet weights for mobilenet_v2 "
+                             f"only; give {self.backbone} a local weights file")
 
     @property
     def action_delta_indices(self) -> list[int]:

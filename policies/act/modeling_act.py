@@ -56,7 +56,7 @@ class ACTPolicy(PretrainedPolicy):
         if features.cameras:
             self.images = ImageEncoder(len(features.cameras), d, c.image_size, c.backbone_width, c.backbone_layers,
                                        c.frozen_bn, c.backbone_weights if pretrained_backbone else None,
-                                       c.backbone_norm)
+                                       c.backbone_norm, c.backbone, c.frozen_blocks)
         self.latent_in = nn.Linear(c.latent_dim, d)
         self.state_in = nn.Linear(s, d)
         self.token_pos = nn.Parameter(torch.zeros(2, d))  # latent, state

@@ -61,7 +61,7 @@ class FlowPolicy(PretrainedPolicy):
         if features.cameras:
             self.images = ImageEncoder(len(features.cameras), d, c.image_size, c.backbone_width, c.backbone_layers,
                                        c.frozen_bn, c.backbone_weights if pretrained_backbone else None,
-                                       c.backbone_norm)
+                                       c.backbone_norm, c.backbone, c.frozen_blocks)
         self.state_in = nn.Linear(features.state_dim, d)
         self.state_pos = nn.Parameter(torch.zeros(1, d))
         if c.state_dropout > 0:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from policies.configuration import BACKBONES
 from twin_kit import InputError, opt, validate_config
 
 POLICIES = ("act", "flow")
@@ -30,7 +31,9 @@ class TrainConfig:
     chunk_size: int | None = opt(None, "actions per chunk (default: the policy's)", low=1, high=1000)
     image_size: int | None = opt(None, "side camera frames are resized to (default: the policy's)", low=32,
                                  high=512)
-    backbone_width: float | None = opt(None, "ResNet-18 channel multiplier (default: the policy's)", low=0.0,
+    backbone: str | None = opt(None, "image backbone: resnet18 or mobilenet_v2 (default: the policy's, resnet18)",
+                               choices=BACKBONES)
+    backbone_width: float | None = opt(None, "backbone channel multiplier (default: the policy's)", low=0.0,
                                        low_open=True, high=4.0)
     dim: int | None = opt(None, "transformer width (default: the policy's)", low=8, high=4096, multiple_of=4)
     layers: int | None = opt(None, "transformer layers: ACT's encoder layers, the flow policy's prefix and expert "
@@ -38,8 +41,10 @@ class TrainConfig:
     action_space: str | None = opt(None, "what the policy predicts: absolute joint targets, or delta: offsets "
                                          "from the joints observed at each chunk's start (default: the "
                                          "policy's, absolute)", choices=("absolute", "delta"))
-    pretrained_backbone: str | None = opt(None, "local torchvision resnet18 weights file to start the image "
-                                                "backbone from (implies --backbone-width 1; never downloaded)")
+    pretrained_backbone: str | None = opt(None, "weights to start the image backbone from: a local torchvision-named "
+                                                "file, or imagenet for the MobileNetV2 ImageNet weights Twin installs "
+                                                "(with --backbone mobilenet_v2); implies --backbone-width 1; never "
+                                                "downloaded")
     cameras: str | None = opt(None, "comma-separated cameras to use (e.g. front,wrist; none: state only; default: "
                                     "all)")
     mix: str | None = opt(None, "comma-separated sampling weights of the datasets (e.g. 1,1: half the samples "
@@ -137,7 +142,7 @@ class TrainConfig:
             if not isinstance(fields, dict):
                 raise InputError("--policy-config must be a JSON object of policy config fields")
         defaults = config_class(self.policy)()
-        for name in ("chunk_size", "image_size", "backbone_width", "dim", "action_space"):
+        for name in ("chunk_size", "image_size", "backbone", "backbone_width", "dim", "action_space"):
             if getattr(self, name) is not None:
                 fields[name] = getattr(self, name)
         if self.layers is not None:

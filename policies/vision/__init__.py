@@ -1,2 +1,3 @@
-"""Vision for policies: a ResNet-18-style backbone written in Twin (torchvision's names, so its weights load from
-a local file), the image-token encoder shared by ACT and the flow policy, and image preprocessing."""
+"""Vision for policies: ResNet-18 and MobileNetV2 backbones written in Twin (named as their weights files, so
+ImageNet weights load: a local file, or MobileNetV2's that Twin installs), the image-token encoder shared by ACT and
+the flow policy, and image preprocessing."""

@@ -1,8 +1,9 @@
 """Camera images -> transformer tokens, shared by ACT and the flow policy.
 
-One ResNet runs over every camera (shared weights, as in ACT); a 1x1 convolution projects its feature map to the
-model width; each feature-map cell becomes a token whose position is a fixed 2D sine embedding (DETR's, which
-ACT uses) plus a learned per-camera embedding, so the model can tell the cameras apart.
+One backbone (ResNet-18, or MobileNetV2 for ImageNet features) runs over every camera (shared weights, as in
+ACT); a 1x1 convolution projects its feature map to the model width; each feature-map cell becomes a token whose
+position is a fixed 2D sine embedding (DETR's, which ACT uses) plus a learned per-camera embedding, so the model
+can tell the cameras apart.
 """
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from policies.configuration import PACKAGED_WEIGHTS
 from policies.features import TWIN
+from policies.vision.mobilenet import MobileNetV2, load_mobilenet_weights, packaged_mobilenet_weights
 from policies.vision.resnet import ResNet, feature_size, load_resnet_weights
 from twin_kit import InputError
 
@@ -40,21 +43,41 @@ class ImageEncoder(nn.Module):
     """(B, N, 3, S, S) preprocessed images of N cameras -> tokens (B, N * h * w, dim) and positions (N * h * w, dim).
 
     Positions are returned apart from the tokens: ACT adds them to queries and keys in every attention layer,
-    the flow policy adds them once to its prefix.
+    the flow policy adds them once to its prefix. `frozen` fixes the backbone's first blocks (-1: all of them, a
+    pretrained feature extractor whose backward pass training skips): no gradients, batch norms in inference mode.
     """
 
     def __init__(self, n_cameras: int, dim: int, image_size: int, width: float = 1.0, layers: int = 4,
-                 frozen_bn: bool = False, weights: str | Path | None = None, norm: str = "batch"):
+                 frozen_bn: bool = False, weights: str | Path | None = None, norm: str = "batch",
+                 backbone: str = "resnet18", frozen: int = 0):
         super().__init__()
-        self.backbone = ResNet(width=width, layers=layers, frozen_bn=frozen_bn, norm=norm)
-        if weights:
-            load_resnet_weights(self.backbone, weights)
+        if backbone == "mobilenet_v2":
+            self.backbone = MobileNetV2(width=width, layers=layers, frozen_bn=frozen_bn, norm=norm)
+            if weights:
+                load_mobilenet_weights(self.backbone, packaged_mobilenet_weights() if weights == PACKAGED_WEIGHTS
+                                       else weights)
+        else:
+            self.backbone = ResNet(width=width, layers=layers, frozen_bn=frozen_bn, norm=norm)
+            if weights:
+                load_resnet_weights(self.backbone, weights)
+        blocks = self.backbone.blocks()
+        self.frozen = len(blocks) if frozen < 0 else min(frozen, len(blocks))
+        for block in blocks[:self.frozen]:
+            for m in block:
+                m.requires_grad_(False)
         self.proj = nn.Conv2d(self.backbone.out_channels, dim, 1)
         self.n_cameras, self.dim = n_cameras, dim
         self.grid = feature_size(image_size, layers)
         self.register_buffer("grid_pos", sinusoidal_2d(self.grid, self.grid, dim), persistent=False)
         self.camera_embed = nn.Parameter(torch.zeros(n_cameras, dim))
         nn.init.normal_(self.camera_embed, std=0.02)
+
+    def train(self, mode: bool = True) -> ImageEncoder:
+        super().train(mode)
+        for block in self.backbone.blocks()[:self.frozen]:
+            for m in block:
+                m.eval()
+        return self
 
     @property
     def tokens_per_camera(self) -> int:

@@ -113,6 +113,10 @@ class ResNet(nn.Module):
                     m.eval()
         return self
 
+    def blocks(self) -> list[tuple[nn.Module, ...]]:
+        """The trunk's blocks in order (the stem, then each stage), what `frozen_blocks` counts."""
+        return [(self.conv1, self.bn1)] + [(getattr(self, f"layer{i + 1}"),) for i in range(self.layers)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         for i in range(self.layers):
@@ -120,7 +124,8 @@ class ResNet(nn.Module):
         return x
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict of tensors from a .pth / .safetensors file (a checkpoint's `state_dict` entry too)."""
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -147,7 +152,7 @@ def load_resnet_weights(model: ResNet, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such backbone weights file")
-    sd = _read_state_dict(path)
+    sd = read_state_dict(path)
     skip = ("fc.",) + tuple(f"layer{i}." for i in range(model.layers + 1, 5))
     sd = {k: v for k, v in sd.items() if not k.startswith(skip)}
     own = model.state_dict()
