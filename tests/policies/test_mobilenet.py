@@ -138,6 +138,9 @@ def test_bad_weights_and_settings_are_refused(tmp_path, monkeypatch):
     torch.save(ResNet(1.0).state_dict(), tmp_path / "resnet18.pth")
     with pytest.raises(InputError, match="not MobileNetV2 weights"):
         load_mobilenet_weights(MobileNetV2(1.0, 3), tmp_path / "resnet18.pth")
+    torch.save({"features.stem.weight": torch.zeros(3)}, tmp_path / "other.pth")
+    with pytest.raises(InputError, match="not MobileNetV2 weights"):
+        load_mobilenet_weights(MobileNetV2(1.0, 3), tmp_path / "other.pth")
     with pytest.raises(InputError, match="width"):
         load_mobilenet_weights(MobileNetV2(0.5, 3), packaged_mobilenet_weights())
     with pytest.raises(InputError, match="no such backbone weights file"):
