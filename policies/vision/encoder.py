@@ -60,24 +60,13 @@ class ImageEncoder(nn.Module):
             self.backbone = ResNet(width=width, layers=layers, frozen_bn=frozen_bn, norm=norm)
             if weights:
                 load_resnet_weights(self.backbone, weights)
-        blocks = self.backbone.blocks()
-        self.frozen = len(blocks) if frozen < 0 else min(frozen, len(blocks))
-        for block in blocks[:self.frozen]:
-            for m in block:
-                m.requires_grad_(False)
+        self.backbone.freeze_blocks(frozen)
         self.proj = nn.Conv2d(self.backbone.out_channels, dim, 1)
         self.n_cameras, self.dim = n_cameras, dim
         self.grid = feature_size(image_size, layers)
         self.register_buffer("grid_pos", sinusoidal_2d(self.grid, self.grid, dim), persistent=False)
         self.camera_embed = nn.Parameter(torch.zeros(n_cameras, dim))
         nn.init.normal_(self.camera_embed, std=0.02)
-
-    def train(self, mode: bool = True) -> ImageEncoder:
-        super().train(mode)
-        for block in self.backbone.blocks()[:self.frozen]:
-            for m in block:
-                m.eval()
-        return self
 
     @property
     def tokens_per_camera(self) -> int:

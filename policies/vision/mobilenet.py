@@ -15,8 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from policies.configuration import BACKBONE_NORMS
-from policies.vision.resnet import make_norm, read_state_dict
+from policies.vision.trunk import Trunk, load_strict, make_norm, read_state_dict
 from twin_kit import InputError
 
 STEM_CHANNELS = 32
@@ -56,20 +55,11 @@ class InvertedResidual(nn.Module):
         return x + self.conv(x) if self.shortcut else self.conv(x)
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(Trunk):
     """MobileNetV2 trunk without the last 1x1 convolution and classifier: (N, 3, H, W) -> (N, C, h, w)."""
 
     def __init__(self, width: float = 1.0, layers: int = 3, frozen_bn: bool = False, norm: str = "batch"):
-        super().__init__()
-        if layers not in STAGES_FOR_LAYERS:
-            raise InputError(f"backbone layers must be 3 or 4, not {layers}")
-        if not 0.0 < width <= 4.0:
-            raise InputError(f"backbone width must be in (0, 4], not {width}")
-        if norm not in BACKBONE_NORMS:
-            raise InputError(f"backbone norm must be one of {', '.join(BACKBONE_NORMS)}, not {norm!r}")
-        if frozen_bn and norm != "batch":
-            raise InputError("frozen_bn needs backbone norm batch (group norm keeps no statistics to freeze)")
-        self.width, self.layers, self.frozen_bn, self.norm = width, layers, frozen_bn, norm
+        super().__init__(width, layers, frozen_bn, norm)
         cin = divisible(STEM_CHANNELS * width)
         blocks: list[nn.Module] = [nn.Sequential(nn.Conv2d(3, cin, 3, 2, 1, bias=False), make_norm(norm, cin),
                                                  nn.ReLU6(inplace=True))]
@@ -80,22 +70,10 @@ class MobileNetV2(nn.Module):
                 cin = cout
         self.features = nn.Sequential(*blocks)
         self.out_channels = cin
-        self.stride = 2 ** (layers + 1)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out")
-        if frozen_bn:
-            for m in self.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> MobileNetV2:
-        super().train(mode)
-        if self.frozen_bn:
-            for m in self.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.eval()
-        return self
+        self.fix_norms()
 
     def blocks(self) -> list[tuple[nn.Module, ...]]:
         """The trunk's blocks in order (the stem, then each inverted residual), what `frozen_blocks` counts."""
@@ -105,14 +83,15 @@ class MobileNetV2(nn.Module):
         return self.features(x)
 
 
-def _torchvision_name(key: str, expands: dict[int, bool]) -> str:
-    """torchvision's mobilenet_v2 key -> this module's (`features.3.conv.1.0.weight` -> `features.3.conv.3.weight`)."""
+def _torchvision_name(key: str) -> str:
+    """torchvision's mobilenet_v2 key -> this module's (`features.3.conv.1.0.weight` -> `features.3.conv.3.weight`).
+    Block 1 is the only one without an expansion (STAGES' first row), so its slots differ."""
     parts = key.split(".")
     if len(parts) < 4 or parts[0] != "features" or parts[2] != "conv" or not parts[1].isdigit():
         return key
-    block, rest = int(parts[1]), parts[3:]
-    slots = ({"0.0": 0, "0.1": 1, "1.0": 3, "1.1": 4, "2": 6, "3": 7} if expands.get(block, True)
-             else {"0.0": 0, "0.1": 1, "1": 3, "2": 4})
+    rest = parts[3:]
+    slots = ({"0.0": 0, "0.1": 1, "1": 3, "2": 4} if parts[1] == "1"
+             else {"0.0": 0, "0.1": 1, "1.0": 3, "1.1": 4, "2": 6, "3": 7})
     for tv, own in slots.items():
         n = tv.count(".") + 1
         if ".".join(rest[:n]) == tv:
@@ -127,31 +106,11 @@ def load_mobilenet_weights(model: MobileNetV2, path: str | Path) -> None:
     unexpected or of the wrong shape is refused with a one-line error.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such backbone weights file")
     sd = read_state_dict(path)
-    expands = {i: isinstance(b, InvertedResidual) and len(b.conv) == 8 for i, b in enumerate(model.features)}
     if "features.1.conv.0.0.weight" in sd:  # torchvision's nesting
-        sd = {_torchvision_name(k, expands): v for k, v in sd.items()}
-    sd = {k: v for k, v in sd.items() if not k.startswith("classifier.")}
-    kept = len(model.features)
-    past = tuple(f"features.{i}." for i in range(kept, FILE_BLOCKS))
-    sd = {k: v for k, v in sd.items() if not k.startswith(past)}
-    own = model.state_dict()
-    for k in own:
-        if k.endswith("num_batches_tracked") and k not in sd:
-            sd[k] = torch.zeros((), dtype=torch.long)
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    if missing or unexpected:
-        raise InputError(f"{path}: not MobileNetV2 weights ({len(missing)} tensors missing, e.g. {missing[:2]}; "
-                         f"{len(unexpected)} unexpected, e.g. {unexpected[:2]})")
-    wrong = [k for k in own if tuple(own[k].shape) != tuple(sd[k].shape)]
-    if wrong:
-        k = wrong[0]
-        raise InputError(f"{path}: {k} is {tuple(sd[k].shape)} but this backbone needs {tuple(own[k].shape)} "
-                         f"(ImageNet's MobileNetV2 is width 1.0, this one is {model.width})")
-    model.load_state_dict(sd, strict=True)
+        sd = {_torchvision_name(k): v for k, v in sd.items()}
+    past = ("classifier.",) + tuple(f"features.{i}." for i in range(len(model.features), FILE_BLOCKS))
+    load_strict(model, {k: v for k, v in sd.items() if not k.startswith(past)}, path, "MobileNetV2")
 
 
 def packaged_mobilenet_weights() -> Path:

@@ -14,19 +14,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from policies.configuration import BACKBONE_NORMS
-from twin_kit import InputError, one_line
+from policies.vision.trunk import Trunk, load_strict, make_norm, read_state_dict
 
 STAGE_CHANNELS = (64, 128, 256, 512)
 BLOCKS_PER_STAGE = 2  # ResNet-18
-GROUP_CHANNELS = 16  # channels per group of norm="group" (Diffusion Policy: num_features // 16)
-
-
-def make_norm(kind: str, channels: int) -> nn.Module:
-    """The backbone's normalisation layer over `channels`: BatchNorm2d, or GroupNorm of 16-channel groups."""
-    if kind == "group":
-        return nn.GroupNorm(max(1, channels // GROUP_CHANNELS), channels)
-    return nn.BatchNorm2d(channels)
 
 
 def stage_channels(width: float) -> tuple[int, ...]:
@@ -62,25 +53,12 @@ class BasicBlock(nn.Module):
         return self.relu(y + shortcut)
 
 
-class ResNet(nn.Module):
-    """ResNet-18 trunk without pooling or classifier: (N, 3, H, W) normalised images -> (N, C, h, w) features.
-
-    frozen_bn keeps every batch norm in inference mode with fixed parameters (as ACT does with a pretrained
-    backbone: small policy batches make poor batch statistics); norm="group" has no batch statistics at all.
-    """
+class ResNet(Trunk):
+    """ResNet-18 trunk without pooling or classifier: (N, 3, H, W) normalised images -> (N, C, h, w) features."""
 
     def __init__(self, width: float = 1.0, layers: int = 4, frozen_bn: bool = False, norm: str = "batch"):
-        super().__init__()
-        if layers not in (3, 4):
-            raise InputError(f"backbone layers must be 3 or 4, not {layers}")
-        if not 0.0 < width <= 4.0:
-            raise InputError(f"backbone width must be in (0, 4], not {width}")
-        if norm not in BACKBONE_NORMS:
-            raise InputError(f"backbone norm must be one of {', '.join(BACKBONE_NORMS)}, not {norm!r}")
-        if frozen_bn and norm != "batch":
-            raise InputError("frozen_bn needs backbone norm batch (group norm keeps no statistics to freeze)")
+        super().__init__(width, layers, frozen_bn, norm)
         ch = stage_channels(width)
-        self.width, self.layers, self.frozen_bn, self.norm = width, layers, frozen_bn, norm
         self.conv1 = nn.Conv2d(3, ch[0], 7, 2, 3, bias=False)
         self.bn1 = make_norm(norm, ch[0])
         self.relu = nn.ReLU(inplace=True)
@@ -93,25 +71,13 @@ class ResNet(nn.Module):
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
             cin = ch[i]
         self.out_channels = cin
-        self.stride = 2 ** (layers + 1)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         for m in self.modules():  # zero-init each block's last norm: a block starts as the identity
             if isinstance(m, BasicBlock):
                 nn.init.zeros_(m.bn2.weight)
-        if frozen_bn:
-            for m in self.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> ResNet:
-        super().train(mode)
-        if self.frozen_bn:
-            for m in self.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.eval()
-        return self
+        self.fix_norms()
 
     def blocks(self) -> list[tuple[nn.Module, ...]]:
         """The trunk's blocks in order (the stem, then each stage), what `frozen_blocks` counts."""
@@ -124,24 +90,6 @@ class ResNet(nn.Module):
         return x
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict of tensors from a .pth / .safetensors file (a checkpoint's `state_dict` entry too)."""
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            sd = load_file(str(path))
-        else:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's input error
-        raise InputError(f"{path}: cannot read backbone weights ({one_line(e)})") from None
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise InputError(f"{path}: not a state dict of tensors")
-    return dict(sd)
-
-
 def load_resnet_weights(model: ResNet, path: str | Path) -> None:
     """Load torchvision-named ResNet-18 weights (.pth or .safetensors) into `model`, strictly.
 
@@ -150,24 +98,6 @@ def load_resnet_weights(model: ResNet, path: str | Path) -> None:
     missing, unexpected or of the wrong shape is refused with a one-line error.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such backbone weights file")
     sd = read_state_dict(path)
     skip = ("fc.",) + tuple(f"layer{i}." for i in range(model.layers + 1, 5))
-    sd = {k: v for k, v in sd.items() if not k.startswith(skip)}
-    own = model.state_dict()
-    for k in own:
-        if k.endswith("num_batches_tracked") and k not in sd:
-            sd[k] = torch.zeros((), dtype=torch.long)
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    if missing or unexpected:
-        raise InputError(f"{path}: not ResNet-18 weights ({len(missing)} tensors missing, e.g. "
-                         f"{missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})")
-    wrong = [k for k in own if tuple(own[k].shape) != tuple(sd[k].shape)]
-    if wrong:
-        k = wrong[0]
-        raise InputError(f"{path}: {k} is {tuple(sd[k].shape)} but this backbone needs {tuple(own[k].shape)} "
-                         f"(the file is for another width; torchvision's resnet18 is width 1.0, this one is "
-                         f"{model.width})")
-    model.load_state_dict(sd, strict=True)
+    load_strict(model, {k: v for k, v in sd.items() if not k.startswith(skip)}, path, "ResNet-18")

@@ -24,7 +24,7 @@ from policies.act.configuration_act import ACTConfig
 from policies.train.config import TrainConfig
 from policies.vision import mobilenet
 from policies.vision.mobilenet import load_mobilenet_weights, packaged_mobilenet_weights
-from policies.vision.resnet import read_state_dict
+from policies.vision.trunk import read_state_dict
 from twin_kit import InputError, torch_threads
 
 
