@@ -14,6 +14,7 @@ C = TypeVar("C", bound="PolicyConfig")
 NORM_MODES = ("mean_std", "min_max", "quantile", "identity")  # policies.processor implements them
 BACKBONE_NORMS = ("batch", "group")  # policies.vision.resnet implements them
 BACKBONES = ("resnet18", "mobilenet_v2")  # policies.vision.resnet and policies.vision.mobilenet
+IMAGE_NORMS = ("imagenet", "per_image")  # policies.vision.preprocess implements them
 PACKAGED_WEIGHTS = "imagenet"  # backbone_weights value: the ImageNet weights Twin installs (mobilenet_v2's)
 
 
@@ -39,6 +40,10 @@ class PolicyConfig:
                                 "(0: none; -1: all, a fixed pretrained feature extractor whose backward pass training "
                                 "skips); blocks are the stem then MobileNetV2's inverted residuals or ResNet's stages",
                              low=-1, high=100)
+    image_norm: str = opt("imagenet", "input normalisation: imagenet (a fixed mean and spread per channel, what "
+                                      "pretrained backbones expect), or per_image: each frame's channels standardised "
+                                      "by their own mean and spread, blind to global exposure and white balance",
+                          choices=IMAGE_NORMS)
     backbone_norm: str = opt("batch", "the backbone's normalisation: batch (ResNet's), or group: each image "
                                       "normalised on its own, no batch statistics (Diffusion Policy's choice when "
                                       "training from scratch)", choices=BACKBONE_NORMS)

@@ -110,13 +110,13 @@ class Preprocessor(nn.Module):
     """
 
     def __init__(self, features: PolicyFeatures, image_size: int, state_norm: str, action_norm: str,
-                 action_space: str = "absolute"):
+                 action_space: str = "absolute", image_norm: str = "imagenet"):
         super().__init__()
         self.camera_keys = features.camera_keys
         self.state = Normalize(features.stats.get(STATE, {}), state_norm, features.state_dim, STATE)
         self.action = Normalize(_action_stats(features, action_space), action_norm, features.action_dim, ACTION)
         self.delta = DeltaActions(features) if action_space == "delta" else None
-        self.image = ImagePreprocess(image_size)
+        self.image = ImagePreprocess(image_size, image_norm)
 
     def encode_action(self, actions: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """Robot-unit actions (B, T, A) seen from raw `state` (B, D) -> the model's normalised actions."""

@@ -2,11 +2,26 @@
 local file), feature-map sizes at 96-128 px, the width multiplier, image preprocessing and 2D positions."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
+from support.policy_data import CHUNK, training_batch, write_policy_dataset
+from support.policy_data import TINY_64 as TINY
 
-from policies import ImageEncoder, ImagePreprocess, ResNet, feature_size, load_resnet_weights, sinusoidal_2d
+from policies import (
+    ImageEncoder,
+    ImagePreprocess,
+    OnnxRuntime,
+    ResNet,
+    export_onnx,
+    feature_size,
+    load_policy,
+    load_resnet_weights,
+    make_policy,
+    read_dataset,
+    sinusoidal_2d,
+)
 from twin_kit import InputError, torch_threads
 
 # torchvision's resnet18 state dict, as its model and its file resnet18-f37072fd.pth spell it (a few entries):
@@ -164,3 +179,38 @@ def test_image_preprocess_and_tokens():
     assert tokens.shape == (2, 3 * 9, 32) and pos.shape == (27, 32)
     grid = sinusoidal_2d(6, 5, 32)
     assert grid.shape == (30, 32) and torch.cdist(grid, grid).fill_diagonal_(1).min() > 0.1  # distinct cells
+
+
+def test_per_image_norm_is_blind_to_exposure_and_white_balance():
+    torch.manual_seed(0)
+    frames = torch.rand(2, 64, 64, 3) * 0.6 + 0.1
+    shifted = frames * torch.tensor([1.3, 0.9, 0.7]) + torch.tensor([0.05, 0.0, -0.02])  # gain and offset per channel
+    pre = ImagePreprocess(64, "per_image")
+    x, y = pre(frames), pre(shifted)
+    assert torch.allclose(x, y, atol=1e-4)
+    assert x.mean(dim=(2, 3)).abs().max() < 1e-5 and torch.allclose(x.std(dim=(2, 3), unbiased=False),
+                                                                     torch.ones(2, 3), atol=1e-4)
+    imagenet = ImagePreprocess(64)
+    assert (imagenet(frames) - imagenet(shifted)).abs().mean() > 0.1  # the fixed normalisation sees the change
+    flat = pre(torch.full((1, 64, 64, 3), 0.5))  # a flat frame is not blown up
+    assert torch.isfinite(flat).all() and flat.abs().max() == 0
+    assert pre.inverse(x).shape == (2, 64, 64, 3)
+    with pytest.raises(ValueError, match="image norm"):
+        ImagePreprocess(64, "per_batch")
+
+
+def test_per_image_policy_saves_reloads_and_exports_to_onnx(tmp_path):
+    """The normalisation travels with the policy: config.json brings it back, and the ONNX graph computes it."""
+    root = write_policy_dataset(tmp_path / "ds")
+    raw = training_batch(root, CHUNK, [(0, 0), (0, 6), (1, 3)])
+    torch.manual_seed(0)
+    policy = make_policy("act", {**TINY["act"], "image_norm": "per_image"}, read_dataset(root)).eval()
+    policy.save_pretrained(tmp_path / "policy")
+    again = load_policy(tmp_path / "policy")
+    assert again.config.image_norm == "per_image" and again.preprocessor.image.norm == "per_image"
+    want = policy.infer(raw)
+    torch.testing.assert_close(again.infer(raw), want)
+    path = export_onnx(again, tmp_path / "policy.onnx")["path"]
+    keys = [k for k in raw if k.startswith("observation.")]
+    got = OnnxRuntime(path).chunks({k: raw[k].numpy() for k in keys})
+    assert np.abs(got - want.numpy()).max() < 1e-4
