@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -158,86 +160,98 @@ def _sampler(cfg: TrainConfig, policy, table, sources, rows: np.ndarray, procs):
 def train_policy(cfg: TrainConfig, bar: bool = True) -> dict:
     """Train per `cfg` (see the module doc) and return the summary; every process of a torchrun job calls it.
     `bar`: show progress bars (rank 0, on a terminal)."""
-    from torch.nn.parallel import DistributedDataParallel
-
-    from policies.train.data import ChunkDataset, frame_table, open_sources
     from policies.train.dist import start_processes, stop_processes
-    from policies.train.frames import cache_frames
-    from policies.train.loop import Loop, channels_last, make_optimizer, resolve_precision, weights_digest
 
     t0 = time.perf_counter()
     procs = start_processes(cfg.device)
     try:
-        with contextlib.ExitStack() as stack, torch_threads(cfg.threads):
-            cfg, resume = _prepare(cfg, procs, stack)
-            cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, procs.device, loud=procs.main))
-            if cfg.batch_size % procs.world:
-                raise InputError(f"--batch-size {cfg.batch_size} must be a multiple of the {procs.world} processes")
-            sources, features = open_sources(cfg)
-            paths = RunPaths(Path(cfg.out))
-            policy, state, start = _policy(cfg, features, paths, resume, procs, sources)
-            features = policy.features
-            run_info = {"policy": cfg.policy, "config": dataclasses.asdict(cfg), "processes": procs.world,
-                        "datasets": [str(s.root.resolve()) for s in sources], "policy_type": policy.name,
-                        "split": [{"train": s.train, "val": s.val} for s in sources]}
-            if procs.main:
-                paths.root.mkdir(parents=True, exist_ok=True)
-                if not resume or not paths.run_file.exists():
-                    write_run(paths, {**run_info, "status": "running", "step": start})
-            procs.barrier()
-            table = frame_table(sources, policy.config.chunk_size, getattr(policy.config, "aux_weight", 0.0) > 0)
-            finished = start >= cfg.steps  # a completed run resumed: nothing to train, no frames needed
-            cache_frames(table, sources, [] if finished else features.camera_keys, paths.cache, procs, not bar)
-            train_rows, val_rows = np.flatnonzero(~table.val), np.flatnonzero(table.val)
-            train = ChunkDataset(table, train_rows)
-            val = ChunkDataset(table, val_rows)
-            val_pick = np.arange(len(val_rows))
-            if len(val_pick) > cfg.val_samples:
-                val_pick = np.sort(np.random.default_rng(cfg.seed).choice(len(val_pick), cfg.val_samples,
-                                                                          replace=False))
-            sampler = _sampler(cfg, policy, table, sources, train_rows, procs)
-            channels_last(policy, cfg)
-            optimizer, scheduler = make_optimizer(policy, cfg)
-            curves = _restore(state, optimizer, scheduler, paths, cfg, procs)
-            model = policy
-            if procs.parallel:
-                model = DistributedDataParallel(policy, device_ids=[procs.device.index]
-                                                if procs.device.type == "cuda" else None)
-            if procs.main:
-                info(f"training {cfg.policy} ({policy.num_parameters() / 1e6:.2f} M parameters) on "
-                     f"{len(train_rows)} frames of {sum(len(s.train) for s in sources)} episodes (validation: "
-                     f"{len(val_rows)} frames of {sum(len(s.val) for s in sources)}) for {cfg.steps} steps of "
-                     f"{cfg.batch_size} on {procs.world} x {procs.device.type} -> {paths.root}")
-            before = _elapsed_before(state, paths, finished)
-            loop = Loop(cfg, policy, model, optimizer, scheduler, train, val, val_pick, sampler, procs,
-                        paths, run_info, curves, start, not bar, elapsed_before=before, started=t0)
-            loop.run()
-            total = round(before if finished else loop.elapsed(), 2)   # a finished run resumed keeps its total
-            procs.share_buffers(policy)
-            digests = procs.gather(weights_digest(policy))
-            if procs.main:
-                from policies.pretrained import save_policy
-                from twin_kit import remove_tree
-
-                save_policy(policy, paths.policy)
-                write_run(paths, {**run_info, "status": "done", "step": cfg.steps, "total_seconds": total})
-                remove_tree(paths.cache)
-            procs.barrier()   # the ranks leave together: one tearing down gloo while rank 0 still saves aborted
-            last_train = loop.curves.train[-1] if loop.curves.train else {}
-            val_loss = loop.curves.val[-1]["loss"] if loop.curves.val else None
-            seconds = time.perf_counter() - t0
-            return {"train_loss": last_train.get("loss"), "val_loss": val_loss, "steps": cfg.steps,
-                    "seconds": round(seconds, 2), "total_seconds": total,
-                    "samples_per_s": round(loop.samples / loop.train_seconds, 2) if loop.train_seconds else None,
-                    "run": str(cfg.out), "policy": str(paths.policy), "policy_type": cfg.policy,
-                    "parameters": policy.num_parameters(), "resumed_from": start if resume else None,
-                    "processes": procs.world, "device": procs.device.type, "threads": cfg.threads,
-                    "batch_size": cfg.batch_size, "train_frames": int(len(train_rows)),
-                    "val_frames": int(len(val_rows)), "train_episodes": sum(len(s.train) for s in sources),
-                    "val_episodes": sum(len(s.val) for s in sources), "weights": digests,
-                    "train_seconds": round(loop.train_seconds, 2), "rank": procs.rank}
+        return _train(cfg, procs, bar, t0)
+    except BaseException as e:
+        traceback.clear_frames(e.__traceback__)  # an error's frames would keep _train's locals alive
+        raise
     finally:
+        # The model's DistributedDataParallel wrapper died with _train's frame; collect it before the process
+        # group goes, since a reducer freed after destroy_process_group can abort the process at exit.
+        gc.collect()
         stop_processes(procs)
+
+
+def _train(cfg: TrainConfig, procs, bar: bool, t0: float) -> dict:
+    """train_policy's body, in its own frame so that nothing it built outlives it."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    from policies.train.data import ChunkDataset, frame_table, open_sources
+    from policies.train.frames import cache_frames
+    from policies.train.loop import Loop, channels_last, make_optimizer, resolve_precision, weights_digest
+
+    with contextlib.ExitStack() as stack, torch_threads(cfg.threads):
+        cfg, resume = _prepare(cfg, procs, stack)
+        cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, procs.device, loud=procs.main))
+        if cfg.batch_size % procs.world:
+            raise InputError(f"--batch-size {cfg.batch_size} must be a multiple of the {procs.world} processes")
+        sources, features = open_sources(cfg)
+        paths = RunPaths(Path(cfg.out))
+        policy, state, start = _policy(cfg, features, paths, resume, procs, sources)
+        features = policy.features
+        run_info = {"policy": cfg.policy, "config": dataclasses.asdict(cfg), "processes": procs.world,
+                    "datasets": [str(s.root.resolve()) for s in sources], "policy_type": policy.name,
+                    "split": [{"train": s.train, "val": s.val} for s in sources]}
+        if procs.main:
+            paths.root.mkdir(parents=True, exist_ok=True)
+            if not resume or not paths.run_file.exists():
+                write_run(paths, {**run_info, "status": "running", "step": start})
+        procs.barrier()
+        table = frame_table(sources, policy.config.chunk_size, getattr(policy.config, "aux_weight", 0.0) > 0)
+        finished = start >= cfg.steps  # a completed run resumed: nothing to train, no frames needed
+        cache_frames(table, sources, [] if finished else features.camera_keys, paths.cache, procs, not bar)
+        train_rows, val_rows = np.flatnonzero(~table.val), np.flatnonzero(table.val)
+        train = ChunkDataset(table, train_rows)
+        val = ChunkDataset(table, val_rows)
+        val_pick = np.arange(len(val_rows))
+        if len(val_pick) > cfg.val_samples:
+            val_pick = np.sort(np.random.default_rng(cfg.seed).choice(len(val_pick), cfg.val_samples,
+                                                                      replace=False))
+        sampler = _sampler(cfg, policy, table, sources, train_rows, procs)
+        channels_last(policy, cfg)
+        optimizer, scheduler = make_optimizer(policy, cfg)
+        curves = _restore(state, optimizer, scheduler, paths, cfg, procs)
+        model = policy
+        if procs.parallel:
+            model = DistributedDataParallel(policy, device_ids=[procs.device.index]
+                                            if procs.device.type == "cuda" else None)
+        if procs.main:
+            info(f"training {cfg.policy} ({policy.num_parameters() / 1e6:.2f} M parameters) on "
+                 f"{len(train_rows)} frames of {sum(len(s.train) for s in sources)} episodes (validation: "
+                 f"{len(val_rows)} frames of {sum(len(s.val) for s in sources)}) for {cfg.steps} steps of "
+                 f"{cfg.batch_size} on {procs.world} x {procs.device.type} -> {paths.root}")
+        before = _elapsed_before(state, paths, finished)
+        loop = Loop(cfg, policy, model, optimizer, scheduler, train, val, val_pick, sampler, procs,
+                    paths, run_info, curves, start, not bar, elapsed_before=before, started=t0)
+        loop.run()
+        total = round(before if finished else loop.elapsed(), 2)   # a finished run resumed keeps its total
+        procs.share_buffers(policy)
+        digests = procs.gather(weights_digest(policy))
+        if procs.main:
+            from policies.pretrained import save_policy
+            from twin_kit import remove_tree
+
+            save_policy(policy, paths.policy)
+            write_run(paths, {**run_info, "status": "done", "step": cfg.steps, "total_seconds": total})
+            remove_tree(paths.cache)
+        procs.barrier()   # the ranks leave together: one tearing down gloo while rank 0 still saves aborted
+        last_train = loop.curves.train[-1] if loop.curves.train else {}
+        val_loss = loop.curves.val[-1]["loss"] if loop.curves.val else None
+        seconds = time.perf_counter() - t0
+        return {"train_loss": last_train.get("loss"), "val_loss": val_loss, "steps": cfg.steps,
+                "seconds": round(seconds, 2), "total_seconds": total,
+                "samples_per_s": round(loop.samples / loop.train_seconds, 2) if loop.train_seconds else None,
+                "run": str(cfg.out), "policy": str(paths.policy), "policy_type": cfg.policy,
+                "parameters": policy.num_parameters(), "resumed_from": start if resume else None,
+                "processes": procs.world, "device": procs.device.type, "threads": cfg.threads,
+                "batch_size": cfg.batch_size, "train_frames": int(len(train_rows)),
+                "val_frames": int(len(val_rows)), "train_episodes": sum(len(s.train) for s in sources),
+                "val_episodes": sum(len(s.val) for s in sources), "weights": digests,
+                "train_seconds": round(loop.train_seconds, 2), "rank": procs.rank}
 
 
 def run_train(cfg: TrainConfig, json_out: bool = False) -> int:
