@@ -2,19 +2,16 @@
 local file), feature-map sizes at 96-128 px, the width multiplier, image preprocessing and 2D positions."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
-from support.policy_data import CHUNK, training_batch, write_policy_dataset
+from support.policy_data import CHUNK, assert_reloaded_and_onnx_match, training_batch, write_policy_dataset
 from support.policy_data import TINY_64 as TINY
 
 from policies import (
     ImageEncoder,
     ImagePreprocess,
-    OnnxRuntime,
     ResNet,
-    export_onnx,
     feature_size,
     load_policy,
     load_resnet_weights,
@@ -208,9 +205,4 @@ def test_per_image_policy_saves_reloads_and_exports_to_onnx(tmp_path):
     policy.save_pretrained(tmp_path / "policy")
     again = load_policy(tmp_path / "policy")
     assert again.config.image_norm == "per_image" and again.preprocessor.image.norm == "per_image"
-    want = policy.infer(raw)
-    torch.testing.assert_close(again.infer(raw), want)
-    path = export_onnx(again, tmp_path / "policy.onnx")["path"]
-    keys = [k for k in raw if k.startswith("observation.")]
-    got = OnnxRuntime(path).chunks({k: raw[k].numpy() for k in keys})
-    assert np.abs(got - want.numpy()).max() < 1e-4
+    assert_reloaded_and_onnx_match(policy, again, raw, tmp_path / "policy.onnx")

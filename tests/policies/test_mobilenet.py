@@ -2,19 +2,16 @@
 its feature map matches the ResNet's, and frozen blocks train nothing and stay in inference mode."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from support.policy_data import CHUNK, training_batch, write_policy_dataset
+from support.policy_data import CHUNK, assert_reloaded_and_onnx_match, training_batch, write_policy_dataset
 from support.policy_data import TINY_64 as TINY
 
 from policies import (
     ImageEncoder,
     MobileNetV2,
-    OnnxRuntime,
     PolicyFeatures,
     ResNet,
-    export_onnx,
     feature_size,
     load_policy,
     make_policy,
@@ -185,9 +182,4 @@ def test_saved_imagenet_policy_reloads_and_exports_to_onnx(tmp_path, monkeypatch
     monkeypatch.setattr(mobilenet, "PACKAGE", "twin-no-such-package")  # as on a robot without it installed
     again = load_policy(tmp_path / "policy")
     assert isinstance(again.images.backbone, MobileNetV2)
-    want = policy.infer(raw)
-    torch.testing.assert_close(again.infer(raw), want)
-    path = export_onnx(again, tmp_path / "policy.onnx")["path"]
-    keys = [k for k in raw if k.startswith("observation.")]
-    got = OnnxRuntime(path).chunks({k: raw[k].numpy() for k in keys})
-    assert np.abs(got - want.numpy()).max() < 1e-4
+    assert_reloaded_and_onnx_match(policy, again, raw, tmp_path / "policy.onnx")

@@ -105,3 +105,14 @@ CHUNK = 8
 COMMON = dict(chunk_size=CHUNK, n_action_steps=4, image_size=64, backbone_width=0.25, dim=32, heads=2, ff_dim=64)
 TINY_64 = {"act": {**COMMON, "n_encoder_layers": 1, "n_vae_encoder_layers": 1, "latent_dim": 8},
            "flow": {**COMMON, "n_layers": 2, "num_steps": 3}}
+
+def assert_reloaded_and_onnx_match(policy, again, raw: dict[str, torch.Tensor], onnx_path: Path) -> None:
+    """The reloaded policy `again` answers `raw` as `policy` does, and its ONNX export (to `onnx_path`) matches
+    within 1e-4 on the same observations."""
+    from policies import OnnxRuntime, export_onnx
+
+    want = policy.infer(raw)
+    torch.testing.assert_close(again.infer(raw), want)
+    path = export_onnx(again, onnx_path)["path"]
+    got = OnnxRuntime(path).chunks({k: v.numpy() for k, v in raw.items() if k.startswith("observation.")})
+    assert np.abs(got - want.numpy()).max() < 1e-4
