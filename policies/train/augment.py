@@ -9,12 +9,17 @@
   (RandConv, Xu et al. 2021; network randomisation, Lee et al. 2020): colours and local texture change, shapes
   stay, so the encoder is pushed towards shape. On push it cost the restyled policy more vanilla success than it
   gave back held-out (sim2real_augment.json); kept as an option, off by default.
+- `sensor`: what a different camera adds to the same picture, each part drawn per frame with probability
+  `sensor_probability`: a Gaussian blur (defocus, sigma up to `blur_px`), Gaussian pixel noise (std up to
+  `noise_std` of full scale) and a white-balance error (red and blue gains log-uniform within `wb_gain` either
+  way). Rendered demos are sharp, clean and neutral; real sensors are not.
 
 Offsets and factors come from the training RNG (torch's), which checkpoints save, so a resumed run draws the very
 augmentations an uninterrupted one would. Evaluation and deployment never augment.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -36,6 +41,10 @@ class Augment:
     hue: float = 0.05
     randconv_probability: float = 0.5
     randconv_kernels: tuple[int, ...] = (1, 3, 5)
+    sensor_probability: float = 0.5
+    blur_px: float = 2.0
+    noise_std: float = 0.05
+    wb_gain: float = 1.25
 
     def __bool__(self) -> bool:
         return bool(self.kinds)
@@ -122,6 +131,50 @@ def _randconv(frames: torch.Tensor, aug: Augment) -> torch.Tensor:
     return out.permute(0, 2, 3, 1)
 
 
+def _gaussian_kernels(sigma: torch.Tensor, radius: int) -> torch.Tensor:
+    """(B, 2 radius + 1) normalised 1-D Gaussian kernels; sigma 0 gives the identity (a unit impulse)."""
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    s = sigma.clamp_min(1e-3)[:, None]
+    k = torch.exp(-0.5 * (taps[None] / s) ** 2)
+    return k / k.sum(dim=1, keepdim=True)
+
+
+def _sensor(x: torch.Tensor, aug: Augment) -> torch.Tensor:
+    """Blur, white balance and noise of (B, H, W, 3) frames in [0, 1] (see sensor_effects)."""
+    b, h, w, c = x.shape
+    dev = x.device
+    p = aug.sensor_probability
+
+    def drawn(hi: float) -> torch.Tensor:  # per frame: U(0, hi) where chosen, else 0
+        return torch.where(torch.rand(b) < p, torch.rand(b) * hi, torch.zeros(b))
+
+    sigma = drawn(aug.blur_px)
+    if aug.blur_px > 0 and bool((sigma > 0).any()):
+        radius = min(max(1, math.ceil(3 * aug.blur_px)), (min(h, w) - 1) // 2)
+        k = _gaussian_kernels(sigma, radius).to(dev)
+        y = x.permute(0, 3, 1, 2).reshape(1, b * c, h, w)  # frame i's channels see only frame i's kernel
+        rows = k.repeat_interleave(c, dim=0)[:, None, :, None]  # (B C, 1, K, 1)
+        y = F.conv2d(F.pad(y, [0, 0, radius, radius], mode="reflect"), rows, groups=b * c)
+        y = F.conv2d(F.pad(y, [radius, radius, 0, 0], mode="reflect"), rows.transpose(2, 3), groups=b * c)
+        x = y.reshape(b, c, h, w).permute(0, 2, 3, 1)
+    if aug.wb_gain > 1:
+        span = math.log(aug.wb_gain)
+        chosen = (torch.rand(b) < p).float()[:, None]
+        log_gain = (torch.rand(b, 2) * 2 - 1) * span * chosen  # red and blue; green is the reference
+        gains = torch.stack([log_gain[:, 0].exp(), torch.ones(b), log_gain[:, 1].exp()], dim=1)
+        x = x * gains.to(dev)[:, None, None, :]
+    std = drawn(aug.noise_std)
+    if bool((std > 0).any()):
+        x = x + torch.randn(x.shape).to(dev) * std.to(dev)[:, None, None, None]
+    return x
+
+
+def sensor_effects(frames: torch.Tensor, aug: Augment) -> torch.Tensor:
+    """(B, H, W, 3) uint8 frames, each blurred, white-balanced and noised by its own random amounts (every part
+    with probability `sensor_probability`; a frame that draws none is returned unchanged)."""
+    return _to_uint8(_sensor(_to_unit(frames), aug))
+
+
 def color_jitter(frames: torch.Tensor, aug: Augment) -> torch.Tensor:
     """(B, H, W, 3) uint8 frames with a random brightness, contrast and saturation factor and hue rotation each."""
     return _to_uint8(_jitter(_to_unit(frames), aug))
@@ -144,7 +197,8 @@ def augment_batch(batch: dict[str, torch.Tensor], aug: Augment) -> dict[str, tor
             continue
         if "shift" in aug.kinds:
             frames = random_shift(frames, aug.shift, batch.get(TWIN))
-        steps = [step for kind, step in (("randconv", _randconv), ("color", _jitter)) if kind in aug.kinds]
+        steps = [step for kind, step in (("randconv", _randconv), ("color", _jitter), ("sensor", _sensor))
+                 if kind in aug.kinds]
         if steps:  # appearance in floats, quantised once
             x = _to_unit(frames)
             for step in steps:

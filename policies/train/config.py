@@ -13,7 +13,7 @@ from twin_kit import InputError, opt, validate_config
 POLICIES = ("act", "flow")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "auto")
-AUGMENTS = ("shift", "color", "randconv")  # policies.train.augment implements them
+AUGMENTS = ("shift", "color", "randconv", "sensor")  # policies.train.augment implements them
 # options taken from the command line when resuming; every other one comes from the run's own run.json
 RESUME_FREE = ("dataset", "out", "resume", "device", "threads")
 
@@ -53,8 +53,9 @@ class TrainConfig:
                                    "0: no validation", low=0.0, high=1_000_000)
     augment: str = opt("none", "training-time image augmentation: none, or comma-separated kinds among shift "
                                "(random shifts of up to --shift of the side, edges repeated), color (random "
-                               "brightness, contrast, saturation, hue) and randconv (half the frames blended "
-                               "with a random convolution of themselves)")
+                               "brightness, contrast, saturation, hue), randconv (half the frames blended "
+                               "with a random convolution of themselves) and sensor (random blur, pixel noise "
+                               "and white balance)")
     shift: float = opt(0.06, "largest random shift of --augment shift, as a fraction of the frame side", low=0.0,
                        low_open=True, high=0.5)
     success_only: bool = opt(True, "train only on episodes the dataset marks successful")

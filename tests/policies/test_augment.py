@@ -1,12 +1,13 @@
 """Training-time frame augmentation (policies.train.augment): shifts move the picture by whole pixels within the
 bound and repeat the border, colour jitter and random convolutions keep the picture's layout and change its
-colours, the same seed draws the same augmentation, and --augment refuses unknown kinds in one line."""
+colours, sensor effects blur, noise and white-balance each frame within their bounds, the same seed draws the
+same augmentation, and --augment refuses unknown kinds in one line."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from policies.train.augment import Augment, augment_batch, color_jitter, random_conv, random_shift
+from policies.train.augment import Augment, augment_batch, color_jitter, random_conv, random_shift, sensor_effects
 from policies.train.config import TrainConfig
 from twin_kit import InputError
 
@@ -65,9 +66,41 @@ def test_random_conv_recolours_half_the_frames_and_keeps_their_shapes():
     assert torch.equal(random_conv(frames, Augment(kinds=("randconv",), randconv_probability=0.0)), frames)
 
 
+def test_sensor_blur_softens_edges_and_keeps_flat_regions():
+    torch.manual_seed(0)
+    frames = torch.full((32, 40, 40, 3), 40, dtype=torch.uint8)
+    frames[:, :, 20:] = 200  # a vertical step edge
+    out = sensor_effects(frames, Augment(kinds=("sensor",), sensor_probability=1.0, noise_std=0.0, wb_gain=1.0))
+    assert out.shape == frames.shape and out.dtype == torch.uint8
+    step = (out[:, 20, 20, 1].float() - out[:, 20, 19, 1].float())  # the jump across the edge, 160 when sharp
+    assert (step < 160).float().mean() > 0.8 and (step > 0).all()  # softened, never reversed
+    assert torch.equal(out[:, :, :5], frames[:, :, :5]) and torch.equal(out[:, :, -5:], frames[:, :, -5:])
+    assert (out.float().mean() - frames.float().mean()).abs() < 1  # blurring moves no light
+
+
+def test_sensor_noise_and_white_balance_stay_within_their_bounds():
+    torch.manual_seed(0)
+    grey = torch.full((64, 24, 24, 3), 128, dtype=torch.uint8)
+    noisy = sensor_effects(grey, Augment(kinds=("sensor",), sensor_probability=1.0, blur_px=0.0, wb_gain=1.0))
+    spread = noisy.float().std(dim=(1, 2, 3))
+    assert (spread <= 0.05 * 255 * 1.15).all() and (spread > 0.5).float().mean() > 0.9
+    assert (noisy.float().mean(dim=(1, 2, 3)) - 128).abs().max() < 2  # zero-mean noise
+    balanced = sensor_effects(grey, Augment(kinds=("sensor",), sensor_probability=1.0, blur_px=0.0,
+                                            noise_std=0.0, wb_gain=1.25)).float()
+    assert (balanced[..., 1] == 128).all()  # green is the reference
+    gains = balanced[:, 0, 0, [0, 2]] / 128
+    assert (gains >= 1 / 1.25 - 0.01).all() and (gains <= 1.25 + 0.01).all()
+    assert ((gains - 1).abs() > 0.05).float().mean() > 0.5  # most frames visibly off-white
+    default = sensor_effects(grey, Augment(kinds=("sensor",)))
+    untouched = (default == grey).flatten(1).all(dim=1)
+    assert 0 < int(untouched.sum()) < 32  # each part on about half the frames: some draw none of the three
+    never = Augment(kinds=("sensor",), sensor_probability=0.0)
+    assert torch.equal(sensor_effects(grey, never), grey)
+
+
 def test_same_seed_same_augmentation_and_state_untouched():
     batch = {"observation.images.front": marker_frames(4), "observation.state": torch.zeros(4, 3)}
-    aug = Augment(kinds=("shift", "color", "randconv"))
+    aug = Augment(kinds=("shift", "color", "randconv", "sensor"))
     torch.manual_seed(5)
     a = augment_batch(batch, aug)
     torch.manual_seed(5)
@@ -83,3 +116,4 @@ def test_unknown_augmentation_is_refused(bad):
         TrainConfig(dataset=["d"], out="o", augment=bad)
     assert TrainConfig(dataset=["d"], out="o", augment="Shift, color").augmentation() == ("shift", "color")
     assert TrainConfig(dataset=["d"], out="o", augment="randconv").augmentation() == ("randconv",)
+    assert TrainConfig(dataset=["d"], out="o", augment="shift,sensor").augmentation() == ("shift", "sensor")
