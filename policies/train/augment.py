@@ -132,10 +132,9 @@ def _randconv(frames: torch.Tensor, aug: Augment) -> torch.Tensor:
 
 
 def _gaussian_kernels(sigma: torch.Tensor, radius: int) -> torch.Tensor:
-    """(B, 2 radius + 1) normalised 1-D Gaussian kernels; sigma 0 gives the identity (a unit impulse)."""
+    """(B, 2 radius + 1) normalised 1-D Gaussian kernels (sigma > 0)."""
     taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    s = sigma.clamp_min(1e-3)[:, None]
-    k = torch.exp(-0.5 * (taps[None] / s) ** 2)
+    k = torch.exp(-0.5 * (taps[None] / sigma[:, None]) ** 2)
     return k / k.sum(dim=1, keepdim=True)
 
 
@@ -149,14 +148,17 @@ def _sensor(x: torch.Tensor, aug: Augment) -> torch.Tensor:
         return torch.where(torch.rand(b) < p, torch.rand(b) * hi, torch.zeros(b))
 
     sigma = drawn(aug.blur_px)
-    if aug.blur_px > 0 and bool((sigma > 0).any()):
+    blurred = (sigma > 0).nonzero().flatten()   # only these frames are convolved
+    if aug.blur_px > 0 and len(blurred):
+        n = len(blurred)
         radius = min(max(1, math.ceil(3 * aug.blur_px)), (min(h, w) - 1) // 2)
-        k = _gaussian_kernels(sigma, radius).to(dev)
-        y = x.permute(0, 3, 1, 2).reshape(1, b * c, h, w)  # frame i's channels see only frame i's kernel
-        rows = k.repeat_interleave(c, dim=0)[:, None, :, None]  # (B C, 1, K, 1)
-        y = F.conv2d(F.pad(y, [0, 0, radius, radius], mode="reflect"), rows, groups=b * c)
-        y = F.conv2d(F.pad(y, [radius, radius, 0, 0], mode="reflect"), rows.transpose(2, 3), groups=b * c)
-        x = y.reshape(b, c, h, w).permute(0, 2, 3, 1)
+        k = _gaussian_kernels(sigma[blurred], radius).to(dev)
+        idx = blurred.to(dev)
+        y = x[idx].permute(0, 3, 1, 2).reshape(1, n * c, h, w)  # frame i's channels see only frame i's kernel
+        rows = k.repeat_interleave(c, dim=0)[:, None, :, None]  # (n C, 1, K, 1)
+        y = F.conv2d(F.pad(y, [0, 0, radius, radius], mode="reflect"), rows, groups=n * c)
+        y = F.conv2d(F.pad(y, [radius, radius, 0, 0], mode="reflect"), rows.transpose(2, 3), groups=n * c)
+        x = x.index_copy(0, idx, y.reshape(n, c, h, w).permute(0, 2, 3, 1))
     if aug.wb_gain > 1:
         span = math.log(aug.wb_gain)
         chosen = (torch.rand(b) < p).float()[:, None]
