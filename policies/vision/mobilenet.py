@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from policies.vision.trunk import Trunk, load_strict, make_norm, read_state_dict
+from policies.vision.trunk import ConvNormSequential, Trunk, load_strict, make_norm, read_state_dict
 from twin_kit import InputError
 
 STEM_CHANNELS = 32
@@ -32,7 +32,7 @@ def divisible(c: float, by: int = 8) -> int:
     return out + by if out < 0.9 * c else out
 
 
-def inverted_residual(cin: int, cout: int, stride: int, expand: int, norm: str) -> nn.Sequential:
+def inverted_residual(cin: int, cout: int, stride: int, expand: int, norm: str) -> ConvNormSequential:
     """The layers of one block, indexed as the weights file indexes them (ReLU6s hold the parameterless slots)."""
     hidden = round(cin * expand)
     depthwise = [nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), make_norm(norm, hidden),
@@ -40,7 +40,7 @@ def inverted_residual(cin: int, cout: int, stride: int, expand: int, norm: str) 
     linear = [nn.Conv2d(hidden, cout, 1, bias=False), make_norm(norm, cout)]
     expand_layers = [] if expand == 1 else [nn.Conv2d(cin, hidden, 1, bias=False), make_norm(norm, hidden),
                                             nn.ReLU6(inplace=True)]
-    return nn.Sequential(*expand_layers, *depthwise, *linear)
+    return ConvNormSequential(*expand_layers, *depthwise, *linear)
 
 
 class InvertedResidual(nn.Module):
@@ -61,8 +61,8 @@ class MobileNetV2(Trunk):
     def __init__(self, width: float = 1.0, layers: int = 3, frozen_bn: bool = False, norm: str = "batch"):
         super().__init__(width, layers, frozen_bn, norm)
         cin = divisible(STEM_CHANNELS * width)
-        blocks: list[nn.Module] = [nn.Sequential(nn.Conv2d(3, cin, 3, 2, 1, bias=False), make_norm(norm, cin),
-                                                 nn.ReLU6(inplace=True))]
+        blocks: list[nn.Module] = [ConvNormSequential(nn.Conv2d(3, cin, 3, 2, 1, bias=False), make_norm(norm, cin),
+                                                      nn.ReLU6(inplace=True))]
         for expand, c, n, s in STAGES[:STAGES_FOR_LAYERS[layers]]:
             cout = divisible(c * width)
             for i in range(n):

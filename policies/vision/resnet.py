@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from policies.vision.trunk import Trunk, load_strict, make_norm, read_state_dict
+from policies.vision.trunk import ConvNormSequential, Trunk, conv_norm, load_strict, make_norm, read_state_dict
 
 STAGE_CHANNELS = (64, 128, 256, 512)
 BLOCKS_PER_STAGE = 2  # ResNet-18
@@ -44,12 +44,12 @@ class BasicBlock(nn.Module):
         self.bn2 = make_norm(norm, cout)
         self.downsample = None
         if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), make_norm(norm, cout))
+            self.downsample = ConvNormSequential(nn.Conv2d(cin, cout, 1, stride, bias=False), make_norm(norm, cout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
-        y = self.relu(self.bn1(self.conv1(x)))
-        y = self.bn2(self.conv2(y))
+        y = self.relu(conv_norm(self.conv1, self.bn1, x))
+        y = conv_norm(self.conv2, self.bn2, y)
         return self.relu(y + shortcut)
 
 
@@ -84,7 +84,7 @@ class ResNet(Trunk):
         return [(self.conv1, self.bn1)] + [(getattr(self, f"layer{i + 1}"),) for i in range(self.layers)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(self.relu(conv_norm(self.conv1, self.bn1, x)))
         for i in range(self.layers):
             x = getattr(self, f"layer{i + 1}")(x)
         return x

@@ -1,7 +1,9 @@
 """What the image backbones share: their argument checks, fixed parts, normalisation layers and strict loading.
 
 `Trunk` is the base of ResNet and MobileNetV2. Fixed modules (frozen batch norms, frozen leading blocks) are one
-mechanism: no gradients, and inference mode kept through `train()`. `load_strict` is the weights check both
+mechanism: no gradients, and inference mode kept through `train()`. A batch norm in inference mode is an affine map
+per channel, so `conv_norm` folds it into the convolution before it (one kernel instead of two passes over the
+activations, forward and backward). `load_strict` is the weights check both
 loaders end with: the counters old files lack filled in, anything missing, unexpected or misshapen refused in one line.
 """
 from __future__ import annotations
@@ -10,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from policies.configuration import BACKBONE_NORMS
@@ -23,6 +26,42 @@ def make_norm(kind: str, channels: int) -> nn.Module:
     if kind == "group":
         return nn.GroupNorm(max(1, channels // GROUP_CHANNELS), channels)
     return nn.BatchNorm2d(channels)
+
+
+def conv_norm(conv: nn.Conv2d, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`norm(conv(x))`, with a batch norm in inference mode folded into the convolution's weights and bias: the
+    same map (and the same gradients for the convolution), a pass over the activations fewer."""
+    if not (isinstance(norm, nn.BatchNorm2d) and not norm.training and norm.running_var is not None
+            and conv.padding_mode == "zeros"):
+        return norm(conv(x))
+    scale = torch.rsqrt(norm.running_var + norm.eps)
+    if norm.weight is not None:
+        scale = scale * norm.weight
+    shift = -norm.running_mean * scale
+    if norm.bias is not None:
+        shift = shift + norm.bias
+    if conv.bias is not None:
+        shift = shift + conv.bias * scale
+    return F.conv2d(x, conv.weight * scale.reshape(-1, 1, 1, 1), shift, conv.stride, conv.padding, conv.dilation,
+                    conv.groups)
+
+
+class ConvNormSequential(nn.Sequential):
+    """An nn.Sequential (same module names, same weights files) that runs each convolution followed by a batch
+    norm through `conv_norm`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layers = list(self)
+        i = 0
+        while i < len(layers):
+            if (isinstance(layers[i], nn.Conv2d) and i + 1 < len(layers)
+                    and isinstance(layers[i + 1], nn.BatchNorm2d)):
+                x = conv_norm(layers[i], layers[i + 1], x)
+                i += 2
+            else:
+                x = layers[i](x)
+                i += 1
+        return x
 
 
 class Trunk(nn.Module):

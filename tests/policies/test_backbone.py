@@ -19,6 +19,8 @@ from policies import (
     read_dataset,
     sinusoidal_2d,
 )
+from policies.vision.mobilenet import MobileNetV2
+from policies.vision.trunk import ConvNormSequential, conv_norm
 from twin_kit import InputError, torch_threads
 
 # torchvision's resnet18 state dict, as its model and its file resnet18-f37072fd.pth spell it (a few entries):
@@ -133,6 +135,68 @@ def test_frozen_batch_norm_stays_fixed_in_training():
     m(torch.randn(4, 3, 96, 96) * 3 + 1)
     assert torch.equal(m.bn1.running_mean, before)
     assert not m.bn1.weight.requires_grad and m.conv1.weight.requires_grad
+
+
+@pytest.mark.parametrize("groups, stride, bias", [(1, 1, False), (1, 2, True), (8, 1, False)])
+def test_conv_norm_folds_an_inference_norm_with_the_same_values_and_gradients(groups, stride, bias):
+    """conv_norm(conv, bn, x) == bn(conv(x)) for a batch norm in inference mode, for the output and for the
+    gradients of the input, the convolution and the norm's affine parameters (depthwise convolutions included);
+    a norm in training mode still normalises with the batch's statistics."""
+    torch.manual_seed(0)
+    conv, bn = torch.nn.Conv2d(8, 8, 3, stride, 1, groups=groups, bias=bias), torch.nn.BatchNorm2d(8)
+    with torch.no_grad():
+        bn.running_mean.normal_(0, 0.5)
+        bn.running_var.uniform_(0.3, 3.0)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.normal_(0, 0.5)
+    bn.eval()
+    x = torch.randn(2, 8, 12, 12, requires_grad=True)
+    grads = []
+    for f in (lambda: bn(conv(x)), lambda: conv_norm(conv, bn, x)):
+        x.grad = None
+        conv.zero_grad()
+        bn.zero_grad()
+        y = f()
+        (y * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum().backward()
+        grads.append([y.detach(), x.grad, conv.weight.grad, bn.weight.grad, bn.bias.grad]
+                     + ([conv.bias.grad] if bias else []))
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-5)
+    bn.train()
+    y = conv_norm(conv, bn, x)
+    assert torch.allclose(y.mean(dim=(0, 2, 3)), bn.bias, atol=1e-5)  # batch statistics, not the running ones
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "mobilenet_v2"])
+def test_folded_trunks_match_their_unfolded_layers(backbone):
+    """A whole trunk with frozen batch norms, in training mode, gives what running its layers one by one gives."""
+    torch.manual_seed(0)
+    m = _randomised(0.25) if backbone == "resnet18" else MobileNetV2(1.0, 3)
+    with torch.no_grad():
+        for b in m.modules():
+            if isinstance(b, torch.nn.BatchNorm2d):
+                b.running_var.uniform_(0.5, 2.0)
+                b.running_mean.normal_(0, 0.2)
+    m.frozen_bn = True
+    m.fix_norms()
+    m.train()
+    x = torch.randn(2, 3, 96, 96)
+    unfolded = {id(s) for s in m.modules() if isinstance(s, ConvNormSequential)}
+    hooks = [s.register_forward_hook(lambda mod, inp, out: torch.nn.Sequential.forward(mod, inp[0]))
+             for s in m.modules() if id(s) in unfolded]
+    try:
+        plain = m(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    if backbone == "resnet18":  # its blocks call conv_norm directly: compare them against the plain composition
+        plain = m.maxpool(m.relu(m.bn1(m.conv1(x))))
+        for i in range(m.layers):
+            for blk in getattr(m, f"layer{i + 1}"):
+                short = plain if blk.downsample is None else blk.downsample[1](blk.downsample[0](plain))
+                y = blk.relu(blk.bn1(blk.conv1(plain)))
+                plain = blk.relu(blk.bn2(blk.conv2(y)) + short)
+    assert torch.allclose(m(x), plain, rtol=1e-4, atol=1e-4)
 
 
 def test_group_norm_backbone_sees_each_image_on_its_own():
