@@ -96,6 +96,26 @@ def test_onnx_runtime_replays_like_pytorch(act_run, eval_dir):
         check_eval(cfg)
 
 
+def test_torch_runtime_runs_convolutions_channels_last_with_the_same_actions(act_run):
+    """On the CPU, TorchRuntime lays the policy's convolution weights out channels-last (oneDNN's fast layout);
+    its action chunks are the contiguous-layout policy's."""
+    from policies.evaluate.runtime import TorchRuntime
+    from policies.pretrained import load_policy
+
+    policy = load_policy(act_run[0] / "policy")
+    feats = policy.features
+    rng = np.random.default_rng(0)
+    obs = {"observation.state": rng.normal(size=(3, feats.state_dim)).astype(np.float32)}
+    for k, (h, w) in feats.cameras.items():
+        obs[k] = rng.integers(0, 256, size=(3, h, w, 3), dtype=np.uint8)
+    with torch.no_grad():
+        plain = policy.infer({k: torch.from_numpy(v) for k, v in obs.items()}).numpy()
+    rt = TorchRuntime(policy)
+    convs = [m for m in policy.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    np.testing.assert_allclose(rt.chunks(obs), plain, rtol=1e-5, atol=1e-5)
+
+
 def test_wilson_interval_against_hand_computed_values():
     # (p + z^2/2n -+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n), z = 1.96: e.g. 7/10 -> (0.3968, 0.8922)
     cases = {(7, 10): (0.3968, 0.8922), (0, 10): (0.0, 0.2775), (10, 10): (0.7225, 1.0),
