@@ -15,42 +15,6 @@ def _plus(x: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
     return x if pos is None else x + pos
 
 
-def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device) -> torch.Tensor:
-    """A boolean mask of `shape`, each entry False with probability p (to within 2^-16). On the CPU it is cut from
-    64-bit random integers, three uniform 16-bit lanes each: a tenth of the generator calls of `bernoulli_`, which
-    took a tenth of a training step."""
-    if device.type != "cpu":
-        return torch.rand(shape, device=device) >= p
-    n = math.prod(shape)
-    draws = torch.empty((n + 2) // 3, dtype=torch.int64, device=device).random_()  # 63 uniform low bits
-    lanes = draws.view(torch.int16).reshape(-1, 4)[:, :3].reshape(-1)[:n]  # little-endian: the low three lanes
-    return (lanes >= round(p * 65536) - 32768).reshape(shape)
-
-
-def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Inverted dropout (as F.dropout) on `keep_mask`'s draws."""
-    if not training or p <= 0.0:
-        return x
-    if p >= 1.0:
-        return torch.zeros_like(x)
-    return torch.where(keep_mask(x.shape, p, x.device), x * (1.0 / (1.0 - p)), torch.zeros((), dtype=x.dtype,
-                                                                                            device=x.device))
-
-
-class Dropout(nn.Module):
-    """nn.Dropout on `dropout`."""
-
-    def __init__(self, p: float = 0.0):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return dropout(x, self.p, self.training)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
-
-
 class Attention(nn.Module):
     """Multi-head attention; mask is boolean, True where a query may attend (broadcast to (B, heads, Lq, Lk))."""
 
@@ -66,23 +30,15 @@ class Attention(nn.Module):
         def split(x: torch.Tensor) -> torch.Tensor:
             return x.reshape(b, x.shape[1], self.heads, d // self.heads).transpose(1, 2)
 
-        qh, kh, vh = split(self.q(q)), split(self.k(k)), split(self.v(v))
-        if self.training and self.dropout > 0 and q.device.type == "cpu":  # attention dropout on `dropout`'s draws
-            scores = (qh @ kh.transpose(-2, -1)) * (1.0 / math.sqrt(d // self.heads))
-            if mask is not None:
-                scores = scores.masked_fill(~mask, float("-inf"))
-            weights = dropout(scores.softmax(-1).to(vh.dtype), self.dropout, True)
-            o = weights @ vh
-        else:
-            o = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask,
-                                               dropout_p=self.dropout if self.training else 0.0)
+        o = F.scaled_dot_product_attention(split(self.q(q)), split(self.k(k)), split(self.v(v)), attn_mask=mask,
+                                           dropout_p=self.dropout if self.training else 0.0)
         return self.out(o.transpose(1, 2).reshape(b, lq, d))
 
 
 class MLP(nn.Sequential):
     def __init__(self, dim: int, hidden: int, dropout: float = 0.0, activation: str = "relu"):
         act = nn.ReLU() if activation == "relu" else nn.GELU(approximate="tanh")
-        super().__init__(nn.Linear(dim, hidden), act, Dropout(dropout), nn.Linear(hidden, dim))
+        super().__init__(nn.Linear(dim, hidden), act, nn.Dropout(dropout), nn.Linear(hidden, dim))
 
 
 class EncoderLayer(nn.Module):
@@ -94,7 +50,7 @@ class EncoderLayer(nn.Module):
         self.attn = Attention(dim, heads, dropout)
         self.mlp = MLP(dim, ff_dim, dropout, activation)
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.drop = Dropout(dropout)
+        self.drop = nn.Dropout(dropout)
         self.pre_norm = pre_norm
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None,
@@ -119,7 +75,7 @@ class DecoderLayer(nn.Module):
         self.cross_attn = Attention(dim, heads, dropout)
         self.mlp = MLP(dim, ff_dim, dropout, activation)
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.drop = Dropout(dropout)
+        self.drop = nn.Dropout(dropout)
         self.pre_norm = pre_norm
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, query_pos: torch.Tensor | None = None,

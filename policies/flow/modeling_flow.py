@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from policies.blocks import MLP, Attention, Dropout, EncoderLayer, drop_state, time_embedding
+from policies.blocks import MLP, Attention, EncoderLayer, drop_state, time_embedding
 from policies.features import ACTION, ACTION_IS_PAD, IMAGES, STATE, PolicyFeatures, check_objects, object_targets
 from policies.flow.configuration_flow import FlowConfig
 from policies.flow.processor_flow import make_flow_processors
@@ -38,7 +38,7 @@ class ExpertLayer(nn.Module):
         self.norm_prefix, self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.attn = Attention(dim, heads, dropout)
         self.mlp = MLP(dim, ff_dim, dropout, "gelu")
-        self.drop = Dropout(dropout)
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
         h = self.norm1(x)
