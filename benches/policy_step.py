@@ -32,11 +32,11 @@ import torch
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from policies import PolicyFeatures, make_policy  # noqa: E402
-from policies.features import OBJECTS  # noqa: E402
 from twin_kit import machine, torch_threads  # noqa: E402
 
 STATE = ACTION = 9  # a Franka: 7 joints + 2 fingers
 CAMERAS = ("observation.images.front", "observation.images.wrist")
+OBJECTS = "privileged.object_poses"  # the dataset column an auxiliary object head (aux_weight > 0) learns from
 
 
 def features(size: int) -> PolicyFeatures:
