@@ -8,10 +8,11 @@ their image backbone alone on the same images in the same run.
 Training step: `policy(preprocessor(raw))` loss, backward, AdamW step; median of --repeat after two warm-ups,
 alternating with the peer.
 Inference: `policy.infer` on one observation (ACT: one chunk; flow: its Euler steps; flow_rtc: the same with a
-committed prefix and ΠGDM guidance). Peer: the same ResNet backbone (config width) forward + backward over the
-same batch x 2 images; `*_ratio` = policy step / backbone step (how much the transformer and the rest add).
+committed prefix and ΠGDM guidance). Peer: a copy of the policy's own image backbone (fixed blocks and all)
+forward + backward over the same batch x 2 images; `*_ratio` = policy step / backbone step (how much the
+transformer and the rest add).
 --act-config: the ACT's config fields as `twin train --policy-config` takes them (e.g. the sim2real recipe's
-MobileNetV2 with fixed blocks; the peer is then that backbone, fixed blocks and all). --precision bf16 trains as
+MobileNetV2 with fixed blocks). --precision bf16 trains as
 `twin train --precision bf16` does: autocast, channels-last weights and images, fused AdamW.
 `host`: the machine measured on (twin_kit.machine).
 The last stdout line is one JSON object.

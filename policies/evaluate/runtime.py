@@ -18,8 +18,9 @@ from twin_kit import InputError, one_line
 
 
 class TorchRuntime:
-    """A loaded `PretrainedPolicy` (eval mode) on `device`; on the CPU its convolution weights go channels-last,
-    oneDNN's fast layout (the same values, twice the speed of a 16-world MobileNetV2 batch measured here)."""
+    """A loaded `PretrainedPolicy` (eval mode) on `device`. On the CPU the policy's convolution weights are put
+    channels-last, oneDNN's fast layout: the same actions (1e-5), a 16-observation MobileNetV2 batch 1.7x faster
+    here. The layout change is made on the policy object it is given."""
 
     name = "torch"
 

@@ -2,9 +2,9 @@
 
 `Trunk` is the base of ResNet and MobileNetV2. Fixed modules (frozen batch norms, frozen leading blocks) are one
 mechanism: no gradients, and inference mode kept through `train()`. A batch norm in inference mode is an affine map
-per channel, so `conv_norm` folds it into the convolution before it (one kernel instead of two passes over the
-activations, forward and backward). `load_strict` is the weights check both
-loaders end with: the counters old files lack filled in, anything missing, unexpected or misshapen refused in one line.
+per channel, so `conv_norm` folds it into the convolution before it (one pass over the activations fewer, forward
+and backward). `load_strict` is the weights check both loaders end with: the counters old files lack filled in,
+anything missing, unexpected or misshapen refused in one line.
 """
 from __future__ import annotations
 
