@@ -5,9 +5,9 @@
 In the metric synthetic twin (`twin demo`'s capture, with its splats) and the Franka, per task (`push`,
 `pick_place`), the same `twin` verbs a user runs:
 - A (plain): ACT trained on --demos expert demonstrations in the capture's own appearance.
-- B (restyled): ACT trained on A's demonstrations plus every one of them restyled with the *train* style splits
-  (`twin train V R --mix 1,1`; --b-data superset, the default), or with --b-data split on --demos demonstrations,
-  the first half vanilla and the second half restyled.
+- B (restyled): ACT trained on A's demonstrations plus every one of them restyled with the *train_wide* style
+  splits (--b-split, the default; `twin train V R --mix 1,1`; --b-data superset, the default), or with --b-data
+  split on --demos demonstrations, the first half vanilla and the second half restyled.
 - Both evaluated with `twin eval` on `vanilla` and on every held-out style family, --eval-episodes per style,
   from seeds disjoint from the training ones (--eval-seed), so A and B meet the same initial states.
 - Without --headline, also the flow-matching policy, plain and restyled, on --flow-task; A and B of the headline
@@ -15,10 +15,12 @@ In the metric synthetic twin (`twin demo`'s capture, with its splats) and the Fr
   the head camera, the goal in observation.state), which `twin deploy` sends to the simulated humanoid.
   `--only g1`, `--only other_scene` or `--only flow` runs one of those alone (--flow-steps: the flow arms' steps);
   `--ab-only` runs A and B of every --tasks task and nothing else.
-Both arms train with the same recipe (--augment shift by default: random shifts, no change of appearance; the
-auxiliary object head of ACT and flow, which learns from the privileged poses both datasets record), so the data
-is the only difference; B's restyled demos each vary --style-count families (default 3 of 8, chosen per
-episode). --parallel trains and evaluates the arms side by side, one process each.
+Both arms train with the same recipe (--policy-config: ImageNet MobileNetV2 with blocks 7-13 fine-tuned; --augment
+shift,sensor by default: random shifts and per-frame blur, pixel noise and white-balance errors, the same for A and
+B; the auxiliary object head of ACT and flow, which learns from the privileged poses both datasets record), so the
+data is the only difference; B's restyled demos each vary --style-count families (default 3 of 8, chosen per
+episode). --parallel trains and evaluates the arms side by side, one process each; without it, with --threads
+2, the arms run one after the other, each training faster (the default recipe's --headline: 73 min).
 Data: V100 = vanilla seeds 0..N/2-1; V = V100 appended with seeds N/2..N-1 (A's data). With --b-data superset, B
 trains on V + all N seeds restyled (1:1, the X-Mobility recipe): B then holds every frame A does, so B - A
 measures what adding restyled copies is worth. With --b-data split, B trains on V100 + seeds N/2..N-1 restyled.
@@ -349,26 +351,32 @@ def main() -> None:
     p.add_argument("--cameras", default="front,wrist")
     p.add_argument("--size", type=int, default=96, help="recorded camera size (pixels)")
     p.add_argument("--image-size", type=int, default=96, help="policy input size (pixels)")
-    p.add_argument("--steps", type=int, default=18_000, help="training steps of the ACT arms")
+    p.add_argument("--steps", type=int, default=14_000,
+                   help="training steps of the ACT arms: the default recipe trains 14,000 steps of 8 in ~19 min "
+                        "alone with --threads 2 (the arms one after the other); side by side (--parallel, one "
+                        "thread each) it took 31-34 min")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="auto",
                    help="training arithmetic (twin train --precision; auto: bf16 where the CPU has AVX-512 BF16 or "
                         "AMX, a third faster there; fp32 elsewhere, where emulated bf16 is ten times slower)")
     p.add_argument("--action-space", choices=("absolute", "delta"), default="absolute",
                    help="what the trained policies predict (twin train --action-space)")
-    p.add_argument("--augment", default="shift", help="training frame augmentation (twin train --augment), the same "
-                                                     "for both arms: shift moves frames, it does not restyle them; "
-                                                     "adding color or randconv did not lift B on push (0.78 / 0.46 "
-                                                     "and 0.44 / 0.37 against 0.84 / 0.465; sim2real_augment.json)")
+    p.add_argument("--augment", default="shift,sensor",
+                   help="training frame augmentation (twin train --augment), the same for both arms: shift moves "
+                        "frames, sensor blurs, adds noise and tints white balance per frame; neither restyles the "
+                        "scene. On push with the default backbone, sensor lifted A's held-out success more than "
+                        "B's (0.3575 -> 0.545, its camera family 0.08 -> 0.92; B 0.635 -> 0.6875), so it narrows "
+                        "the gain while raising both; colour jitter or randconv did not lift B (sim2real_augment.json)")
     p.add_argument("--policy-config",
-                   default='{"backbone_layers": 3, "backbone_width": 0.25, "state_dropout": 0.3}',
-                   help="JSON of policy config fields (twin train --policy-config); the default, a quarter-width "
-                        "ResNet-18 to stride 16 (6 x 6 tokens per camera), with --aux-weight trains 18,000 bf16 "
-                        "steps in 24-25 min; state_dropout 0.3 (30 %% of training samples without their joint state) "
-                        "lifted push from 0.86 / 0.52 to 0.98 / 0.82 vanilla success (A / B); the ImageNet MobileNetV2 "
-                        "(backbone mobilenet_v2, backbone_weights imagenet, backbone_width 1, frozen_blocks 11, "
-                        "frozen_bn, lr_backbone 3e-5) gave B 0.84 / 0.52 and A 0.94 / 0.3375 (vanilla / held-out; "
-                        "the whole trunk frozen: 0.50 / 0.255, 0.64 / 0.2925; sim2real_imagenet.json)")
+                   default='{"backbone_layers": 3, "backbone_width": 1.0, "state_dropout": 0.3, '
+                           '"backbone": "mobilenet_v2", "backbone_weights": "imagenet", "frozen_blocks": 7, '
+                           '"frozen_bn": true, "lr_backbone": 3e-5}',
+                   help="JSON of policy config fields (twin train --policy-config); the default: MobileNetV2 from "
+                        "ImageNet weights to stride 16 (6 x 6 tokens per camera), the stem and blocks 1-6 fixed, "
+                        "blocks 7-13 fine-tuned at a tenth of the learning rate with fixed batch norms; state_dropout "
+                        "0.3 (30 %% of training samples without their joint state). On push it took B's held-out "
+                        "success from 0.465 (a quarter-width ResNet-18 from scratch, the default until session 32) "
+                        "to 0.64, and fine-tuning fewer or more blocks did worse (sim2real_imagenet.json)")
     p.add_argument("--aux-weight", type=float, default=1.0,
                    help="the task arms' policies (ACT and flow) learn to locate the task objects too (aux_weight; 0: "
                         "off; not the G1 reach policy, whose reach demos record no objects): without it the flow "
@@ -391,9 +399,10 @@ def main() -> None:
                    help="with --b-data superset: B's restyled data holds each of A's demos in this many styles (the "
                         "same seeds and expert trajectories, twin record --style-variant 0 .. N-1), still sampled "
                         "1:1 with the vanilla demos; more looks, no more trajectories")
-    p.add_argument("--b-split", choices=("train", "train_wide"), default="train",
-                   help="the style split B's restyled demos are drawn from: train, or train_wide (train plus values "
-                   "past the held-out bands, so held-out values are interpolations); held-out evaluation is the same")
+    p.add_argument("--b-split", choices=("train", "train_wide"), default="train_wide",
+                   help="the style split B's restyled demos are drawn from: train_wide (train plus values past the "
+                        "held-out bands, so held-out values lie between trained ones but are never trained on), or "
+                        "train (held-out values past every trained one); held-out evaluation is the same")
     p.add_argument("--train-split", action="store_true", help="also evaluate both arms on every family's train "
                    "split (twin eval --styles train): in-distribution restyled rows to read the held-out ones against")
     p.add_argument("--parallel", action="store_true", help="train and evaluate the plain and restyled arms side "
