@@ -354,7 +354,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=14_000,
                    help="training steps of the ACT arms: the default recipe trains 14,000 steps of 8 in ~19 min "
                         "alone with --threads 2 (the arms one after the other); side by side (--parallel, one "
-                        "thread each) it took 31-34 min")
+                        "thread each) it took 30-37 min")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="auto",
                    help="training arithmetic (twin train --precision; auto: bf16 where the CPU has AVX-512 BF16 or "
