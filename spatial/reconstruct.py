@@ -140,6 +140,8 @@ def reconstruct(cfg) -> dict:
             rec = network[0]
         elif poses_path is not None:
             rec = _from_given_poses(frames, Path(poses_path))
+        elif kind == "video":
+            frames, rec = _from_video_sfm(frames, image_source, fcfg, work, cfg, prog)
         else:
             rec = _from_sfm(frames, work, cfg, prog, kind)
         rec.report.setdefault("notes", []).extend(frames.notes)  # warned when the frames were read
@@ -248,6 +250,33 @@ def _from_sfm(frames, work: Path, cfg, prog, kind: str) -> Reconstruction:
              + (" ..." if len(missing) > 5 else ""))
     return Reconstruction(cams, images, np.asarray(res.points, np.float64).reshape(-1, 3),
                           np.asarray(res.colors, np.uint8).reshape(-1, 3), report)
+
+
+def _from_video_sfm(frames, video: Path, fcfg, work: Path, cfg, prog):
+    """SfM on a video's keyframes; when too few register, once more on keyframes twice as dense.
+
+    Keyframes at the default parallax can be few and far apart on a slow hand-held clip (five over eight seconds
+    of the bedroom video), which leaves mapping with little to hold on to: halving the parallax that starts a new
+    keyframe (and starting one sooner when tracks are lost) gives it more, shorter baselines.
+    """
+    from spatial.capture.frames import load_frames
+    from spatial.sfm.mapper import TooFewRegistered
+
+    try:
+        return frames, _from_sfm(frames, work, cfg, prog, "video")
+    except TooFewRegistered as e:
+        denser = dataclasses.replace(fcfg, parallax=fcfg.parallax / 2,
+                                     min_tracked=1.0 - (1.0 - fcfg.min_tracked) / 2)
+        more = load_frames(video, denser, progress=prog)
+        if len(more.frames) <= len(frames.frames):
+            raise
+        warn(f"{e}; retrying with denser keyframes ({len(more.frames)} instead of {len(frames.frames)})")
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        rec = _from_sfm(more, work, cfg, prog, "video")
+        rec.report.setdefault("notes", []).append(
+            f"cameras from denser keyframes ({len(more.frames)}): the first {len(frames.frames)} registered too few")
+        return more, rec
 
 
 def _from_network(frames, cfg, prog) -> tuple[Reconstruction, list[int], list]:

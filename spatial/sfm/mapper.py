@@ -22,6 +22,10 @@ from spatial.sfm._intrinsics import camera_groups, implausible_cameras
 from twin_kit import InputError, opt, warn
 
 
+class TooFewRegistered(InputError):
+    """Mapping registered too few of the frames: they do not overlap enough (or too few of them were given)."""
+
+
 @dataclass
 class SfmConfig:
     """Structure-from-motion settings (defaults measured on the bird capture, see benches/reconstruct.py)."""
@@ -184,7 +188,7 @@ def run_sfm(frames: FrameSet, work_dir: Path, cfg: SfmConfig | None = None, prog
     res.attempt = best.label
     res.attempts = [{"attempt": a.label, "registered": a.good} for a in attempts]
     if len(res.cameras) < need:
-        raise InputError(f"images do not overlap enough: {len(res.cameras)} of {n} frames could be registered "
+        raise TooFewRegistered(f"images do not overlap enough: {len(res.cameras)} of {n} frames could be registered "
                          f"(need overlapping views of a textured scene)")
     if task is not None:
         progress.update(task, advance=1)

@@ -111,10 +111,9 @@ def test_truncated_video_warns_and_is_recorded(bird_dir, tmp_path):
     assert not (tmp_path / "b2").exists()
 
 
-def test_real_video_with_moving_subjects_reconstructs(shared_data, tmp_path):
-    """The bedroom clip (children jumping on a bed, hand-held camera) goes through every stage."""
+def _bedroom_video(shared_data: Path, video: Path) -> Path:
+    """The bedroom clip (children jumping on a bed, hand-held camera) as a 24 fps 480 x 270 H.264 video."""
     frames = sorted((shared_data / "bedroom").glob("*.jpg"))
-    video = tmp_path / "bedroom.mp4"
     with av.open(str(video), "w") as c:
         s = c.add_stream("libx264", rate=24)
         s.width, s.height, s.pix_fmt = 480, 270, "yuv420p"
@@ -124,12 +123,42 @@ def test_real_video_with_moving_subjects_reconstructs(shared_data, tmp_path):
                 c.mux(pkt)
         for pkt in s.encode():
             c.mux(pkt)
+    return video
+
+
+def test_real_video_with_moving_subjects_reconstructs(shared_data, tmp_path):
+    """The bedroom clip goes through every stage."""
+    video = _bedroom_video(shared_data, tmp_path / "bedroom.mp4")
     out = tmp_path / "b"
     r = _twin("reconstruct", video, "--out", out, "--depth-frames", "4", "--depth-max-side", "160", "--quiet")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Traceback" not in r.stderr
     b = read_bundle(out)
     assert len(b.cameras) >= 3
+
+
+def test_video_keyframes_that_do_not_register_are_retried_denser(shared_data, bird_dir, tmp_path, capsys):
+    """When a video's keyframes register too few, SfM runs once more on keyframes twice as dense; here the first
+    set is three views of two unrelated scenes (nothing to register), the retry the bedroom clip's own."""
+    from spatial.capture.frames import Frame, FramesConfig, FrameSet
+    from spatial.commands import ReconstructConfig
+    from spatial.reconstruct import _from_video_sfm
+
+    video = _bedroom_video(shared_data, tmp_path / "bedroom.mp4")
+    bird = [cv2.cvtColor(cv2.resize(cv2.imread(str(bird_dir / "images" / f"{i:03d}.jpg")), (480, 270)),
+                         cv2.COLOR_BGR2RGB) for i in (1, 90)]
+    room = cv2.cvtColor(cv2.imread(str(shared_data / "bedroom" / "00100.jpg")), cv2.COLOR_BGR2RGB)
+    first = FrameSet([Frame(f"frame_{k:06d}.png", cv2.resize(img, (480, 270)), (480, 270))
+                      for k, img in enumerate((bird[0], room, bird[1]))], source="video")
+    work = tmp_path / "work"
+    work.mkdir()
+    cfg = ReconstructConfig(input=video, out=tmp_path / "unused", quiet=True)
+    frames, rec = _from_video_sfm(first, video, FramesConfig(max_side=cfg.max_side), work, cfg, None)
+    assert len(frames.frames) > 5 and len(rec.cameras) >= 0.8 * len(frames.frames)
+    assert {c.name for c in rec.cameras} <= {f.name for f in frames.frames}
+    assert any("denser keyframes" in n for n in rec.report["notes"])
+    err = capsys.readouterr().err
+    assert "retrying with denser keyframes" in err and "of 3 frames could be registered" in err
 
 
 @pytest.fixture()
