@@ -188,8 +188,8 @@ def run_sfm(frames: FrameSet, work_dir: Path, cfg: SfmConfig | None = None, prog
     res.attempt = best.label
     res.attempts = [{"attempt": a.label, "registered": a.good} for a in attempts]
     if len(res.cameras) < need:
-        raise TooFewRegistered(f"images do not overlap enough: {len(res.cameras)} of {n} frames could be registered "
-                         f"(need overlapping views of a textured scene)")
+        raise TooFewRegistered(f"images do not overlap enough: {len(res.cameras)} of {n} frames could be "
+                               f"registered (need overlapping views of a textured scene)")
     if task is not None:
         progress.update(task, advance=1)
     return res
