@@ -367,8 +367,8 @@ def main() -> None:
                    help="training frame augmentation (twin train --augment), the same for both arms: shift moves "
                         "frames, sensor blurs, adds noise and tints white balance per frame; neither restyles the "
                         "scene. On push with the default backbone, shift,sensor lifted A's held-out success more than "
-                        "B's (0.3375 -> 0.545, its camera family 0.06 -> 0.92; B 0.67 -> 0.6875 with one restyled "
-                        "copy): a generic augmentation that hides how much restyling adds, so the default leaves it "
+                        "B's (A 0.3375 -> 0.545, its camera family 0.06 -> 0.92; B, one restyled copy, 0.635 -> "
+                        "0.6875): a generic augmentation that hides how much restyling adds, so the default leaves it "
                         "out; colour jitter or randconv did not lift B (sim2real_augment.json)")
     p.add_argument("--policy-config",
                    default='{"backbone_layers": 3, "backbone_width": 1.0, "state_dropout": 0.3, '

@@ -148,7 +148,8 @@ def test_video_keyframes_that_do_not_register_are_retried_denser(shared_data, bi
     bird = [cv2.cvtColor(cv2.resize(cv2.imread(str(bird_dir / "images" / f"{i:03d}.jpg")), (480, 270)),
                          cv2.COLOR_BGR2RGB) for i in (1, 90)]
     room = cv2.cvtColor(cv2.imread(str(shared_data / "bedroom" / "00100.jpg")), cv2.COLOR_BGR2RGB)
-    first = FrameSet([Frame(f"frame_{k:06d}.png", cv2.resize(img, (480, 270)), (480, 270))
+    room = cv2.resize(room, (480, 270), interpolation=cv2.INTER_AREA)
+    first = FrameSet([Frame(f"frame_{k:06d}.png", img, (480, 270))
                       for k, img in enumerate((bird[0], room, bird[1]))], source="video")
     work = tmp_path / "work"
     work.mkdir()
