@@ -424,9 +424,9 @@ def main() -> None:
     p.add_argument("--b-copies", type=int, default=3,
                    help="with --b-data superset: B's restyled data holds each of A's demos in this many styles (the "
                         "same seeds and expert trajectories, twin record --style-variant 0 .. N-1), still sampled "
-                        "1:1 with the vanilla demos; more looks, no more trajectories. On push (seed 0), B's held-out "
-                        "success was 0.635 with 1 copy, 0.67 with 2 and 0.7125 with 3, at the same steps and "
-                        "training time")
+                        "1:1 with the vanilla demos; more looks, no more trajectories. On push, B's held-out success "
+                        "with training seed 0 was 0.635 with 1 copy, 0.67 with 2 and 0.7125 with 3 (same steps and "
+                        "time); with seed 1, 0.5525, 0.66 and 0.5825: 2 and 3 copies do not differ beyond seeds")
     p.add_argument("--b-split", choices=("train", "train_wide"), default="train_wide",
                    help="the style split B's restyled demos are drawn from: train_wide (train plus values past the "
                         "held-out bands, so held-out values lie between trained ones but are never trained on), or "
@@ -442,7 +442,9 @@ def main() -> None:
     p.add_argument("--fresh", action="store_true", help="record and train everything anew")
     p.add_argument("--g1-steps", type=int, default=3000, help="training steps of the G1 reach policy")
     p.add_argument("--other-scene", default="twins/bird", help="a second capture the headline arms are evaluated in")
-    p.add_argument("--other-scale", type=float, default=None, help="metres per unit of --other-scene if arbitrary")
+    p.add_argument("--other-scale", type=float, default=0.3,
+                   help="metres per unit of --other-scene if arbitrary (0: none): 0.3 makes the bird scan's desk 1.7 m "
+                        "across, room for the Franka's workspace (at its true 0.057 the desk is 32 cm)")
     p.add_argument("--only", choices=("g1", "other_scene", "flow"), default=None,
                    help="run one section alone: the G1 reach, the headline arms in the other scene (reusing the "
                         "trained arms), or the flow policy's A and B on --flow-task")
