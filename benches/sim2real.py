@@ -426,7 +426,7 @@ def main() -> None:
                         "same seeds and expert trajectories, twin record --style-variant 0 .. N-1), still sampled "
                         "1:1 with the vanilla demos; more looks, no more trajectories. On push, B's held-out success "
                         "with training seed 0 was 0.635 with 1 copy, 0.67 with 2 and 0.7125 with 3 (same steps and "
-                        "time); with seed 1, 0.5525, 0.66 and 0.5825: 2 and 3 copies do not differ beyond seeds")
+                        "time); with seed 1, 0.66 with 2 and 0.5825 with 3: 2 and 3 copies do not differ beyond seeds")
     p.add_argument("--b-split", choices=("train", "train_wide"), default="train_wide",
                    help="the style split B's restyled demos are drawn from: train_wide (train plus values past the "
                         "held-out bands, so held-out values lie between trained ones but are never trained on), or "
