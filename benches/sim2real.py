@@ -19,13 +19,13 @@ Both arms train with the same recipe (--policy-config: ImageNet MobileNetV2 with
 shift by default: random shifts, the same for A and B, and no appearance augmentation that would blur what
 restyling adds; the auxiliary object head of ACT and flow, which learns from the privileged poses both datasets
 record), so the data is the only difference; B's restyled demos each vary --style-count families (default 3 of
-8, chosen per episode), and B holds each of A's demos restyled three times (--b-copies 3). --parallel trains
-and evaluates the arms side by side, one process each; without it, with --threads 2, the arms run one after
-the other, each training faster (the default recipe's --headline: about 70 min).
+8, chosen per episode), and B holds each of A's demos restyled twice (--b-copies 2). --parallel trains and
+evaluates the arms side by side, one process each; without it, with --threads 2, the arms run one after the
+other, each training faster (the default recipe's --headline: 71 min).
 Data: V100 = vanilla seeds 0..N/2-1; V = V100 appended with seeds N/2..N-1 (A's data). With --b-data superset, B
 trains on V + all N seeds restyled (1:1, the X-Mobility recipe): B then holds every frame A does, so B - A
 measures what adding restyled copies is worth. With --b-data split, B trains on V100 + seeds N/2..N-1 restyled.
---b-copies N (default 3) restyles each of those seeds N times, in N styles (the same trajectories; still 1:1
+--b-copies N (default 2) restyles each of those seeds N times, in N styles (the same trajectories; still 1:1
 with V).
 Datasets and trained runs in --work are reused when complete, so an interrupted experiment continues where it
 stopped (--fresh starts over).
@@ -272,7 +272,7 @@ def g1_reach(a) -> dict:
 
 def bird_scene(scene: Path, log: Path) -> None:
     """Build the default other scene, twins/bird, from the bird photos in ../shared/data when it has no splats yet:
-    `twin reconstruct` then `twin splat` (about 8 min on 2 cores)."""
+    `twin reconstruct` then `twin splat` (the splats take ~7 min alone on 2 cores)."""
     from spatial import BundlePaths
 
     if BundlePaths(scene).splats.exists():
@@ -421,12 +421,13 @@ def main() -> None:
                    help="B's data: superset = all of A's demos plus every one restyled, mixed 1:1 (the same "
                         "trajectories as A, more appearances); split = the first half vanilla, the second half "
                         "restyled (as many demos as A: the issue's first design, 0.26 held-out at best)")
-    p.add_argument("--b-copies", type=int, default=3,
+    p.add_argument("--b-copies", type=int, default=2,
                    help="with --b-data superset: B's restyled data holds each of A's demos in this many styles (the "
                         "same seeds and expert trajectories, twin record --style-variant 0 .. N-1), still sampled "
                         "1:1 with the vanilla demos; more looks, no more trajectories. On push, B's held-out success "
                         "with training seed 0 was 0.635 with 1 copy, 0.67 with 2 and 0.7125 with 3 (same steps and "
-                        "time); with seed 1, 0.66 with 2 and 0.5825 with 3: 2 and 3 copies do not differ beyond seeds")
+                        "time); with seed 1, 0.66 with 2 and 0.5825 with 3: 3 copies are not better beyond the "
+                        "seeds' spread (sim2real_copies3_seed0/1.json)")
     p.add_argument("--b-split", choices=("train", "train_wide"), default="train_wide",
                    help="the style split B's restyled demos are drawn from: train_wide (train plus values past the "
                         "held-out bands, so held-out values lie between trained ones but are never trained on), or "
