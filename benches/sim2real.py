@@ -275,12 +275,14 @@ def bird_scene(scene: Path, log: Path) -> None:
     `twin reconstruct` then `twin splat` (the splats take ~7 min alone on 2 cores)."""
     from spatial import BundlePaths
 
-    if BundlePaths(scene).splats.exists():
+    paths = BundlePaths(scene)
+    if paths.splats.exists():
         return
     photos = REPO.parent / "shared" / "data" / "bird" / "images"
     if scene != Path("twins/bird") or not photos.is_dir():
         raise SystemExit(f"{scene}: no splats (reconstruct and splat it first, or pass --other-scene)")
-    twin("reconstruct", str(photos), "--out", str(scene), "--overwrite", log=log)
+    if not paths.cameras.exists():  # a reconstruction already there is kept; a half-written folder is replaced
+        twin("reconstruct", str(photos), "--out", str(scene), "--overwrite", log=log)
     twin("splat", str(scene), log=log)
 
 
