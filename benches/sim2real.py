@@ -54,6 +54,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 from twin_kit import machine  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+BIRD = Path("twins/bird")  # the default other scene, built from ../shared/data's bird photos when missing
+BIRD_PHOTOS = REPO.parent / "shared" / "data" / "bird" / "images"
+BIRD_SCALE = 0.3  # metres per unit: its desk 1.7 m across, room for the Franka (at its true 0.057, 32 cm)
 GOALS = {"restyled_vanilla_success": 0.8, "restyled_heldout_success": 0.7, "heldout_gain": 0.3,
          "train_minutes": 30.0}
 
@@ -278,11 +281,10 @@ def bird_scene(scene: Path, log: Path) -> None:
     paths = BundlePaths(scene)
     if paths.splats.exists():
         return
-    photos = REPO.parent / "shared" / "data" / "bird" / "images"
-    if scene != Path("twins/bird") or not photos.is_dir():
+    if scene != BIRD or not BIRD_PHOTOS.is_dir():
         raise SystemExit(f"{scene}: no splats (reconstruct and splat it first, or pass --other-scene)")
     if not paths.cameras.exists():  # a reconstruction already there is kept; a half-written folder is replaced
-        twin("reconstruct", str(photos), "--out", str(scene), "--overwrite", log=log)
+        twin("reconstruct", str(BIRD_PHOTOS), "--out", str(scene), "--overwrite", log=log)
     twin("splat", str(scene), log=log)
 
 
@@ -290,14 +292,16 @@ def other_scene(a, task: str) -> dict:
     """A and B of `task`, trained in the demo twin, evaluated in another capture (--other-scene, metres per
     unit --other-scale) in its own appearance: a scene neither policy has seen."""
     log = Path(a.work) / "logs" / f"{task}_other_scene.log"
-    bird_scene(Path(a.other_scene), log)
-    out = {"scene": a.other_scene, "scale": a.other_scale, "task": task}
+    scene = Path(a.other_scene)
+    bird_scene(scene, log)
+    scale = a.other_scale if a.other_scale is not None else BIRD_SCALE if scene == BIRD else None
+    out = {"scene": a.other_scene, "scale": scale, "task": task}
     for name in ("plain", "restyled"):
         run = run_dir(a, task, "act", name)
         if not (run / "bench_train.json").exists():
             raise SystemExit(f"{run}: not trained yet (run the {task} arms first)")
         ev = evaluate(a, task, run, log, scene=a.other_scene, styles="vanilla", tag="_other_scene",
-                      extra=("--scale", str(a.other_scale)) if a.other_scale else ())
+                      extra=("--scale", str(scale)) if scale is not None else ())
         out[f"{name}_success"] = ev["success"]["vanilla"]
         out[f"{name}_interval"] = ev["intervals"]["vanilla"]
         out[f"{name}_eval_seconds"] = ev["seconds"]
@@ -337,7 +341,8 @@ def reused_seconds(per_task: dict) -> float:
     """The measured seconds of the trainings and evaluations this invocation reused from --work rather than ran:
     added to its own wall time, what a run without them takes (recordings aside)."""
     arms = [r for t in per_task.values() for k, r in t.items() if k.endswith("_detail")]
-    return round(sum(r["train_seconds"] * r["train_reused"] + r["eval_seconds"] * r["eval_reused"] for r in arms), 1)
+    return round(sum(r["train_seconds"] for r in arms if r["train_reused"])
+                 + sum(r["eval_seconds"] for r in arms if r["eval_reused"]), 1)
 
 
 def goals(res: dict) -> dict:
@@ -445,9 +450,9 @@ def main() -> None:
     p.add_argument("--fresh", action="store_true", help="record and train everything anew")
     p.add_argument("--g1-steps", type=int, default=3000, help="training steps of the G1 reach policy")
     p.add_argument("--other-scene", default="twins/bird", help="a second capture the headline arms are evaluated in")
-    p.add_argument("--other-scale", type=float, default=0.3,
-                   help="metres per unit of --other-scene if arbitrary (0: none): 0.3 makes the bird scan's desk 1.7 m "
-                        "across, room for the Franka's workspace (at its true 0.057 the desk is 32 cm)")
+    p.add_argument("--other-scale", type=float, default=None,
+                   help="metres per unit of --other-scene if arbitrary (default: none, but 0.3 for twins/bird, which "
+                        "makes its desk 1.7 m across, room for the Franka's workspace)")
     p.add_argument("--only", choices=("g1", "other_scene", "flow"), default=None,
                    help="run one section alone: the G1 reach, the headline arms in the other scene (reusing the "
                         "trained arms), or the flow policy's A and B on --flow-task")
