@@ -21,7 +21,8 @@ restyling adds; the auxiliary object head of ACT and flow, which learns from the
 record), so the data is the only difference; B's restyled demos each vary --style-count families (default 3 of
 8, chosen per episode), and B holds each of A's demos restyled twice (--b-copies 2). --parallel trains and
 evaluates the arms side by side, one process each; without it, with --threads 2, the arms run one after the
-other, each training faster (the default recipe's --headline: 71 min).
+other, each training faster (the default recipe's --headline: 66 min, plus 3-10 min of recording when --work has no
+datasets yet).
 Data: V100 = vanilla seeds 0..N/2-1; V = V100 appended with seeds N/2..N-1 (A's data). With --b-data superset, B
 trains on V + all N seeds restyled (1:1, the X-Mobility recipe): B then holds every frame A does, so B - A
 measures what adding restyled copies is worth. With --b-data split, B trains on V100 + seeds N/2..N-1 restyled.
@@ -195,6 +196,7 @@ def arm(a, task: str, policy: str, name: str, datasets: list[Path], mix: str | N
     return {"vanilla_success": ev["success"]["vanilla"], "heldout_success": ev["held_out_success"], **seen,
             "per_style": ev["success"], "intervals": ev["intervals"],
             "train_seconds": tr.get("total_seconds", tr["seconds"]), "train_reused": bool(tr.get("reused")),
+            "train_resumed_seconds": 0.0 if tr.get("reused") else earlier_seconds(tr),
             "eval_seconds": ev["seconds"], "eval_reused": bool(ev.get("reused")), "parameters": tr["parameters"],
             "steps": tr["steps"],
             "train_loss": tr["train_loss"], "val_loss": tr["val_loss"], "heldout_families": sorted(held),
@@ -296,11 +298,12 @@ def other_scene(a, task: str) -> dict:
     bird_scene(scene, log)
     scale = a.other_scale if a.other_scale is not None else BIRD_SCALE if scene == BIRD else None
     out = {"scene": a.other_scene, "scale": scale, "task": task}
+    tag = f"_other_scene_{scene.name}" + (f"_{scale:g}m" if scale is not None else "")  # cached per scene and scale
     for name in ("plain", "restyled"):
         run = run_dir(a, task, "act", name)
         if not (run / "bench_train.json").exists():
             raise SystemExit(f"{run}: not trained yet (run the {task} arms first)")
-        ev = evaluate(a, task, run, log, scene=a.other_scene, styles="vanilla", tag="_other_scene",
+        ev = evaluate(a, task, run, log, scene=a.other_scene, styles="vanilla", tag=tag,
                       extra=("--scale", str(scale)) if scale is not None else ())
         out[f"{name}_success"] = ev["success"]["vanilla"]
         out[f"{name}_interval"] = ev["intervals"]["vanilla"]
@@ -337,11 +340,18 @@ def docs_media(head: dict, task: str, dest: Path) -> dict:
     return out
 
 
+def earlier_seconds(tr: dict) -> float:
+    """The training seconds a resumed `twin train` spent before this invocation resumed it (0 when it ran whole)."""
+    return round(tr["total_seconds"] - tr["seconds"], 2) if tr.get("resumed_from") else 0.0
+
+
 def reused_seconds(per_task: dict) -> float:
-    """The measured seconds of the trainings and evaluations this invocation reused from --work rather than ran:
-    added to its own wall time, what a run without them takes (recordings aside)."""
+    """The measured seconds of the trainings and evaluations this invocation reused from --work rather than ran,
+    and of the steps an interrupted training had run before it resumed: added to its own wall time, what a run
+    without them takes (recordings aside)."""
     arms = [r for t in per_task.values() for k, r in t.items() if k.endswith("_detail")]
     return round(sum(r["train_seconds"] for r in arms if r["train_reused"])
+                 + sum(r.get("train_resumed_seconds", 0.0) for r in arms)
                  + sum(r["eval_seconds"] for r in arms if r["eval_reused"]), 1)
 
 
@@ -383,10 +393,11 @@ def main() -> None:
     p.add_argument("--cameras", default="front,wrist")
     p.add_argument("--size", type=int, default=96, help="recorded camera size (pixels)")
     p.add_argument("--image-size", type=int, default=96, help="policy input size (pixels)")
-    p.add_argument("--steps", type=int, default=14_000,
-                   help="training steps of the ACT arms: the default recipe trains 14,000 steps of 8 in ~19 min "
-                        "alone with --threads 2 (the arms one after the other); side by side (--parallel, one "
-                        "thread each) it took 30-37 min")
+    p.add_argument("--steps", type=int, default=20_000,
+                   help="training steps of the ACT arms: the default recipe trains 20,000 steps of 8 in ~21 min "
+                        "alone with --threads 2 (the arms one after the other). On push, 20,000 steps over 14,000 "
+                        "lifted B's held-out success 0.67 -> 0.74 (training seed 0) and 0.66 -> 0.7325 (seed 1) "
+                        "and left A's at 0.34")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="auto",
                    help="training arithmetic (twin train --precision; auto: bf16 where the CPU has AVX-512 BF16 or "
@@ -431,10 +442,10 @@ def main() -> None:
     p.add_argument("--b-copies", type=int, default=2,
                    help="with --b-data superset: B's restyled data holds each of A's demos in this many styles (the "
                         "same seeds and expert trajectories, twin record --style-variant 0 .. N-1), still sampled "
-                        "1:1 with the vanilla demos; more looks, no more trajectories. On push, B's held-out success "
-                        "with training seed 0 was 0.635 with 1 copy, 0.67 with 2 and 0.7125 with 3 (same steps and "
-                        "time); with seed 1, 0.66 with 2 and 0.5825 with 3: 3 copies are not better beyond the "
-                        "seeds' spread (sim2real_copies3_seed0/1.json)")
+                        "1:1 with the vanilla demos; more looks, no more trajectories. On push at 14,000 steps, "
+                        "B's held-out success with training seed 0 was 0.635 with 1 copy, 0.67 with 2 and 0.7125 "
+                        "with 3 (same steps and time); with seed 1, 0.66 with 2 and 0.5825 with 3: 3 copies are not "
+                        "better beyond the seeds' spread (sim2real_copies3_seed0/1.json)")
     p.add_argument("--b-split", choices=("train", "train_wide"), default="train_wide",
                    help="the style split B's restyled demos are drawn from: train_wide (train plus values past the "
                         "held-out bands, so held-out values lie between trained ones but are never trained on), or "
