@@ -21,8 +21,8 @@ restyling adds; the auxiliary object head of ACT and flow, which learns from the
 record), so the data is the only difference; B's restyled demos each vary --style-count families (default 3 of
 8, chosen per episode), and B holds each of A's demos restyled twice (--b-copies 2). --parallel trains and
 evaluates the arms side by side, one process each; without it, with --threads 2, the arms run one after the
-other, each training faster (the default recipe's --headline: 66 min, plus 3-10 min of recording when --work has no
-datasets yet).
+other, each training faster (the default recipe's --headline: 66 min, plus 3-10 min of recording when --work
+has no datasets yet).
 Data: V100 = vanilla seeds 0..N/2-1; V = V100 appended with seeds N/2..N-1 (A's data). With --b-data superset, B
 trains on V + all N seeds restyled (1:1, the X-Mobility recipe): B then holds every frame A does, so B - A
 measures what adding restyled copies is worth. With --b-data split, B trains on V100 + seeds N/2..N-1 restyled.
@@ -196,7 +196,7 @@ def arm(a, task: str, policy: str, name: str, datasets: list[Path], mix: str | N
     return {"vanilla_success": ev["success"]["vanilla"], "heldout_success": ev["held_out_success"], **seen,
             "per_style": ev["success"], "intervals": ev["intervals"],
             "train_seconds": tr.get("total_seconds", tr["seconds"]), "train_reused": bool(tr.get("reused")),
-            "train_resumed_seconds": 0.0 if tr.get("reused") else earlier_seconds(tr),
+            "train_resumed_seconds": earlier_seconds(tr),
             "eval_seconds": ev["seconds"], "eval_reused": bool(ev.get("reused")), "parameters": tr["parameters"],
             "steps": tr["steps"],
             "train_loss": tr["train_loss"], "val_loss": tr["val_loss"], "heldout_families": sorted(held),
@@ -341,8 +341,9 @@ def docs_media(head: dict, task: str, dest: Path) -> dict:
 
 
 def earlier_seconds(tr: dict) -> float:
-    """The training seconds a resumed `twin train` spent before this invocation resumed it (0 when it ran whole)."""
-    return round(tr["total_seconds"] - tr["seconds"], 2) if tr.get("resumed_from") else 0.0
+    """The training seconds a `twin train` this invocation resumed had spent before (0 when it ran whole here, and
+    when it was reused: its train_seconds then count whole)."""
+    return round(tr["total_seconds"] - tr["seconds"], 2) if tr.get("resumed_from") and not tr.get("reused") else 0.0
 
 
 def reused_seconds(per_task: dict) -> float:
@@ -351,7 +352,7 @@ def reused_seconds(per_task: dict) -> float:
     without them takes (recordings aside)."""
     arms = [r for t in per_task.values() for k, r in t.items() if k.endswith("_detail")]
     return round(sum(r["train_seconds"] for r in arms if r["train_reused"])
-                 + sum(r.get("train_resumed_seconds", 0.0) for r in arms)
+                 + sum(r["train_resumed_seconds"] for r in arms)
                  + sum(r["eval_seconds"] for r in arms if r["eval_reused"]), 1)
 
 
